@@ -1,0 +1,43 @@
+# callstream: the two commands a new user needs are `make run` and `make test`.
+# Prerequisites: Go 1.26+, Java 17+ and Maven (the local Kafka), PostgreSQL
+# server binaries (Debian: apt-get install postgresql) for the tests.
+
+GO ?= go
+BIN := bin/callstream
+
+.PHONY: run build test bench lint kafka-up kafka-down pg-up pg-down fuzz clean
+
+## run: the embedded pipeline (producer + consumers in one process); the
+## simulator is polled when UNPOD_API_TOKEN is not set.
+run:
+	$(GO) run ./cmd/callstream run
+
+build:
+	$(GO) build -o $(BIN) ./cmd/callstream
+
+## test: gofmt, vet, unit and integration tests against a real Kafka and PostgreSQL.
+test:
+	scripts/test.sh
+
+## bench: throughput and latency figures (not pass/fail).
+bench:
+	scripts/bench.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+kafka-up:
+	deploy/kafka/kafka.sh up
+
+kafka-down:
+	deploy/kafka/kafka.sh down
+
+pg-up:
+	deploy/postgres/postgres.sh up
+
+pg-down:
+	deploy/postgres/postgres.sh down
+
+clean:
+	rm -rf bin .callstream bench-results.txt

@@ -1,0 +1,187 @@
+// Package consumers is the runtime every callstream consumer plugs into: a
+// registry of plug-ins, one watermill Router per process, the middlewares all
+// plug-ins share (decode and validate, retry with backoff, poison queue to the
+// DLQ topic, panic recovery, metrics) and graceful shutdown.
+//
+// A plug-in is a name, its own config section (held by its factory) and a
+// handler. The runtime decodes each message into a schemas.CallEvent before the
+// plug-in sees it, so plug-ins never handle undecodable input: that goes to the
+// DLQ with the reason.
+package consumers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callstream/callstream/schemas"
+)
+
+// Delivery is one decoded call event handed to a plug-in, with the message it
+// came in (payload, metadata; Kafka topic/partition/offset under the
+// kafkabus metadata keys when the bus is Kafka).
+type Delivery struct {
+	Event   schemas.CallEvent
+	Message *message.Message
+}
+
+// Plugin is one consumer. It must also implement Handler or BatchHandler.
+type Plugin interface {
+	// Name is short and stable ("storage"): it names the consumer group
+	// (callstream-<name>), metrics and log lines.
+	Name() string
+}
+
+// Handler processes one event. A nil return acknowledges it. An error is
+// retried with backoff; an error wrapped by Permanent, or one that keeps
+// failing, sends the message to the DLQ with the error as the reason.
+// Handle may block (back-pressure); it must return when ctx is done.
+type Handler interface {
+	Handle(ctx context.Context, d Delivery) error
+}
+
+// BatchHandler processes events in batches, for sinks that write in
+// transactions. The runtime collects concurrent deliveries into a batch
+// bounded by BatchSize and BatchWait, and acknowledges each message only
+// after HandleBatch returned for the batch holding it: offsets are committed
+// only after the batch is durable. To fail only some items, return an
+// *ItemErrors; any other error fails the whole batch.
+type BatchHandler interface {
+	HandleBatch(ctx context.Context, batch []Delivery) error
+}
+
+// Runner is implemented by plug-ins with background work (timers, retry
+// queues). The runtime calls Run before the first delivery and cancels its
+// context on shutdown, after the router has stopped delivering.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
+// Closer is implemented by plug-ins that hold resources (databases, open
+// files). The runtime calls Close once, last.
+type Closer interface {
+	Close() error
+}
+
+// Tuner is implemented by plug-ins that need other delivery settings than
+// the defaults.
+type Tuner interface {
+	Tuning() Tuning
+}
+
+// Tuning says how a plug-in wants its events delivered. Zero fields take the
+// runtime's defaults.
+type Tuning struct {
+	// MaxInFlight is how many unacknowledged messages the subscriber may hand
+	// out at once (per subscription). Batch sinks need at least BatchSize; a
+	// plug-in that holds messages until a file is durable needs as many as a
+	// file may hold. 1 keeps strict order within a partition.
+	MaxInFlight int
+	// BatchSize and BatchWait bound a BatchHandler's batches.
+	BatchSize int
+	BatchWait time.Duration
+}
+
+// ItemErrors fails some items of a batch: the key is the index in the batch.
+// The items not named succeeded.
+type ItemErrors map[int]error
+
+func (e *ItemErrors) Error() string {
+	idx := make([]int, 0, len(*e))
+	for i := range *e {
+		idx = append(idx, i)
+	}
+	sort.Ints(idx)
+	parts := make([]string, 0, len(idx))
+	for _, i := range idx {
+		parts = append(parts, fmt.Sprintf("item %d: %v", i, (*e)[i]))
+	}
+	return fmt.Sprintf("%d of the batch failed: %s", len(idx), strings.Join(parts, "; "))
+}
+
+// permanentError marks an error that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return p.err.Error() }
+func (p permanentError) Unwrap() error { return p.err }
+
+// Permanent marks err as one that retrying cannot fix: the message goes to
+// the DLQ at once.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err was marked by Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+// Deps is what the runtime gives every plug-in's constructor.
+type Deps struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Publisher publishes to the bus (alerts topic, DLQ, a plug-in's own topics).
+	Publisher message.Publisher
+	// Topics are the full topic names, prefix applied.
+	Topics Topics
+	// State keeps the plug-in's small durable state across restarts: a file
+	// under the state directory in embedded mode, a record in a compacted
+	// topic in Kafka mode. Keys are scoped to the plug-in.
+	State StateStore
+}
+
+// StateStore keeps small durable state (a few MB at most) by key.
+type StateStore interface {
+	// Load returns the value last saved under key, or nil and no error when
+	// nothing was saved.
+	Load(ctx context.Context, key string) ([]byte, error)
+	// Save replaces the value under key durably before it returns.
+	Save(ctx context.Context, key string, value []byte) error
+}
+
+// Topics are the full names of the topics the runtime and plug-ins use.
+type Topics struct {
+	Prefix string
+	Calls  string
+	Alerts string
+	DLQ    string
+}
+
+// NewTopics derives the topic names from a prefix ("callstream." by default).
+func NewTopics(prefix string) Topics {
+	return Topics{
+		Prefix: prefix,
+		Calls:  schemas.TopicName(prefix, schemas.CallsTopic),
+		Alerts: schemas.TopicName(prefix, schemas.AlertsTopic),
+		DLQ:    schemas.TopicName(prefix, schemas.DLQTopic),
+	}
+}
+
+// Factory builds a plug-in. The factory closes over the plug-in's config
+// section, so adding a consumer touches no other consumer.
+type Factory struct {
+	Name string
+	New  func(deps Deps) (Plugin, error)
+}
+
+// Metadata keys set on a message sent to the DLQ topic. The original
+// message's payload and metadata are kept as they were.
+const (
+	DLQReasonMetadata    = "callstream_dlq_reason"    // why it was poisoned
+	DLQHandlerMetadata   = "callstream_dlq_handler"   // the plug-in that gave up
+	DLQTopicMetadata     = "callstream_dlq_topic"     // the topic it came from
+	DLQPartitionMetadata = "callstream_dlq_partition" // its partition there, when on Kafka
+	DLQOffsetMetadata    = "callstream_dlq_offset"    // its offset there, when on Kafka
+	DLQTimeMetadata      = "callstream_dlq_time"      // when it was poisoned, RFC 3339
+)

@@ -1,0 +1,88 @@
+package config
+
+import (
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+type inner struct {
+	Interval time.Duration   `yaml:"interval" env:"T_INTERVAL" flag:"interval" doc:"How often."`
+	Ages     []time.Duration `yaml:"ages" env:"T_AGES"`
+}
+
+type sample struct {
+	Name   string   `yaml:"name" env:"T_NAME" flag:"name"`
+	Token  string   `yaml:"token" env:"T_TOKEN" secret:"true"`
+	Orgs   []string `yaml:"orgs" env:"T_ORGS"`
+	Count  int      `yaml:"count" env:"T_COUNT"`
+	Inner  inner    `yaml:"inner"`
+	Enable bool     `yaml:"enable" flag:"enable"`
+}
+
+func TestLayersOverrideInOrder(t *testing.T) {
+	cfg := sample{Name: "default", Count: 1, Inner: inner{Interval: time.Second}}
+	yml := "name: file\ncount: 2\ninner:\n  interval: 5s\n  ages: [0s, 5m]\n"
+	if err := LoadYAML("test.yaml", []byte(yml), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"T_NAME": "env", "T_ORGS": "a, b,,c", "T_INTERVAL": "7s"}
+	if err := ApplyEnv(&cfg, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fl, err := BindFlags(fs, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Parse([]string{"-name", "flag", "-enable"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fl.Apply(fs); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Name != "flag" || cfg.Count != 2 || !cfg.Enable || cfg.Inner.Interval != 7*time.Second {
+		t.Fatalf("layers applied wrongly: %+v", cfg)
+	}
+	if strings.Join(cfg.Orgs, "|") != "a|b|c" {
+		t.Fatalf("orgs = %q", cfg.Orgs)
+	}
+	if len(cfg.Inner.Ages) != 2 || cfg.Inner.Ages[1] != 5*time.Minute {
+		t.Fatalf("ages = %v", cfg.Inner.Ages)
+	}
+}
+
+func TestErrorsNameTheInput(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(*sample) error
+		want string
+	}{
+		{"unknown yaml key", func(c *sample) error { return LoadYAML("c.yaml", []byte("nmae: x\n"), c) }, "nmae"},
+		{"bad duration env", func(c *sample) error {
+			return ApplyEnv(c, func(k string) (string, bool) { return "soon", k == "T_INTERVAL" })
+		}, "T_INTERVAL"},
+		{"bad int env", func(c *sample) error {
+			return ApplyEnv(c, func(k string) (string, bool) { return "many", k == "T_COUNT" })
+		}, "T_COUNT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.run(&sample{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPrintMasksSecrets(t *testing.T) {
+	out, err := Print(&sample{Token: "s3cr3t-token", Name: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "s3cr3t") || !strings.Contains(out, `token: "***"`) {
+		t.Fatalf("secret not masked:\n%s", out)
+	}
+}

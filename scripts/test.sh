@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `make test`: formatting, vet, then every test -- unit and integration --
+# against a real Kafka broker and a real PostgreSQL server, which it starts.
+# With CALLSTREAM_INTEGRATION=1 a missing service fails the run; it never
+# skips the integration tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v go >/dev/null || { echo "FAIL: Go is not installed (need Go 1.26 or later)" >&2; exit 1; }
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))
+if [[ -n $unformatted ]]; then
+	echo "FAIL: gofmt would change these files:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+go vet ./...
+
+source scripts/services.sh
+start_services
+export CALLSTREAM_INTEGRATION=1
+
+go test -count=1 -timeout 18m "$@" ./...
