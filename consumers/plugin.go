@@ -1,12 +1,3 @@
-// Package consumers is the runtime every callstream consumer plugs into: a
-// registry of plug-ins, one watermill Router per process, the middlewares all
-// plug-ins share (decode and validate, retry with backoff, poison queue to the
-// DLQ topic, panic recovery, metrics) and graceful shutdown.
-//
-// A plug-in is a name, its own config section (held by its factory) and a
-// handler. The runtime decodes each message into a schemas.CallEvent before the
-// plug-in sees it, so plug-ins never handle undecodable input: that goes to the
-// DLQ with the reason.
 package consumers
 
 import (
@@ -185,3 +176,12 @@ const (
 	DLQOffsetMetadata    = "callstream_dlq_offset"    // its offset there, when on Kafka
 	DLQTimeMetadata      = "callstream_dlq_time"      // when it was poisoned, RFC 3339
 )
+
+// Flusher is implemented by plug-ins that hold acknowledgements back until
+// a unit of work is durable (an open file). When shutdown begins, once no
+// new message is being handed out, the runtime calls Flush concurrently
+// with waiting for the in-flight deliveries, so they can finish now rather
+// than when their unit would have closed on its own.
+type Flusher interface {
+	Flush()
+}

@@ -2,7 +2,6 @@ package schemas
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -62,16 +61,4 @@ func validate(s *jsonschema.Schema, what string, data []byte) error {
 		return fmt.Errorf("%s does not match its schema: %w", what, err)
 	}
 	return nil
-}
-
-// DecodeCall validates data and decodes it into a CallEvent.
-func (v *Validator) DecodeCall(data []byte) (CallEvent, error) {
-	var e CallEvent
-	if err := v.ValidateCall(data); err != nil {
-		return e, err
-	}
-	if err := json.Unmarshal(data, &e); err != nil {
-		return e, fmt.Errorf("call event: decode: %w", err)
-	}
-	return e, nil
 }

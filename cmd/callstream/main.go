@@ -32,13 +32,15 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"run":      {"run the producer and every enabled consumer in one process (embedded mode)", cmdRun},
-		"produce":  {"poll the Unpod API and publish call events to the bus", cmdProduce},
-		"consume":  {"run consumer plug-ins (--only a,b for a subset)", cmdConsume},
-		"simulate": {"serve a simulated Unpod API", cmdSimulate},
-		"backfill": {"read a past time range once through the dedup gate", cmdBackfill},
-		"config":   {"validate or print the effective configuration (config validate|print)", cmdConfig},
-		"version":  {"print the version", cmdVersion},
+		"run":         {"run the producer and every enabled consumer in one process (embedded mode)", cmdRun},
+		"produce":     {"poll the Unpod API and publish call events to the bus", cmdProduce},
+		"consume":     {"run consumer plug-ins (--only a,b for a subset)", cmdConsume},
+		"dlq":         {"put dead-lettered messages back on their topics (dlq replay [--limit N] [--dry-run])", cmdDLQ},
+		"simulate":    {"serve a simulated Unpod API", cmdSimulate},
+		"backfill":    {"read a past time range once through the dedup gate", cmdBackfill},
+		"config":      {"validate or print the effective configuration (config validate|print)", cmdConfig},
+		"version":     {"print the version", cmdVersion},
+		"healthcheck": {"probe a running process's /readyz (for container health checks)", cmdHealthcheck},
 	}
 }
 

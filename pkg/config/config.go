@@ -110,12 +110,18 @@ type Flags struct {
 	set map[string]flagValue
 }
 
-// BindFlags registers one flag per field of dst that has a flag tag.
-func BindFlags(fs *flag.FlagSet, dst any) (*Flags, error) {
+// BindFlags registers one flag per field of dst that has a flag tag. With
+// sections given, only fields under those dotted paths get flags, so each
+// subcommand offers the flags that concern it and two sections may reuse a
+// flag name.
+func BindFlags(fs *flag.FlagSet, dst any, sections ...string) (*Flags, error) {
 	fl := &Flags{set: map[string]flagValue{}}
 	err := Walk(dst, func(f Field) error {
-		if f.Flag == "" {
+		if f.Flag == "" || !inSections(f.Path, sections) {
 			return nil
+		}
+		if fs.Lookup(f.Flag) != nil {
+			return fmt.Errorf("config: flag -%s of %s is already defined", f.Flag, f.Path)
 		}
 		v := flagValue{field: f, raw: new(string)}
 		fl.set[f.Flag] = v
@@ -123,6 +129,18 @@ func BindFlags(fs *flag.FlagSet, dst any) (*Flags, error) {
 		return nil
 	})
 	return fl, err
+}
+
+func inSections(path string, sections []string) bool {
+	if len(sections) == 0 {
+		return true
+	}
+	for _, s := range sections {
+		if path == s || strings.HasPrefix(path, s+".") {
+			return true
+		}
+	}
+	return false
 }
 
 // Apply copies the flags the user gave on the command line into the fields.

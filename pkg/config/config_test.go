@@ -86,3 +86,32 @@ func TestPrintMasksSecrets(t *testing.T) {
 		t.Fatalf("secret not masked:\n%s", out)
 	}
 }
+
+func TestReferenceListsEveryOption(t *testing.T) {
+	out, err := Reference(&sample{Name: "n", Token: "hidden", Inner: inner{Interval: 5 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"`inner.interval`", "`T_INTERVAL`", "`--interval`", "`5s`", "How often.", "`token`"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("reference lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "hidden") {
+		t.Fatalf("reference shows a secret default:\n%s", out)
+	}
+}
+
+func TestBindFlagsSections(t *testing.T) {
+	var cfg sample
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	if _, err := BindFlags(fs, &cfg, "inner"); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Lookup("interval") == nil || fs.Lookup("name") != nil {
+		t.Fatal("want only the flags of the inner section")
+	}
+	if _, err := BindFlags(fs, &cfg, "inner"); err == nil || !strings.Contains(err.Error(), "already defined") {
+		t.Fatalf("binding twice: err = %v, want a clear duplicate-flag error", err)
+	}
+}

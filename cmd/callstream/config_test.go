@@ -1,0 +1,57 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+)
+
+// The configuration reference is generated from the code; this fails when
+// docs/configuration.md was not regenerated after an option changed.
+func TestConfigurationDocIsCurrent(t *testing.T) {
+	want, err := configReference()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatalf("read docs/configuration.md: %v (generate it: go run ./cmd/callstream config docs > docs/configuration.md)", err)
+	}
+	if string(got) != want {
+		t.Fatal("docs/configuration.md is stale; regenerate it: go run ./cmd/callstream config docs > docs/configuration.md")
+	}
+}
+
+func TestConfigCommands(t *testing.T) {
+	dir := t.TempDir()
+	good := dir + "/good.yaml"
+	bad := dir + "/bad.yaml"
+	os.WriteFile(good, []byte("topic_prefix: acme.\n"), 0o600)
+	os.WriteFile(bad, []byte("topic_prefx: acme.\n"), 0o600)
+	tests := []struct {
+		args     []string
+		env      map[string]string
+		wantCode int
+		wantOut  string
+	}{
+		{[]string{"config", "validate", "--config", good}, nil, 0, "valid"},
+		{[]string{"config", "validate", "--config", bad}, nil, 1, "topic_prefx"},
+		{[]string{"config", "print", "--config", good}, map[string]string{"CALLSTREAM_STATE_DIR": "/var/lib/cs"}, 0, `state_dir: "/var/lib/cs"`},
+		{[]string{"config", "print", "--config", good}, nil, 0, `topic_prefix: "acme."`},
+		{[]string{"config"}, nil, 2, "want"},
+		{[]string{"nonsense"}, nil, 2, "unknown command"},
+		{[]string{"version"}, nil, 0, "callstream"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out bytes.Buffer
+			e := &env{stdout: &out, stderr: &out, lookupEnv: func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }}
+			code := runMain(context.Background(), e, tt.args)
+			if code != tt.wantCode || !strings.Contains(out.String(), tt.wantOut) {
+				t.Fatalf("code %d (want %d), output %q (want it to contain %q)", code, tt.wantCode, out.String(), tt.wantOut)
+			}
+		})
+	}
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/callstream/callstream/consumers"
+	"github.com/callstream/callstream/consumers/lake"
+	"github.com/callstream/callstream/pkg/telemetry"
+	"github.com/callstream/callstream/pkg/unpod"
+	"github.com/callstream/callstream/pkg/unpodsim"
+	"github.com/callstream/callstream/producer"
+	"github.com/callstream/callstream/schemas"
+)
+
+// cmdRun is embedded mode: the producer and every enabled consumer in one
+// process on watermill's in-process bus, with state in files under the
+// state directory. Without an API token it polls a built-in simulator, so a
+// new user sees events and alerts within seconds.
+func cmdRun(ctx context.Context, e *env, args []string) error {
+	cfg, _, err := loadConfig(e, "run", args,
+		[]string{"unpod", "producer", "simulator", "consumers", "storage", "alerting", "webhooks", "lake"}, nil)
+	if err != nil {
+		return err
+	}
+	logger, err := telemetry.NewLogger(e.stderr, cfg.Log)
+	if err != nil {
+		return err
+	}
+	if len(cfg.Kafka.Brokers) > 0 {
+		logger.Warn("KAFKA_BROKERS is set, but `callstream run` always uses the in-process bus; run `callstream produce` and `callstream consume` for Kafka mode")
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return fmt.Errorf("state directory %s: %w", cfg.StateDir, err)
+	}
+	reg := telemetry.NewRegistry()
+	g, ctx := errgroup.WithContext(ctx)
+
+	if cfg.Unpod.Token == "" {
+		url, err := startSimulator(ctx, g, cfg.Simulator, logger)
+		if err != nil {
+			return err
+		}
+		cfg.Unpod.BaseURL, cfg.Unpod.Token = url, cfg.Simulator.Token
+		fmt.Fprintf(e.stdout, "UNPOD_API_TOKEN is not set: polling the built-in simulator at %s (orgs %v)\n", url, cfg.Simulator.Orgs)
+	}
+	ucfg := cfg.Unpod
+	ucfg.Logger, ucfg.Registerer = logger, reg
+	client, err := unpod.New(ucfg)
+	if err != nil {
+		return err
+	}
+
+	wl := consumers.WatermillLogger(logger)
+	bus := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 1024}, wl)
+	defer bus.Close()
+	topics := consumers.NewTopics(cfg.TopicPrefix)
+
+	rt, err := consumers.New(cfg.Consumers, consumers.RuntimeDeps{
+		Logger:     logger,
+		Registerer: reg,
+		Topics:     topics,
+		Plugins:    plugins(cfg),
+		Subscribe:  consumers.SharedSubscribe(bus),
+		Publisher:  bus,
+		State:      consumers.FileStates(cfg.statePath("consumers")),
+	})
+	if err != nil {
+		return err
+	}
+	out := &console{w: e.stdout}
+	p, err := producer.New(cfg.Producer, producer.Deps{
+		Source:     client,
+		Publisher:  bus,
+		Topic:      topics.Calls,
+		Store:      producer.NewFileStore(cfg.statePath("producer-state.json")),
+		Logger:     logger,
+		Registerer: reg,
+		OnEvent:    out.event,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	alerts, err := bus.Subscribe(ctx, topics.Alerts)
+	if err != nil {
+		return err
+	}
+
+	ops := telemetry.NewServer(cfg.HTTP, reg, logger)
+	ops.AddReadiness("consumers", rt.Ready)
+	g.Go(func() error { return ops.Run(ctx) })
+	g.Go(func() error { return rt.Run(ctx) })
+	g.Go(func() error {
+		// The in-process bus keeps nothing: publish only once every plug-in
+		// is subscribed, or the first events reach none of them.
+		if err := waitReady(ctx, rt.Ready); err != nil {
+			return nil
+		}
+		fmt.Fprintf(e.stdout, "consumers running: %v; state in %s\n", rt.Plugins(), cfg.StateDir)
+		return p.Run(ctx)
+	})
+	g.Go(func() error { out.alerts(ctx, alerts); return nil })
+	g.Go(func() error { out.summaries(ctx, p, 10*time.Second); return nil })
+	return g.Wait()
+}
+
+// lakeDir puts the lake under the state directory unless it was configured.
+func lakeDir(cfg *Config) string {
+	if cfg.Lake.Dir == lake.DefaultConfig().Dir {
+		return filepath.Join(cfg.StateDir, "lake")
+	}
+	return cfg.Lake.Dir
+}
+
+func startSimulator(ctx context.Context, g *errgroup.Group, sim unpodsim.Config, logger *slog.Logger) (string, error) {
+	sim.Logger = logger.With("component", "simulator")
+	srv, err := unpodsim.New(sim)
+	if err != nil {
+		return "", fmt.Errorf("simulator: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("simulator: listen: %w", err)
+	}
+	g.Go(func() error { return srv.Serve(ctx, ln) })
+	return "http://" + ln.Addr().String(), nil
+}
+
+func waitReady(ctx context.Context, ready func(context.Context) error) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for ready(ctx) != nil {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// console prints what a person watching `make run` wants to see: the first
+// few events in full, then a summary line every few seconds, and every alert.
+type console struct {
+	mu    sync.Mutex
+	w     io.Writer
+	shown int
+}
+
+const eventsShown = 5
+
+func (c *console) event(ev *schemas.CallEvent) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.shown >= eventsShown {
+		return
+	}
+	c.shown++
+	fmt.Fprintf(c.w, "event %s org=%s call=%s rev=%d %s %s %s->%s created=%s\n", ev.Type(), ev.Org, ev.CallKey,
+		ev.Revision, ev.CallType, ev.CallStatus, ev.SourceNumber, ev.DestinationNumber, ev.CreationTime.Format(time.RFC3339))
+	if c.shown == eventsShown {
+		fmt.Fprintln(c.w, "(further events are summarised every 10s)")
+	}
+}
+
+func (c *console) summaries(ctx context.Context, p *producer.Producer, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s := p.Stats()
+		c.mu.Lock()
+		fmt.Fprintf(c.w, "summary: %d records read, %d events published (%d updates), %d duplicates dropped, %d invalid, %d calls remembered\n",
+			s.RecordsRead, s.Published, s.Updated, s.Duplicates, s.Invalid, s.Remembered)
+		c.mu.Unlock()
+	}
+}
+
+func (c *console) alerts(ctx context.Context, msgs <-chan *message.Message) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-msgs:
+			if !ok {
+				return
+			}
+			var a schemas.AlertEvent
+			if err := json.Unmarshal(m.Payload, &a); err == nil {
+				c.mu.Lock()
+				fmt.Fprintf(c.w, "ALERT %s %s %v value=%.3g threshold=%.3g window=%s since=%s\n", a.State, a.Rule, a.Group,
+					a.Value, a.Threshold, a.Window, a.StartsAt.Format(time.RFC3339))
+				c.mu.Unlock()
+			}
+			m.Ack()
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package alerting
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callstream/callstream/pkg/config"
+)
+
+func TestDefaultConfigIsValid(t *testing.T) {
+	cfg := DefaultConfig()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Rules) != 2 || cfg.Rules[0].Name != "missed-call-spike" || cfg.Rules[1].Name != "failed-call-burst" {
+		t.Fatalf("default rules = %+v", cfg.Rules)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(c *Config)
+		wantErr string
+	}{
+		{"no condition", func(c *Config) { r := &c.Rules[0]; r.MinCount, r.MinRatio, r.BaselineFactor = 0, 0, 0 }, "no condition"},
+		{"window not a multiple of the step", func(c *Config) { c.Rules[0].Window = 15 * time.Second }, "multiple"},
+		{"baseline without window", func(c *Config) { c.Rules[0].BaselineWindow = 0 }, "baseline_window"},
+		{"ratio above one", func(c *Config) { c.Rules[1].MinRatio = 1.5 }, "min_ratio"},
+		{"unknown group label", func(c *Config) { c.Rules[0].GroupBy = []string{"city"} }, `"city"`},
+		{"unknown status", func(c *Config) { c.Rules[0].Match.CallStatus = []string{"no-answer"} }, "no-answer"},
+		{"duplicate name", func(c *Config) { c.Rules[1].Name = c.Rules[0].Name }, "twice"},
+		{"unnamed rule", func(c *Config) { c.Rules[1].Name = "" }, "no name"},
+		{"negative grace", func(c *Config) { c.Grace = -time.Second }, "grace"},
+		{"bad webhook secret", func(c *Config) { c.Notifiers.Webhook = WebhookConfig{URL: "http://x", Secret: "hunter2"} }, "whsec_"},
+		{"zero queue", func(c *Config) { c.Notifiers.QueueSize = 0 }, "queue_size"},
+		{"slack URL without scheme", func(c *Config) { c.Notifiers.Slack.URL = "hooks.example/hunter2" }, "slack.url"},
+		{"alertmanager URL not http", func(c *Config) { c.Notifiers.Alertmanager.URL = "ftp://am:9093" }, "alertmanager.url"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			tt.mutate(&cfg)
+			err := cfg.Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want mention of %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatal("the secret leaked into the error")
+			}
+		})
+	}
+}
+
+func TestConfigLoadsFromYAMLAndEnv(t *testing.T) {
+	cfg := DefaultConfig()
+	yml := `
+grace: 45s
+rules:
+  - name: vip-missed
+    match: {call_status: [missed], numbers: ["+14155550000"]}
+    group_by: [org, destination_number]
+    window: 5m
+    min_count: 3
+    for: 1m
+    keep_firing_for: 2m
+    repeat_interval: 4h
+    labels: {team: vip}
+    annotations: {summary: VIP line missing calls}
+notifiers:
+  slack: {url: "https://hooks.example/T000/B000/XXXX"}
+  alertmanager: {url: "http://127.0.0.1:9093", resend_interval: 30s}
+`
+	if err := config.LoadYAML("alerting.yaml", []byte(yml), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"CALLSTREAM_ALERTING_WEBHOOK_URL": "http://127.0.0.1:1/hook", "CALLSTREAM_ALERTING_WEBHOOK_SECRET": testSecret}
+	if err := config.ApplyEnv(&cfg, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Rules[0]
+	if len(cfg.Rules) != 1 || r.Window != 5*time.Minute || r.RepeatInterval != 4*time.Hour || r.Labels["team"] != "vip" ||
+		r.Match.Numbers[0] != "+14155550000" || cfg.Grace != 45*time.Second || cfg.Notifiers.Webhook.Secret != testSecret ||
+		cfg.Notifiers.Alertmanager.ResendInterval != 30*time.Second || cfg.Notifiers.QueueSize != 1000 {
+		t.Fatalf("loaded config = %+v", cfg)
+	}
+	out, err := config.Print(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "XXXX") || strings.Contains(out, "c2VjcmV0") {
+		t.Fatalf("secrets printed:\n%s", out)
+	}
+}

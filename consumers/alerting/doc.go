@@ -1,0 +1,191 @@
+// Package alerting is the callstream consumer that tells operations teams,
+// within seconds, that calls are failing or going unanswered, and nothing
+// else. It is a plug-in of the consumer runtime (package consumers): its
+// Factory is registered under the name "alerting".
+//
+// Its rules follow the semantics of Prometheus alerting rules, and its
+// notifications those of Alertmanager, which operations teams already know.
+//
+// # Rules
+//
+// A rule is applied separately to every group of calls. Its fields:
+//
+//   - name: unique and stable; the alertname label in Alertmanager.
+//   - match: call_status and end_reason select the calls that count (the
+//     "matching" calls); call_type and numbers (source or destination)
+//     narrow the calls the rule looks at at all. So a rule on missed inbound
+//     calls takes its ratio over inbound calls only. Empty lists match all.
+//   - group_by: org always, plus destination_number and/or source_number.
+//   - window: the event-time window calls are counted over, a multiple of
+//     evaluation_interval.
+//   - Conditions, each off when zero; those set must all hold:
+//     min_count (matching calls in the window); min_ratio with min_volume
+//     (matching calls over the looked-at calls of the group, only when at
+//     least min_volume calls were looked at: a single missed call in a
+//     quiet org is 100% but not an incident); baseline_factor with
+//     baseline_window (the matching rate in the window is at least factor
+//     times the rate over the baseline window just before it).
+//   - for: how long the conditions must hold (pending) before the alert
+//     fires; 0 fires at the first evaluation that holds.
+//   - keep_firing_for: how long a firing alert stays firing after the
+//     conditions stopped holding, against flapping.
+//   - repeat_interval: a reminder is sent this often while it fires.
+//   - labels and annotations: carried into every notification
+//     (annotations.summary is the headline of Slack messages).
+//
+// The baseline factor decides whether a rise is unusual, so it takes part
+// in going pending and firing. A firing alert stays firing while the other
+// conditions hold: a sustained outage would otherwise become its own
+// baseline within the hour and resolve while calls still fail. Until the
+// evaluator has seen a whole window plus baseline window of calls (at
+// start-up, after a restart) the baseline is unknown and its condition does
+// not block; a zero baseline makes any matching call a rise. In both cases
+// min_count and min_ratio are the guard, so set them on a baseline rule.
+//
+// The reported value and threshold are the ratio and min_ratio when the
+// rule has a ratio condition, else the count and min_count, else the
+// matching calls per minute and factor times the baseline rate.
+//
+// # Default rules
+//
+// missed-call-spike: inbound missed calls, per org; window 3m; at least 8
+// missed, at least 50% of at least 15 inbound calls, and at least 3 times
+// the missed rate of the hour before; for 30s, keep_firing_for 1m,
+// repeat_interval 1h; severity=warning. With 12% of calls missed as usual
+// traffic, a 3-minute window of 15 inbound calls reaches the threshold by
+// chance with probability about 1e-4, of 30 calls 4e-7. The simulator's
+// scripted spike (70% of calls missed for 3 minutes) fires it about 3
+// minutes of event time after the spike starts and resolves it about 1.5
+// minutes after the spike ends (TestSimulatorIncidents); in wall-clock time
+// add the producer's settle lag and poll interval and the grace period.
+//
+// failed-call-burst: failed calls of any type, per org; window 2m; at least
+// 6 failed and at least 30% of at least 10 calls; for 20s, keep_firing_for
+// 1m, repeat_interval 30m; severity=critical. With 4% of calls failing as
+// usual, a chance crossing has a probability of 1e-4 at the worst volume
+// (20 calls) and falls off fast above it.
+//
+// Both need enough traffic: an org with fewer than about 5 inbound calls a
+// minute cannot trip missed-call-spike. Lower min_volume and min_count for
+// quiet orgs at the price of more noise.
+//
+// Rules are configured in YAML; a list replaces the defaults:
+//
+//	alerting:
+//	  rules:
+//	    - name: vip-line-missed
+//	      match: {call_status: [missed], numbers: ["+14155550100"]}
+//	      group_by: [org, destination_number]
+//	      window: 5m
+//	      min_count: 3
+//	      for: 1m
+//	      keep_firing_for: 2m
+//	      repeat_interval: 4h
+//	      labels: {team: vip}
+//	      annotations: {summary: The VIP line is missing calls}
+//	  notifiers:
+//	    slack: {url: https://hooks.slack.com/services/...}
+//	    alertmanager: {url: http://alertmanager:9093}
+//
+// # Event time
+//
+// Windows are on creation_time, not on arrival, and the evaluation clock is
+// the event-time watermark: the newest creation_time seen on each input
+// partition (the kafka_partition metadata; one partition on the in-process
+// bus), the oldest of those, less the grace period. Rules are evaluated at
+// every multiple of evaluation_interval the watermark passes, each window
+// ending there. A call that arrives less than grace behind the newest one is
+// counted; a call whose step was already evaluated is late: it is not
+// counted, but callstream_alerting_events_total{outcome="late"} counts it and
+// a rate-limited warning is logged. A call seen again (a redelivery, or a
+// revision not newer than one counted) is not counted twice; a newer revision
+// of a call whose step is still open replaces the earlier one's contribution.
+//
+// The grace period (default 1m) must exceed the time span of one producer
+// read: the Unpod API lists calls newest first, so one poll's calls arrive
+// in descending creation_time, and a read wider than the grace period turns
+// its oldest calls late. The producer polls every 30s by default. Calls
+// found only by the producer's rescans (records that appear minutes after
+// the call) are late by nature and are counted as such; the ratio
+// conditions are not skewed by them, the counts are lower by their share.
+//
+// A partition that delivered nothing for idle_timeout of wall time no longer
+// holds the watermark back. When every partition is idle the watermark moves
+// on with the wall clock (from idle_timeout after the last arrival), so
+// alerts resolve when calls stop altogether. idle_timeout (default 1m) must
+// exceed the producer's poll interval, or the calls of the next poll may
+// arrive late. These are the only uses of the wall clock: for the same
+// stream of events, evaluation gives the same alerts, so replaying a day of
+// history gives what living through it gave.
+//
+// # States and notifications
+//
+// Every alert (rule plus group labels) is inactive, pending or firing, as in
+// Prometheus. Going firing sends one notification (kind firing), each
+// repeat_interval of event time while it fires a reminder, and resolving one
+// notification (kind resolved), after which it is inactive again. The
+// alert_id is a UUIDv5 of rule, group and the time it went pending: the
+// firing, its reminders and its resolution share it; a later firing of the
+// same group gets a new one. Each notification has a deterministic id from
+// alert_id, kind and evaluation time, used as ce_id and webhook-id.
+//
+// Firing and resolved transitions are published to callstream.alerts.v1
+// (schemas/alert_event.v1.json), in the CloudEvents binary binding (ce_type
+// callstream.alert.firing.v1 or callstream.alert.resolved.v1, ce_source
+// from config, ce_time the evaluation's event time), keyed by alert_id.
+// Reminders go to the notifiers only. Publishing is at least once: a crash
+// between the publish and the save that records it republishes the event
+// with the same ce_id after the restart.
+//
+// # Notifiers
+//
+// Each is optional; the log notifier is on by default.
+//
+//   - log: one INFO line per notification.
+//   - webhook: POSTs the alert event JSON, signed like the webhooks
+//     consumer: webhook-id, webhook-timestamp, webhook-signature
+//     "v1,<base64 HMAC-SHA256 of id.timestamp.body>" with a whsec_ secret;
+//     callstream-notification-kind says firing, reminder or resolved.
+//   - slack: POSTs {"text": ...} with a readable summary to a
+//     Slack-compatible incoming webhook.
+//   - alertmanager: POSTs to <url>/api/v2/alerts with labels (alertname,
+//     the group, the rule's labels), annotations, startsAt and endsAt. Like
+//     Prometheus it sends firing alerts again every resend_interval with an
+//     endsAt four intervals ahead, so Alertmanager resolves them if
+//     callstream goes away, and routes, groups and repeats them itself.
+//
+// Each notifier has its own goroutine and a bounded queue: a slow or dead
+// endpoint never blocks evaluation, and when its queue is full the oldest
+// notification is dropped, counted and logged. Failed requests (network
+// errors, 408, 429, 5xx) are retried with exponential backoff up to
+// retry_max_elapsed, then given up and logged; other statuses are not
+// retried. Errors never include notifier URLs, which may hold credentials.
+//
+// # Across restarts
+//
+// The alert state (watermark, pending and firing alerts) and an outbox of
+// notifications not yet confirmed by every destination are saved through
+// the runtime's state store (a file in embedded mode, a compacted topic in
+// Kafka mode) before anything is published or sent, and saved again as
+// destinations confirm. On start the plug-in restores the alerts and resends
+// what the outbox still holds. So a restart while an alert fires sends no
+// second firing, and one after its resolution sends nothing stale: calls
+// older than the restored watermark are late, so a redelivered backlog
+// cannot fire again.
+//
+// A restarted evaluator has not seen the calls of the current window from
+// before the restart (only alert state is saved, not counts): it keeps
+// firing alerts firing until it has seen a whole window again, and its
+// baseline is unknown for a window plus baseline window.
+//
+// The corner that stays open: a destination that accepted a notification
+// just before a crash, before the confirmation was saved, gets it again
+// after the restart (at least once). The id is the same, so webhook
+// receivers can drop it and Alertmanager merges it; a Slack channel shows it
+// twice. A notification given up after retry_max_elapsed, or dropped from a
+// full queue, is not sent again.
+//
+// Counting is per process: in Kafka mode run alerting as one member of its
+// consumer group (calls of one org are spread over partitions by call_key,
+// and two members would each see part of every group).
+package alerting

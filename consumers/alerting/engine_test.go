@@ -1,0 +1,419 @@
+package alerting
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/callstream/callstream/schemas"
+)
+
+func decodeAlert(t *testing.T, data []byte) schemas.AlertEvent {
+	t.Helper()
+	var a schemas.AlertEvent
+	if err := json.Unmarshal(data, &a); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// normal is three orgs of ordinary traffic: 10% of inbound calls missed, 1%
+// of calls failed, calls arriving up to 20 s out of order.
+func normal(length time.Duration, incidents ...incident) traffic {
+	return traffic{
+		start: t0, length: length, orgs: []string{"acme", "globex", "initech"}, perMinute: 30,
+		missed: 0.10, failed: 0.01, incidents: incidents, disorder: 20 * time.Second, seed: 42,
+	}
+}
+
+func TestScenarios(t *testing.T) {
+	cfg := DefaultConfig()
+	spike := cfg.Rules[0]
+	burst := cfg.Rules[1]
+	step := cfg.EvaluationInterval
+	tests := []struct {
+		name    string
+		traffic traffic
+		// want lists the expected notices as (kind, rule, org) with the
+		// event-time range each must fall in, relative to t0.
+		want []wantNotice
+	}{
+		{
+			name: "missed-call spike fires once and resolves",
+			traffic: normal(3*time.Hour,
+				incident{org: "acme", from: 90 * time.Minute, to: 96 * time.Minute, status: schemas.StatusMissed, share: 0.7}),
+			want: []wantNotice{
+				{KindFiring, spike.Name, "acme", 90 * time.Minute, 90*time.Minute + spike.Window + spike.For + step},
+				{KindResolved, spike.Name, "acme", 96 * time.Minute, 96*time.Minute + spike.Window + spike.KeepFiringFor + 2*step},
+			},
+		},
+		{
+			name: "failed-call burst fires once and resolves",
+			traffic: normal(2*time.Hour,
+				incident{org: "globex", from: 30 * time.Minute, to: 33 * time.Minute, status: schemas.StatusFailed, share: 0.5}),
+			want: []wantNotice{
+				{KindFiring, burst.Name, "globex", 30 * time.Minute, 30*time.Minute + burst.Window + burst.For + step},
+				{KindResolved, burst.Name, "globex", 33 * time.Minute, 33*time.Minute + burst.Window + burst.KeepFiringFor + 2*step},
+			},
+		},
+		{
+			name: "a long spike sends an hourly reminder",
+			traffic: normal(4*time.Hour,
+				incident{org: "initech", from: 90 * time.Minute, to: 170 * time.Minute, status: schemas.StatusMissed, share: 0.7}),
+			want: []wantNotice{
+				{KindFiring, spike.Name, "initech", 90 * time.Minute, 90*time.Minute + spike.Window + spike.For + step},
+				{KindReminder, spike.Name, "initech", 150 * time.Minute, 150*time.Minute + spike.Window + spike.For + step},
+				{KindResolved, spike.Name, "initech", 170 * time.Minute, 170*time.Minute + spike.Window + spike.KeepFiringFor + 2*step},
+			},
+		},
+		{
+			name:    "a simulated day of noisy traffic fires nothing",
+			traffic: traffic{start: t0, length: 24 * time.Hour, orgs: []string{"a", "b", "c", "d"}, perMinute: 40, diurnal: true, missed: 0.15, failed: 0.04, disorder: 25 * time.Second, seed: 7},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := runEngine(t, cfg, tt.traffic.generate())
+			checkNotices(t, got, tt.want)
+		})
+	}
+}
+
+type wantNotice struct {
+	kind, rule, org string
+	from, to        time.Duration
+}
+
+func checkNotices(t *testing.T, got []Notice, want []wantNotice) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d notices %v, want %d", len(got), kinds(got), len(want))
+	}
+	for i, w := range want {
+		n := got[i]
+		at := n.At.Sub(t0)
+		if n.Kind != w.kind || n.Alert.Rule != w.rule || n.Alert.Org != w.org || at < w.from || at > w.to {
+			t.Errorf("notice %d = %s at +%s, want %s %s %s in [+%s, +%s]", i, n.Kind+" "+n.Alert.Rule+" "+n.Alert.Org, at, w.kind, w.rule, w.org, w.from, w.to)
+		}
+	}
+	// One alert id per firing, shared by its reminders and resolution.
+	if len(got) > 0 {
+		for _, n := range got[1:] {
+			if n.Alert.AlertID != got[0].Alert.AlertID {
+				t.Errorf("alert ids differ within one firing: %s vs %s", n.Alert.AlertID, got[0].Alert.AlertID)
+			}
+		}
+	}
+}
+
+func TestBlipBelowMinimumVolume(t *testing.T) {
+	cfg := DefaultConfig()
+	// A quiet org: one call every 5 minutes, and for a moment only missed
+	// calls: 100% missed, but far from min_volume.
+	var evs []schemas.CallEvent
+	for i := range 60 {
+		ev := call(i, "quiet", time.Duration(i)*5*time.Minute, schemas.StatusCompleted)
+		if i == 30 {
+			ev.CallStatus = schemas.StatusMissed
+		}
+		evs = append(evs, ev)
+	}
+	if got := runEngine(t, cfg, evs); len(got) != 0 {
+		t.Fatalf("a one-call blip fired: %v", kinds(got))
+	}
+	// The same org with a real burst of missed calls fires: the guard is
+	// volume, not the org.
+	for i := range 40 {
+		evs = append(evs, call(100+i, "quiet", 300*time.Minute+time.Duration(i)*2*time.Second, schemas.StatusMissed))
+	}
+	evs = append(evs, call(200, "quiet", 310*time.Minute, schemas.StatusCompleted))
+	if got := runEngine(t, cfg, evs); len(got) == 0 || got[0].Kind != KindFiring {
+		t.Fatalf("a real burst did not fire: %v", kinds(got))
+	}
+}
+
+func call(n int, org string, at time.Duration, status string) schemas.CallEvent {
+	return schemas.CallEvent{
+		EventID: "e" + itoa(n), Org: org, CallKey: "k" + itoa(n), Revision: 1, CallType: schemas.CallInbound,
+		CallStatus: status, CreationTime: t0.Add(at), SourceNumber: "+1", DestinationNumber: "+2",
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestLateEvents(t *testing.T) {
+	cfg := DefaultConfig()
+	base := normal(2*time.Hour, incident{org: "acme", from: 30 * time.Minute, to: 34 * time.Minute, status: schemas.StatusFailed, share: 0.6})
+	base.disorder = 0
+	ordered := base.generate()
+	want := runEngine(t, cfg, ordered)
+	if len(want) != 2 {
+		t.Fatalf("in-order stream gave %v, want a firing and a resolution", kinds(want))
+	}
+
+	// Delay every failed call of the incident by less than the grace
+	// period: the outcome is the same.
+	delayed := delay(ordered, cfg.Grace-5*time.Second)
+	got := runEngine(t, cfg, delayed)
+	if len(got) != 2 || got[0].Kind != KindFiring || got[1].Kind != KindResolved || !got[0].At.Equal(want[0].At) {
+		t.Fatalf("failed calls late within grace: got %v, want %v", kinds(got), kinds(want))
+	}
+
+	// Delay them by more than the grace period plus a step: they are late,
+	// counted as such and do not fire.
+	tooLate := delay(ordered, cfg.Grace+2*cfg.EvaluationInterval)
+	e := newEngine(cfg)
+	late, failed := 0, 0
+	var notices []Notice
+	for i := range tooLate {
+		if tooLate[i].CallStatus == schemas.StatusFailed && tooLate[i].CreationTime.Before(t0.Add(time.Hour)) {
+			failed++
+		}
+		if e.Observe("", &tooLate[i], wall) == Late {
+			late++
+			if tooLate[i].CallStatus != schemas.StatusFailed {
+				t.Fatalf("an on-time call was counted late: %+v", tooLate[i])
+			}
+		}
+		notices = append(notices, e.TakeNotices()...)
+	}
+	if len(notices) != 0 {
+		t.Fatalf("calls beyond grace fired: %v", kinds(notices))
+	}
+	// Failed calls held back at the very end of the stream arrive before
+	// the watermark passes them; all those of the first hour are late.
+	if late < failed || failed < 50 {
+		t.Fatalf("late = %d, want at least the %d delayed failed calls of the first hour", late, failed)
+	}
+}
+
+// delay moves every failed call later in the arrival order by d of event
+// time (it arrives with the calls created d after it).
+func delay(evs []schemas.CallEvent, d time.Duration) []schemas.CallEvent {
+	var out, held []schemas.CallEvent
+	for _, ev := range evs {
+		for len(held) > 0 && !held[0].CreationTime.Add(d).After(ev.CreationTime) {
+			out = append(out, held[0])
+			held = held[1:]
+		}
+		if ev.CallStatus == schemas.StatusFailed {
+			held = append(held, ev)
+			continue
+		}
+		out = append(out, ev)
+	}
+	return append(out, held...)
+}
+
+func TestRevisionsAndRedeliveryCountOnce(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Rules = []Rule{{Name: "failed", Match: Match{CallStatus: []string{schemas.StatusFailed}}, Window: time.Minute, MinCount: 3}}
+	e := newEngine(cfg)
+	obs := func(ev schemas.CallEvent) Outcome { return e.Observe("", &ev, wall) }
+	// Two calls, each delivered twice, then first revised to completed.
+	a, b := call(1, "o", 0, schemas.StatusFailed), call(2, "o", time.Second, schemas.StatusFailed)
+	for _, ev := range []schemas.CallEvent{a, a, b, b} {
+		obs(ev)
+	}
+	if got := obs(a); got != Duplicate {
+		t.Fatalf("redelivery outcome = %v, want Duplicate", got)
+	}
+	c := call(3, "o", 2*time.Second, schemas.StatusFailed)
+	obs(c)
+	a2 := a
+	a2.Revision, a2.CallStatus = 2, schemas.StatusCompleted
+	obs(a2)
+	// Move time on: only b and c are failed in the window: 2 < 3.
+	obs(call(4, "o", 3*time.Minute, schemas.StatusCompleted))
+	if n := e.TakeNotices(); len(n) != 0 {
+		t.Fatalf("duplicates or a replaced revision were counted: %v", kinds(n))
+	}
+	g := e.rules[0].groups["o"]
+	if g == nil {
+		t.Fatal("group o missing")
+	}
+}
+
+func TestPartitionsAndIdleness(t *testing.T) {
+	cfg := DefaultConfig()
+	e := newEngine(cfg)
+	wall := t0.Add(24 * time.Hour)
+	ev := func(n int, at time.Duration) *schemas.CallEvent {
+		c := call(n, "o", at, schemas.StatusCompleted)
+		return &c
+	}
+	e.Observe("0", ev(1, 0), wall)
+	e.Observe("1", ev(2, 0), wall)
+	// Partition 0 runs ahead; partition 1 holds the watermark back.
+	e.Observe("0", ev(3, 10*time.Minute), wall)
+	if wm := e.Watermark(); wm.After(t0) {
+		t.Fatalf("watermark %s passed the slow partition", wm)
+	}
+	// Partition 1 stays silent past idle_timeout: it no longer holds it back.
+	wall = wall.Add(cfg.IdleTimeout + time.Second)
+	e.Observe("0", ev(4, 10*time.Minute+time.Second), wall)
+	want := t0.Add(10*time.Minute + time.Second - cfg.Grace)
+	if wm := e.Watermark(); wm.Before(want.Add(-cfg.EvaluationInterval)) || wm.After(want) {
+		t.Fatalf("watermark %s, want about %s once partition 1 is idle", wm, want)
+	}
+	// Every partition silent: event time moves on with the wall clock.
+	before := e.Watermark()
+	e.Tick(wall.Add(cfg.IdleTimeout + 5*time.Minute))
+	if !e.Watermark().After(before.Add(4 * time.Minute)) {
+		t.Fatalf("watermark %s did not move on while all partitions were idle (was %s)", e.Watermark(), before)
+	}
+}
+
+func TestGroupByNumber(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Rules = []Rule{{
+		Name: "line-down", Match: Match{CallStatus: []string{schemas.StatusMissed}, Numbers: []string{"+2", "+3"}},
+		GroupBy: []string{LabelDestinationNumber}, Window: time.Minute, MinCount: 5,
+	}}
+	var evs []schemas.CallEvent
+	for i := range 30 {
+		ev := call(i, "o", time.Duration(i)*time.Second, schemas.StatusMissed)
+		ev.DestinationNumber = []string{"+2", "+3", "+4"}[i%3]
+		if i%3 == 1 {
+			ev.CallStatus = schemas.StatusCompleted // +3 answers its calls
+		}
+		evs = append(evs, ev)
+	}
+	evs = append(evs, call(99, "o", 5*time.Minute, schemas.StatusCompleted))
+	got := runEngine(t, cfg, evs)
+	if len(got) != 2 || got[0].Kind != KindFiring || got[1].Kind != KindResolved {
+		t.Fatalf("got %v, want +2 to fire and resolve", kinds(got))
+	}
+	if g := got[0].Alert.Group; len(g) != 2 || g["org"] != "o" || g["destination_number"] != "+2" {
+		t.Fatalf("group = %v", g)
+	}
+}
+
+func TestFutureCallsAndLongSilence(t *testing.T) {
+	cfg := DefaultConfig()
+	e := newEngine(cfg)
+	now := t0.Add(10 * time.Minute)
+	obs := func(ev schemas.CallEvent, now time.Time) Outcome { return e.Observe("", &ev, now) }
+	// A burst of failed calls, then a bogus call from next year.
+	for i := range 20 {
+		obs(call(i, "o", time.Duration(i)*time.Second, schemas.StatusFailed), now)
+	}
+	obs(call(50, "o", 3*time.Minute, schemas.StatusCompleted), now)
+	if got := obs(call(99, "o", 365*24*time.Hour, schemas.StatusFailed), now); got != Future {
+		t.Fatalf("a call from next year: %v, want Future", got)
+	}
+	if wm := e.Watermark(); wm.After(t0.Add(3 * time.Minute)) {
+		t.Fatalf("a future call moved the watermark to %s", wm)
+	}
+	if n := e.TakeNotices(); len(n) != 1 || n[0].Kind != KindFiring {
+		t.Fatalf("got %v, want the burst to fire", kinds(n))
+	}
+	// Thirty days of silence, then a call: the alert resolves and the
+	// evaluator jumps over the rest of the silence.
+	later := t0.Add(30 * 24 * time.Hour)
+	if got := obs(call(100, "o", 30*24*time.Hour, schemas.StatusCompleted), later); got != Counted {
+		t.Fatalf("outcome %v", got)
+	}
+	n := e.TakeNotices()
+	if len(n) != 1 || n[0].Kind != KindResolved || n[0].At.After(t0.Add(10*time.Minute)) {
+		t.Fatalf("got %v, want the resolution within minutes of the burst", kinds(n))
+	}
+	if wm := e.Watermark(); wm.Before(later.Add(-2 * cfg.Grace)) {
+		t.Fatalf("watermark %s did not catch up with %s", wm, later)
+	}
+}
+
+// TestLiveEqualsReplay feeds one stream as it would arrive live (wall clock
+// 90 s behind event time, ticks between arrivals) and as a fast replay (one
+// wall-clock instant): the notices are the same.
+func TestLiveEqualsReplay(t *testing.T) {
+	cfg := DefaultConfig()
+	stream := normal(6*time.Hour,
+		incident{org: "acme", from: 90 * time.Minute, to: 100 * time.Minute, status: schemas.StatusMissed, share: 0.8},
+		incident{org: "globex", from: 4 * time.Hour, to: 4*time.Hour + 3*time.Minute, status: schemas.StatusFailed, share: 0.5},
+	).generate()
+	replay := runEngine(t, cfg, stream)
+	if len(replay) < 4 {
+		t.Fatalf("replay gave %v, want two firings and two resolutions", kinds(replay))
+	}
+	e := newEngine(cfg)
+	var live []Notice
+	last := time.Time{}
+	for i := range stream {
+		now := stream[i].CreationTime.Add(90 * time.Second)
+		if now.Before(last) {
+			now = last // arrivals are in wall-clock order
+		}
+		for tick := last.Add(tickInterval); !last.IsZero() && tick.Before(now); tick = tick.Add(5 * time.Second) {
+			e.Tick(tick)
+		}
+		last = now
+		e.Observe("", &stream[i], now)
+		live = append(live, e.TakeNotices()...)
+	}
+	if len(live) != len(replay) {
+		t.Fatalf("live gave %v, replay %v", kinds(live), kinds(replay))
+	}
+	for i := range live {
+		if live[i].ID != replay[i].ID || live[i].Kind != replay[i].Kind || !live[i].At.Equal(replay[i].At) {
+			t.Fatalf("notice %d: live %s, replay %s", i, kinds(live[i:i+1]), kinds(replay[i:i+1]))
+		}
+	}
+}
+
+// TestInvariantsOnMessyStreams throws revisions, redeliveries, disorder,
+// skewed partitions and silences at the evaluator and checks that counts
+// stay sane and every alert goes firing, reminders, resolved in order.
+func TestInvariantsOnMessyStreams(t *testing.T) {
+	for seed := range uint64(3) {
+		cfg := DefaultConfig()
+		cfg.Rules = append(cfg.Rules, Rule{Name: "per-line", Match: Match{CallStatus: []string{schemas.StatusFailed}},
+			GroupBy: []string{LabelSourceNumber}, Window: 30 * time.Second, MinCount: 2, RepeatInterval: time.Minute})
+		stream := normal(3*time.Hour,
+			incident{org: "acme", from: time.Hour, to: 70 * time.Minute, status: schemas.StatusFailed, share: 0.5},
+			incident{org: "globex", from: 2 * time.Hour, to: 2*time.Hour + 5*time.Minute, status: schemas.StatusMissed, share: 0.9})
+		stream.seed, stream.disorder = seed, 2*time.Minute
+		evs := stream.generate()
+		rng := rand.New(rand.NewPCG(seed, 1))
+		e := newEngine(cfg)
+		state := map[string]string{} // alert id -> last kind
+		now := t0.Add(4 * time.Hour)
+		for i := range evs {
+			ev := evs[i]
+			switch rng.IntN(10) {
+			case 0: // a later revision with another status
+				ev.Revision = 2
+				ev.CallStatus = []string{schemas.StatusCompleted, schemas.StatusMissed, schemas.StatusFailed}[rng.IntN(3)]
+			case 1: // a redelivery of an earlier call
+				ev = evs[rng.IntN(i+1)]
+			case 2: // a silence: time for the ticker
+				now = now.Add(time.Duration(rng.IntN(90)) * time.Second)
+				e.Tick(now)
+			}
+			e.Observe(itoa(rng.IntN(3)), &ev, now)
+			for _, n := range e.TakeNotices() {
+				prev := state[n.Alert.AlertID]
+				ok := map[string]bool{
+					"" + KindFiring: true, KindFiring + KindReminder: true, KindFiring + KindResolved: true,
+					KindReminder + KindReminder: true, KindReminder + KindResolved: true,
+				}[prev+n.Kind]
+				if !ok {
+					t.Fatalf("seed %d: alert %s went %q after %q", seed, n.Alert.AlertID, n.Kind, prev)
+				}
+				state[n.Alert.AlertID] = n.Kind
+			}
+			for _, r := range e.rules {
+				for _, g := range r.groups {
+					if g.winMatch < 0 || g.winTotal < g.winMatch || g.baseMatch < 0 {
+						t.Fatalf("seed %d: rule %s group %s: window %d of %d, baseline %d", seed, r.rule.Name, g.key, g.winMatch, g.winTotal, g.baseMatch)
+					}
+				}
+			}
+		}
+		if len(state) < 2 {
+			t.Fatalf("seed %d: only %d alerts; the incidents should have fired", seed, len(state))
+		}
+	}
+}

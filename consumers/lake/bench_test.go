@@ -1,0 +1,177 @@
+package lake
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/callstream/callstream/consumers"
+	"github.com/callstream/callstream/pkg/testenv"
+)
+
+// TestBenchLake prints the lake's throughput (events/s into renamed Parquet
+// files, from the real broker and in-process alone) and its bytes per event
+// on disk with and without the raw column. Run with CALLSTREAM_BENCH=1;
+// CALLSTREAM_LAKE_BENCH_EVENTS sets the event count (default 300000).
+func TestBenchLake(t *testing.T) {
+	if os.Getenv("CALLSTREAM_BENCH") != "1" {
+		t.Skip("benchmark: set CALLSTREAM_BENCH=1")
+	}
+	n := 300_000
+	if v := os.Getenv("CALLSTREAM_LAKE_BENCH_EVENTS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	const partitions = 6
+	orgs := []string{"unpod", "acme", "globex", "initech"}
+	events := genEvents(n, orgs, 1, base, 31)
+
+	t.Run("in-process", func(t *testing.T) {
+		l := newLake(t, Config{IdleClose: 100 * time.Millisecond})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() { _ = l.Run(ctx) }()
+		sem := make(chan struct{}, l.Tuning().MaxInFlight)
+		var wg sync.WaitGroup
+		start, cpu0 := time.Now(), cpuTime()
+		for i := range events {
+			d := delivery(events[i], i%partitions, int64(i/partitions))
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				if err := l.Handle(ctx, d); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		el := time.Since(start)
+		report(t, "in-process", l.cfg.Dir, n, el, cpuTime()-cpu0)
+	})
+
+	t.Run("kafka", func(t *testing.T) {
+		brokers := testenv.Kafka(t)
+		topic := testenv.Topic(t, "calls")
+		createTopic(t, brokers, topic, partitions)
+		pstart := time.Now()
+		produce(t, brokers, topic, events)
+		t.Logf("produced %d events in %s (%.0f events/s, not part of the lake figure)", n, time.Since(pstart).Round(time.Millisecond), float64(n)/time.Since(pstart).Seconds())
+		l := newLake(t, Config{IdleClose: 100 * time.Millisecond})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		go func() { _ = l.Run(ctx) }()
+		dr := &driver{brokers: brokers, topic: topic, group: topic + ".lake", partitions: partitions,
+			maxInFlight: l.Tuning().MaxInFlight, stopAfter: n}
+		start, cpu0 := time.Now(), cpuTime()
+		got, err := dr.run(ctx, l)
+		el, cpu := time.Since(start), cpuTime()-cpu0
+		if err != nil || got != n {
+			t.Fatalf("consumed %d of %d: %v", got, n, err)
+		}
+		checkExactlyOnce(t, readLake(t, l.cfg.Dir), events)
+		report(t, "kafka", l.cfg.Dir, n, el, cpu)
+	})
+}
+
+// report prints events/s and bytes per event, total and without raw.
+func report(t *testing.T, name, dir string, n int, el, cpu time.Duration) {
+	t.Helper()
+	var total, raw int64
+	files := 0
+	perColumn := map[string]int64{}
+	err := filepath.WalkDir(filepath.Join(dir, tableDir), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".parquet") {
+			return err
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		st, _ := f.Stat()
+		pf, err := parquet.OpenFile(f, st.Size())
+		if err != nil {
+			return err
+		}
+		files++
+		total += st.Size()
+		col, _ := pf.Schema().Lookup("raw")
+		for _, rg := range pf.Metadata().RowGroups {
+			raw += rg.Columns[col.ColumnIndex].MetaData.TotalCompressedSize
+			for _, c := range rg.Columns {
+				perColumn[strings.Join(c.MetaData.PathInSchema, ".")] += c.MetaData.TotalCompressedSize
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("lake %-10s %8d events in %7s: %9.0f events/s (%.0f events per CPU-second, load %s); %d files; %.1f bytes/event on disk, %.1f without raw\n",
+		name, n, el.Round(time.Millisecond), float64(n)/el.Seconds(), float64(n)/cpu.Seconds(), loadAvg(), files, float64(total)/float64(n), float64(total-raw)/float64(n))
+	cols := make([]string, 0, len(perColumn))
+	var inColumns int64
+	for c, b := range perColumn {
+		cols = append(cols, fmt.Sprintf("%s %.1f", c, float64(b)/float64(n)))
+		inColumns += b
+	}
+	sort.Strings(cols)
+	fmt.Printf("lake %-10s bytes/event by column: %s; footers and headers %.1f\n", name, strings.Join(cols, ", "), float64(total-inColumns)/float64(n))
+}
+
+// BenchmarkHandle measures Handle alone, in-process, with the default
+// configuration; b.N events spread over 6 partitions.
+func BenchmarkHandle(b *testing.B) {
+	events := genEvents(min(b.N, 200_000), []string{"unpod", "acme"}, 1, base, 41)
+	l, err := New(Config{Dir: b.TempDir(), IdleClose: 100 * time.Millisecond}, consumers.Deps{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = l.Run(ctx) }()
+	sem := make(chan struct{}, l.Tuning().MaxInFlight)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for i := range b.N {
+		d := delivery(events[i%len(events)], i%6, int64(i/6))
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_ = l.Handle(ctx, d)
+		}()
+	}
+	wg.Wait()
+}
+
+// cpuTime is the CPU time (user and system) this process used so far, so
+// the figures can be read apart from other load on a shared machine.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// loadAvg is the machine's one-minute load average, for context.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
+}

@@ -1,0 +1,533 @@
+package lake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/parquet-go/parquet-go/compress"
+
+	"github.com/callstream/callstream/consumers"
+	"github.com/callstream/callstream/pkg/kafkabus"
+)
+
+// Name is the plug-in's name: its consumer group is callstream-lake.
+const Name = "lake"
+
+// Factory returns the lake plug-in's factory for the consumer runtime.
+func Factory(cfg Config) consumers.Factory {
+	return consumers.Factory{Name: Name, New: func(deps consumers.Deps) (consumers.Plugin, error) {
+		return New(cfg, deps)
+	}}
+}
+
+var errClosed = errors.New("lake: closed")
+
+// Lake writes call events to Parquet files. It implements consumers.Handler,
+// Runner, Closer and Tuner. It is safe for concurrent use: the runtime calls
+// Handle from many goroutines at once.
+type Lake struct {
+	cfg     Config
+	codec   compress.Codec
+	log     *slog.Logger
+	metrics *metrics
+	now     func() time.Time
+	sem     chan struct{} // bounds concurrent file writes
+	flushes sync.WaitGroup
+
+	// noIndex turns off the skip of offsets already in renamed files. Only
+	// tests set it, to show that the crash tests catch the duplicates the
+	// index prevents.
+	noIndex bool
+
+	mu       sync.Mutex
+	parts    map[int32]*partState
+	openRows int   // rows in files still open
+	localSeq int64 // next offset given to an event without a Kafka position
+	closed   bool
+}
+
+// partState is what the lake knows about one Kafka partition.
+type partState struct {
+	id    int32
+	topic string
+	open  map[dirKey]*openFile
+	// pending holds the offsets in files not yet renamed, so a redelivery
+	// of one waits for that file instead of writing the event twice.
+	pending map[int64]*openFile
+	// covered holds the offsets in renamed files, complete for offsets at
+	// or above floor. An offset there is acknowledged without being written.
+	covered map[int64]struct{}
+	floor   int64
+	files   []*fileRef
+}
+
+// fileRef is a renamed file of a partition.
+type fileRef struct {
+	path    string
+	first   int64
+	last    int64 // -1 until its footer was read
+	indexed bool  // its offsets are in covered
+}
+
+// openFile collects the rows of one partition bound for one directory.
+type openFile struct {
+	part               *partState
+	key                dirKey
+	rows               []Row
+	bytes              int64
+	minT, maxT         time.Time
+	opened, lastAppend time.Time
+	done               chan struct{} // closed once the file is renamed or failed
+	err                error         // set before done is closed
+}
+
+// New builds the lake plug-in and lists the files already in its directory.
+func New(cfg Config, deps consumers.Deps) (*Lake, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c, err := codec(cfg.Compression)
+	if err != nil {
+		return nil, err
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	l := &Lake{
+		cfg: cfg, codec: c, log: log.With("plugin", Name), metrics: m, now: time.Now,
+		sem: make(chan struct{}, cfg.FlushWorkers), parts: make(map[int32]*partState),
+	}
+	if err := l.scan(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Name implements consumers.Plugin.
+func (l *Lake) Name() string { return Name }
+
+// Tuning asks for as many unacknowledged messages as the open files may hold:
+// Handle acknowledges a message only once its file is renamed.
+func (l *Lake) Tuning() consumers.Tuning {
+	return consumers.Tuning{MaxInFlight: l.cfg.MaxBufferedRows}
+}
+
+// scan lists the files already in the lake, by partition, and removes
+// temporary files a crash left behind long enough ago that no live writer
+// can own them.
+func (l *Lake) scan() error {
+	root := filepath.Join(l.cfg.Dir, tableDir)
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && path == root {
+				return fs.SkipDir
+			}
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		name := d.Name()
+		if isTemp(name) {
+			if info, err := d.Info(); err == nil && l.now().Sub(info.ModTime()) > staleTemp {
+				_ = os.Remove(path)
+			}
+			return nil
+		}
+		partition, first, ok := parseFileName(name)
+		if !ok {
+			return nil
+		}
+		p := l.part(partition)
+		p.files = append(p.files, &fileRef{path: path, first: first, last: -1})
+		if partition == localPartition {
+			last, _, err := fileOffsets(path, false)
+			if err != nil {
+				// Its name still gives a lower bound for the sequence.
+				l.log.Error("lake: cannot read an existing file", "file", path, "err", err)
+				last = first
+			}
+			l.localSeq = max(l.localSeq, last+1)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("lake: list files under %s: %w", root, err)
+	}
+	return nil
+}
+
+// staleTemp is how old a temporary file must be before a starting lake
+// deletes it: far longer than any file takes to write.
+const staleTemp = 10 * time.Minute
+
+// part returns the state of a partition, creating it; l.mu is held.
+func (l *Lake) part(id int32) *partState {
+	p := l.parts[id]
+	if p == nil {
+		p = &partState{
+			id: id, open: make(map[dirKey]*openFile), pending: make(map[int64]*openFile),
+			covered: make(map[int64]struct{}), floor: math.MaxInt64,
+		}
+		l.parts[id] = p
+	}
+	return p
+}
+
+// Handle appends the event to its partition's open file for its directory
+// and returns once that file is renamed into place, so the runtime
+// acknowledges the message (and the bus commits its offset) only when the
+// event is durable. An event whose offset is already in a renamed file is
+// acknowledged at once: it is a redelivery after a crash.
+//
+// Events without a Kafka position (the in-process bus) are numbered by the
+// lake and acknowledged as soon as they are buffered: that bus delivers one
+// message at a time and keeps nothing across a crash anyway.
+func (l *Lake) Handle(ctx context.Context, d consumers.Delivery) error {
+	partition, offset, topic, kafka, err := position(d)
+	if err != nil {
+		return consumers.Permanent(err)
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return errClosed
+	}
+	if !kafka {
+		offset = l.localSeq
+		l.localSeq++
+	}
+	p := l.part(partition)
+	if p.topic == "" {
+		p.topic = topic
+	}
+	if kafka && !l.noIndex {
+		l.ensureIndexed(p, offset)
+		if _, ok := p.covered[offset]; ok {
+			l.mu.Unlock()
+			l.metrics.skipped.Inc()
+			return nil
+		}
+	}
+	f, ok := p.pending[offset]
+	if !ok {
+		f = l.append(p, d.Event.Org, rowOf(&d.Event, partition, offset))
+	}
+	l.mu.Unlock()
+	if !kafka {
+		return nil
+	}
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		// The row stays in its file; a redelivery finds it pending or covered.
+		return ctx.Err()
+	}
+}
+
+// append adds a row to its open file, rotating on event-time span, rows and
+// bytes; l.mu is held.
+func (l *Lake) append(p *partState, org string, row Row) *openFile {
+	key := keyOf(org, row.CreationTime, l.cfg.HourPartition)
+	f := p.open[key]
+	if f != nil && f.span(row.CreationTime) > l.cfg.MaxFileSpan {
+		l.startFlush(f)
+		f = nil
+	}
+	now := l.now()
+	if f == nil {
+		f = &openFile{part: p, key: key, opened: now, minT: row.CreationTime, maxT: row.CreationTime, done: make(chan struct{})}
+		p.open[key] = f
+	}
+	f.rows = append(f.rows, row)
+	f.bytes += row.size()
+	f.lastAppend = now
+	f.minT = minTime(f.minT, row.CreationTime)
+	f.maxT = maxTime(f.maxT, row.CreationTime)
+	p.pending[row.KafkaOffset] = f
+	l.openRows++
+	switch {
+	case len(f.rows) >= l.cfg.MaxFileRows || f.bytes >= l.cfg.MaxFileBytes:
+		l.startFlush(f)
+	case l.openRows >= l.cfg.MaxBufferedRows/2:
+		// Half the in-flight budget sits in open files: write the biggest
+		// so the bus never stalls waiting for acknowledgements, and leave
+		// small ones to grow (or to age out).
+		l.relievePressure()
+	}
+	return f
+}
+
+// relievePressure writes the biggest open files until at most a quarter of
+// the in-flight budget remains in open files; l.mu is held.
+func (l *Lake) relievePressure() {
+	var open []*openFile
+	for _, p := range l.parts {
+		for _, f := range p.open {
+			open = append(open, f)
+		}
+	}
+	slices.SortFunc(open, func(a, b *openFile) int { return len(b.rows) - len(a.rows) })
+	for _, f := range open {
+		if l.openRows <= l.cfg.MaxBufferedRows/4 {
+			return
+		}
+		l.startFlush(f)
+	}
+}
+
+func (f *openFile) span(t time.Time) time.Duration {
+	return maxTime(f.maxT, t).Sub(minTime(f.minT, t))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// ensureIndexed makes p.covered complete for offsets at or above offset by
+// reading the offsets of every renamed file that may hold one; l.mu is held.
+func (l *Lake) ensureIndexed(p *partState, offset int64) {
+	if offset >= p.floor {
+		return
+	}
+	for _, f := range p.files {
+		if f.indexed {
+			continue
+		}
+		if f.last < 0 && f.first < offset {
+			last, _, err := fileOffsets(f.path, false)
+			if err != nil {
+				l.unreadable(p, f, err)
+				continue
+			}
+			f.last = last
+		}
+		if f.first < offset && f.last < offset {
+			continue
+		}
+		last, offsets, err := fileOffsets(f.path, true)
+		if err != nil {
+			l.unreadable(p, f, err)
+			continue
+		}
+		f.last = last
+		for _, o := range offsets {
+			p.covered[o] = struct{}{}
+		}
+		f.indexed = true
+		l.metrics.indexedFiles.Inc()
+	}
+	p.floor = offset
+}
+
+// unreadable gives up on a damaged file: blocking the partition on it would
+// stop the whole lake, so it is logged and counted, and treated as holding
+// no offset (its records may be written again). l.mu is held.
+func (l *Lake) unreadable(p *partState, f *fileRef, err error) {
+	l.log.Error("lake: cannot read the offsets of an existing file; its events may be written again",
+		"partition", p.id, "file", f.path, "err", err)
+	l.metrics.indexErrors.Inc()
+	f.indexed = true // never retried: the error would repeat for every record
+	f.last = -1
+}
+
+// prune forgets covered offsets below the oldest pending one once there are
+// many; ensureIndexed reads them back from disk if one is ever redelivered.
+// l.mu is held.
+func (l *Lake) prune(p *partState) {
+	if len(p.covered) <= 4*l.cfg.MaxBufferedRows {
+		return
+	}
+	threshold := int64(math.MaxInt64)
+	for o := range p.pending {
+		threshold = min(threshold, o)
+	}
+	if len(p.pending) == 0 {
+		threshold = 0
+		for o := range p.covered {
+			threshold = max(threshold, o+1)
+		}
+	}
+	for o := range p.covered {
+		if o < threshold {
+			delete(p.covered, o)
+		}
+	}
+	for _, f := range p.files {
+		if f.first < threshold {
+			f.indexed = false
+		}
+	}
+	p.floor = max(p.floor, threshold)
+}
+
+// startFlush hands an open file to a writer goroutine; l.mu is held.
+func (l *Lake) startFlush(f *openFile) {
+	delete(f.part.open, f.key)
+	l.openRows -= len(f.rows)
+	l.flushes.Add(1)
+	go l.flush(f)
+}
+
+// flushAll starts writing every open file; l.mu is held.
+func (l *Lake) flushAll() {
+	for _, p := range l.parts {
+		for _, f := range p.open {
+			l.startFlush(f)
+		}
+	}
+}
+
+// flush writes one file and wakes the handlers waiting for it.
+func (l *Lake) flush(f *openFile) {
+	defer l.flushes.Done()
+	l.sem <- struct{}{}
+	defer func() { <-l.sem }()
+
+	start := time.Now()
+	p := f.part
+	slices.SortFunc(f.rows, func(a, b Row) int { return cmpInt64(a.KafkaOffset, b.KafkaOffset) })
+	spec := fileSpec{
+		root: l.cfg.Dir, dir: f.key.path(), name: fileName(p.id, f.rows[0].KafkaOffset),
+		topic: p.topic, partition: p.id, codec: l.codec, rowGroupRows: l.cfg.RowGroupRows,
+	}
+	size, err := writeFile(spec, f.rows)
+
+	l.mu.Lock()
+	for i := range f.rows {
+		delete(p.pending, f.rows[i].KafkaOffset)
+	}
+	if err == nil && p.id != localPartition {
+		for i := range f.rows {
+			p.covered[f.rows[i].KafkaOffset] = struct{}{}
+		}
+		p.files = append(p.files, &fileRef{
+			path: filepath.Join(spec.root, spec.dir, spec.name), first: f.rows[0].KafkaOffset,
+			last: f.rows[len(f.rows)-1].KafkaOffset, indexed: true,
+		})
+		l.prune(p)
+	}
+	l.mu.Unlock()
+
+	if err != nil {
+		l.metrics.flushErrors.Inc()
+		l.log.Error("lake: write file failed; its events will be redelivered", "dir", spec.dir, "file", spec.name, "rows", len(f.rows), "err", err)
+	} else {
+		l.metrics.files.Inc()
+		l.metrics.rows.Add(float64(len(f.rows)))
+		l.metrics.bytes.Add(float64(size))
+		l.metrics.flushSeconds.Observe(time.Since(start).Seconds())
+	}
+	f.err = err
+	close(f.done)
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Run closes files that stayed open too long: idle ones after IdleClose,
+// busy ones after MaxFileAge, so every event is acknowledged in bounded time.
+func (l *Lake) Run(ctx context.Context) error {
+	tick := min(l.cfg.IdleClose, l.cfg.MaxFileAge) / 4
+	tick = min(max(tick, 10*time.Millisecond), time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			l.closeExpired()
+		}
+	}
+}
+
+func (l *Lake) closeExpired() {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range l.parts {
+		for _, f := range p.open {
+			if now.Sub(f.lastAppend) >= l.cfg.IdleClose || now.Sub(f.opened) >= l.cfg.MaxFileAge {
+				l.startFlush(f)
+			}
+		}
+	}
+}
+
+// Flush writes every open file and waits until all files are renamed.
+func (l *Lake) Flush() {
+	l.mu.Lock()
+	l.flushAll()
+	l.mu.Unlock()
+	l.flushes.Wait()
+}
+
+// Close writes the open files and waits for every write to finish. Rows of
+// messages never acknowledged are written too; their redelivery finds them
+// covered and writes nothing.
+func (l *Lake) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.flushAll()
+	l.mu.Unlock()
+	l.flushes.Wait()
+	return nil
+}
+
+// position reads the Kafka partition, offset and topic of a delivery; kafka
+// is false when the message carries none (the in-process bus).
+func position(d consumers.Delivery) (partition int32, offset int64, topic string, kafka bool, err error) {
+	if d.Message == nil {
+		return localPartition, 0, "", false, nil
+	}
+	ps, okP := d.Message.Metadata[kafkabus.PartitionMetadata]
+	offs, okO := d.Message.Metadata[kafkabus.OffsetMetadata]
+	if !okP && !okO {
+		return localPartition, 0, "", false, nil
+	}
+	p, err := strconv.ParseInt(ps, 10, 32)
+	if err != nil || p < 0 {
+		return 0, 0, "", false, fmt.Errorf("lake: message %s: bad %s %q", d.Message.UUID, kafkabus.PartitionMetadata, ps)
+	}
+	o, err := strconv.ParseInt(offs, 10, 64)
+	if err != nil || o < 0 {
+		return 0, 0, "", false, fmt.Errorf("lake: message %s: bad %s %q", d.Message.UUID, kafkabus.OffsetMetadata, offs)
+	}
+	return int32(p), o, d.Message.Metadata[kafkabus.TopicMetadata], true, nil
+}

@@ -1,0 +1,119 @@
+package consumers
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callstream/callstream/pkg/kafkabus"
+	"github.com/callstream/callstream/pkg/testenv"
+)
+
+// testStateStore checks the StateStore contract on any implementation:
+// missing keys load as nil, the last Save wins, keys are independent, and
+// an empty key is refused.
+func testStateStore(t *testing.T, s StateStore) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	steps := []struct {
+		op    string // save or load
+		key   string
+		value string
+		want  string // for load; "<nil>" means no value
+	}{
+		{op: "load", key: "window", want: "<nil>"},
+		{op: "save", key: "window", value: "v1"},
+		{op: "load", key: "window", want: "v1"},
+		{op: "save", key: "window", value: "v2"},
+		{op: "save", key: "other/key with spaces", value: "x"},
+		{op: "load", key: "window", want: "v2"},
+		{op: "load", key: "other/key with spaces", want: "x"},
+		{op: "save", key: "empty", value: ""},
+		{op: "load", key: "empty", want: ""},
+		{op: "load", key: "..", want: "<nil>"},
+	}
+	for i, st := range steps {
+		switch st.op {
+		case "save":
+			if err := s.Save(ctx, st.key, []byte(st.value)); err != nil {
+				t.Fatalf("step %d: save %q: %v", i, st.key, err)
+			}
+		case "load":
+			got, err := s.Load(ctx, st.key)
+			if err != nil && st.key != ".." {
+				t.Fatalf("step %d: load %q: %v", i, st.key, err)
+			}
+			gotS := "<nil>"
+			if got != nil {
+				gotS = string(got)
+			}
+			if gotS != st.want {
+				t.Fatalf("step %d: load %q = %q, want %q", i, st.key, gotS, st.want)
+			}
+		}
+	}
+	if err := s.Save(ctx, "", []byte("x")); err == nil {
+		t.Fatal("empty key accepted")
+	}
+}
+
+func TestFileState(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "storage")
+	testStateStore(t, FileState{Dir: dir})
+	// No temp file is left behind, and keys stay inside Dir.
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			t.Fatalf("temp file left behind: %s", e.Name())
+		}
+	}
+	if err := (FileState{Dir: dir}).Save(context.Background(), "../escape", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "..", "escape")); err == nil {
+		t.Fatal("a key wrote outside the state directory")
+	}
+}
+
+func TestTopicState(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	kcfg := kafkabus.DefaultConfig()
+	kcfg.Brokers = brokers
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	topic := testenv.Prefix(t) + ConsumerStateTopic
+	ts, err := NewTopicState(ctx, kcfg, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ts.Close()
+	testStateStore(t, ts.For("storage"))
+
+	// Keys are scoped per plug-in, and a new TopicState (a restarted
+	// process) reads what the old one saved.
+	if err := ts.For("lake").Save(ctx, "window", []byte("lake-value")); err != nil {
+		t.Fatal(err)
+	}
+	ts2, err := NewTopicState(ctx, kcfg, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ts2.Close()
+	for plugin, want := range map[string]string{"storage": "v2", "lake": "lake-value"} {
+		got, err := ts2.For(plugin).Load(ctx, "window")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, []byte(want)) {
+			t.Fatalf("%s/window = %q after restart, want %q", plugin, got, want)
+		}
+	}
+}

@@ -1,0 +1,228 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callstream/callstream/consumers"
+	"github.com/callstream/callstream/pkg/testenv"
+	"github.com/callstream/callstream/schemas"
+)
+
+// benchEvents returns n events over n*4/5 calls: most calls once, a fifth
+// with a second revision, in delivery order (revision 2 after revision 1).
+func benchEvents(n int) []schemas.CallEvent {
+	calls := n * 4 / 5
+	out := make([]schemas.CallEvent, 0, n)
+	// Calls are created 10 ms apart, as a busy org's would be.
+	at := func(ev schemas.CallEvent, i int) schemas.CallEvent {
+		ev.CreationTime = ev.CreationTime.Add(time.Duration(i) * 10 * time.Millisecond)
+		return ev
+	}
+	for i := range calls {
+		out = append(out, at(callEvent(fmt.Sprintf("bench-%08d", i), 1), i))
+		if len(out) < n && i%4 == 3 {
+			out = append(out, at(callEvent(fmt.Sprintf("bench-%08d", i-3), 2), i-3))
+		}
+	}
+	for len(out) < n {
+		out = append(out, callEvent(fmt.Sprintf("bench-x-%08d", len(out)), 1))
+	}
+	return out[:n]
+}
+
+// TestBenchHandleBatch prints the storage consumer's write throughput with
+// HandleBatch called directly (no broker): events/s into SQLite and into
+// PostgreSQL for a few batch sizes, and the p50/p99 batch latency.
+//
+//	CALLSTREAM_BENCH=1 CALLSTREAM_TEST_POSTGRES_DSN=... go test -run TestBenchHandleBatch -v ./consumers/storage
+func TestBenchHandleBatch(t *testing.T) {
+	if os.Getenv("CALLSTREAM_BENCH") != "1" {
+		t.Skip("set CALLSTREAM_BENCH=1 to run the benchmark")
+	}
+	const n = 200_000
+	evs := benchEvents(n)
+	ds := make([]consumers.Delivery, len(evs))
+	for i, ev := range evs {
+		ds[i] = consumers.Delivery{Event: ev}
+	}
+	for _, d := range dialects() {
+		for _, size := range []int{500, 2000, 5000} {
+			t.Run(fmt.Sprintf("%s/batch=%d", d.name, size), func(t *testing.T) {
+				s := openStore(t, d.dsn(t))
+				var lat []time.Duration
+				cpu0 := cpuTime()
+				start := time.Now()
+				for i := 0; i < len(ds); i += size {
+					b := time.Now()
+					if err := s.HandleBatch(context.Background(), ds[i:min(i+size, len(ds))]); err != nil {
+						t.Fatalf("HandleBatch: %v", err)
+					}
+					lat = append(lat, time.Since(b))
+				}
+				el, cpu := time.Since(start), cpuTime()-cpu0
+				p50, p99 := percentiles(lat)
+				fmt.Printf("BENCH storage %-8s HandleBatch batch=%-5d events=%d  %8.0f events/s  %8.0f events/CPU-s of this process  batch p50=%v p99=%v\n",
+					d.name, size, n, float64(n)/el.Seconds(), float64(n)/cpu.Seconds(), p50.Round(time.Microsecond), p99.Round(time.Microsecond))
+			})
+		}
+	}
+}
+
+// cpuTime is the user+system CPU time this process has used: on a shared
+// machine events per CPU-second says more than events per second.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func percentiles(d []time.Duration) (p50, p99 time.Duration) {
+	if len(d) == 0 {
+		return 0, 0
+	}
+	s := append([]time.Duration(nil), d...)
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	return s[len(s)/2], s[min(len(s)-1, len(s)*99/100)]
+}
+
+// TestBenchFromBroker prints the storage consumer's throughput end to end:
+// events already on the calls topic (4 partitions) of the real broker, read
+// by the consumer runtime and kafkabus Subscriber, written by HandleBatch,
+// offsets committed. The clock starts when the first row is stored, so
+// group join and migrations are not counted.
+//
+//	CALLSTREAM_BENCH=1 KAFKA_BROKERS=127.0.0.1:9092 CALLSTREAM_TEST_POSTGRES_DSN=... go test -run TestBenchFromBroker -v ./consumers/storage
+func TestBenchFromBroker(t *testing.T) {
+	if os.Getenv("CALLSTREAM_BENCH") != "1" {
+		t.Skip("set CALLSTREAM_BENCH=1 to run the benchmark")
+	}
+	brokers := testenv.Kafka(t)
+	const n = 100_000
+	evs := benchEvents(n)
+	calls := map[string]bool{}
+	for _, ev := range evs {
+		calls[ev.CallKey] = true
+	}
+	for _, d := range dialects() {
+		for _, size := range []int{2000} {
+			t.Run(fmt.Sprintf("%s/batch=%d", d.name, size), func(t *testing.T) {
+				dsn := d.dsn(t)
+				prefix := testenv.Prefix(t)
+				topics := createTopics(t, brokers, prefix, 4)
+				publish(t, brokers, topics.Calls, evs)
+				reg := prometheus.NewRegistry()
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				cpu0 := cpuTime()
+				go func() {
+					done <- runConsumer(ctx, brokers, prefix, dsn, size, slog.New(slog.DiscardHandler), reg)
+				}()
+				// Progress from the metrics, not the database: polling the
+				// table would cost the consumer CPU.
+				handled := func() float64 { _, sum := counterSum(t, reg, "callstream_storage_events_total"); return sum }
+				waitMetric(t, 2*time.Minute, "first batch", func() bool { return handled() > 0 })
+				start := time.Now()
+				waitMetric(t, 5*time.Minute, "every event handled", func() bool { return handled() >= n })
+				el, cpu := time.Since(start), cpuTime()-cpu0
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("consumer: %v", err)
+				}
+				batches, events := histogramCount(t, reg, "callstream_consumer_batch_size")
+				fmt.Printf("BENCH storage %-8s from broker batch=%-5d events=%d  %8.0f events/s  %8.0f events/CPU-s of this process  mean batch %.0f events\n",
+					d.name, size, n, float64(n)/el.Seconds(), float64(n)/cpu.Seconds(), events/max(batches, 1))
+			})
+		}
+	}
+}
+
+// histogramCount returns the observation count and sum of a histogram.
+func histogramCount(t testing.TB, reg *prometheus.Registry, name string) (count, sum float64) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			count += float64(m.GetHistogram().GetSampleCount())
+			sum += m.GetHistogram().GetSampleSum()
+		}
+	}
+	return count, sum
+}
+
+// counterSum returns the number of series and the sum of a counter family.
+func counterSum(t testing.TB, reg *prometheus.Registry, name string) (series int, sum float64) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			series++
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return series, sum
+}
+
+func waitMetric(t testing.TB, timeout time.Duration, what string, done func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !done() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s not reached", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// BenchmarkHandleBatch measures one batch of 2,000 new calls per iteration
+// into each dialect and reports events/s.
+//
+//	go test -run '^$' -bench BenchmarkHandleBatch ./consumers/storage
+func BenchmarkHandleBatch(b *testing.B) {
+	const size = 2000
+	for _, d := range dialects() {
+		b.Run(d.name, func(b *testing.B) {
+			s := openStore(b, d.dsn(b))
+			batches := make([][]consumers.Delivery, 0, b.N)
+			for i := range b.N {
+				evs := make([]schemas.CallEvent, size)
+				for j := range evs {
+					evs[j] = callEvent(fmt.Sprintf("bb-%06d-%04d", i, j), 1)
+				}
+				batches = append(batches, deliveries(evs...))
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				if err := s.HandleBatch(context.Background(), batches[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}

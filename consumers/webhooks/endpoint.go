@@ -1,0 +1,310 @@
+package webhooks
+
+import (
+	"container/heap"
+	"context"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// event is one call event's body, shared by the entries of every endpoint
+// it was enqueued for.
+type event struct {
+	id, callKey string
+	rev         int
+	order       uint64 // enqueue order, to keep a call's revisions in order
+	body        []byte
+}
+
+// entry is one event waiting for delivery to one endpoint.
+type entry struct {
+	ev         *event
+	attempts   int // failed attempts so far
+	nextAt     time.Time
+	inFlight   bool
+	idx        int // position in the ready heap; -1 when not in it
+	lane       *lane
+	lastStatus int
+	lastErr    string
+}
+
+// lane holds one call's entries in delivery order. Only the head is ever
+// attempted, so a call's revisions reach an endpoint in order even when one
+// of them needs retries, while other calls are not held up.
+type lane struct {
+	key string
+	q   []*entry
+}
+
+// readyHeap orders lane heads by due time.
+type readyHeap []*entry
+
+func (h readyHeap) Len() int { return len(h) }
+func (h readyHeap) Less(i, j int) bool {
+	if !h[i].nextAt.Equal(h[j].nextAt) {
+		return h[i].nextAt.Before(h[j].nextAt)
+	}
+	return h[i].ev.order < h[j].ev.order
+}
+func (h readyHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *readyHeap) Push(x any) {
+	e := x.(*entry)
+	e.idx = len(*h)
+	*h = append(*h, e)
+}
+func (h *readyHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	e.idx = -1
+	return e
+}
+
+// breaker is a per-endpoint circuit breaker: after `threshold` consecutive
+// failures it opens for `cooldown`, then lets one probe through (half-open);
+// the probe's outcome closes it or opens it again.
+type breaker struct {
+	threshold int
+	cooldown  time.Duration
+	fails     int
+	openUntil time.Time
+	probing   bool
+}
+
+// allow reports whether an attempt may start now; if not, wait is how long
+// until it may (0: until another attempt finishes).
+func (b *breaker) allow(now time.Time) (ok bool, wait time.Duration) {
+	if b.fails < b.threshold {
+		return true, 0
+	}
+	if now.Before(b.openUntil) {
+		return false, b.openUntil.Sub(now)
+	}
+	if b.probing {
+		return false, 0
+	}
+	b.probing = true
+	return true, 0
+}
+
+func (b *breaker) record(ok bool, now time.Time) {
+	b.probing = false
+	if ok {
+		b.fails = 0
+		return
+	}
+	b.fails++
+	if b.fails >= b.threshold {
+		b.openUntil = now.Add(b.cooldown)
+	}
+}
+
+func (b *breaker) open() bool { return b.fails >= b.threshold }
+
+// limiter spaces attempts to at most one per `every`.
+type limiter struct {
+	mu    sync.Mutex
+	every time.Duration
+	next  time.Time
+}
+
+func (l *limiter) wait(ctx context.Context) error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	now := time.Now()
+	at := l.next
+	if at.Before(now) {
+		at = now
+	}
+	l.next = at.Add(l.every)
+	l.mu.Unlock()
+	if d := at.Sub(now); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// endpoint is one subscription's queue, workers' state and breaker.
+type endpoint struct {
+	name        string
+	url         string
+	filter      Filter
+	headers     http.Header
+	timeout     time.Duration
+	concurrency int
+	capacity    int
+	signer      *signer
+	limiter     *limiter
+	wake        chan struct{}
+
+	mu           sync.Mutex
+	live         map[string]*entry // by event id
+	lanes        map[string]*lane  // by call key
+	ready        readyHeap
+	count        int           // live entries, bounded by capacity for new events
+	space        chan struct{} // closed when count drops; nil when nobody waits
+	br           breaker
+	disabled     bool
+	reason       string // why it is disabled
+	failingSince time.Time
+}
+
+func (ep *endpoint) signal() {
+	select {
+	case ep.wake <- struct{}{}:
+	default:
+	}
+}
+
+// has reports whether the event is already queued for this endpoint.
+func (ep *endpoint) has(id string) bool {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	_, ok := ep.live[id]
+	return ok
+}
+
+// reserve takes room for one entry, waiting while the queue is full: this is
+// where a slow endpoint turns into back-pressure on the consumer.
+func (ep *endpoint) reserve(ctx context.Context) error {
+	for {
+		ep.mu.Lock()
+		if ep.count < ep.capacity {
+			ep.count++
+			ep.mu.Unlock()
+			return nil
+		}
+		if ep.space == nil {
+			ep.space = make(chan struct{})
+		}
+		ch := ep.space
+		ep.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// unreserveLocked gives room back; ep.mu is held.
+func (ep *endpoint) unreserveLocked() {
+	ep.count--
+	if ep.space != nil {
+		close(ep.space)
+		ep.space = nil
+	}
+}
+
+func (ep *endpoint) unreserve() {
+	ep.mu.Lock()
+	ep.unreserveLocked()
+	ep.mu.Unlock()
+}
+
+// enqueueLocked adds e to its call's lane; false if the event is already
+// queued here. Room must have been reserved. ep.mu is held.
+func (ep *endpoint) enqueueLocked(e *entry) bool {
+	if _, dup := ep.live[e.ev.id]; dup {
+		return false
+	}
+	ep.live[e.ev.id] = e
+	e.idx = -1
+	l := ep.lanes[e.ev.callKey]
+	if l == nil {
+		l = &lane{key: e.ev.callKey}
+		ep.lanes[e.ev.callKey] = l
+	}
+	e.lane = l
+	// Keep the lane sorted by revision, so two revisions handed to Handle
+	// concurrently still go out in order, but never displace a head that
+	// has already been tried.
+	pos := len(l.q)
+	for pos > 0 {
+		prev := l.q[pos-1]
+		if prev.ev.rev < e.ev.rev || (prev.ev.rev == e.ev.rev && prev.ev.order < e.ev.order) {
+			break
+		}
+		if pos == 1 && (prev.inFlight || prev.attempts > 0) {
+			break
+		}
+		pos--
+	}
+	l.q = append(l.q, nil)
+	copy(l.q[pos+1:], l.q[pos:])
+	l.q[pos] = e
+	if pos == 0 {
+		if len(l.q) > 1 && l.q[1].idx >= 0 {
+			heap.Remove(&ep.ready, l.q[1].idx)
+		}
+		heap.Push(&ep.ready, e)
+	}
+	return true
+}
+
+// next returns an entry due now and marks it in flight, or how long to wait
+// (0: until signalled).
+func (ep *endpoint) next(now time.Time) (*entry, time.Duration) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if len(ep.ready) == 0 {
+		return nil, 0
+	}
+	top := ep.ready[0]
+	if !ep.disabled {
+		if top.nextAt.After(now) {
+			return nil, top.nextAt.Sub(now)
+		}
+		if ok, wait := ep.br.allow(now); !ok {
+			return nil, wait
+		}
+	}
+	heap.Pop(&ep.ready)
+	top.inFlight = true
+	if len(ep.ready) > 0 && !ep.ready[0].nextAt.After(now) {
+		ep.signal() // wake another worker for the next due entry
+	}
+	return top, 0
+}
+
+// removeLocked drops the head entry e after delivery or hand-over to the
+// DLQ and makes the next one in its lane due. ep.mu is held.
+func (ep *endpoint) removeLocked(e *entry, now time.Time) {
+	delete(ep.live, e.ev.id)
+	l := e.lane
+	if len(l.q) > 0 && l.q[0] == e {
+		l.q[0] = nil
+		l.q = l.q[1:]
+	}
+	if len(l.q) == 0 {
+		delete(ep.lanes, l.key)
+	} else if h := l.q[0]; h.idx < 0 && !h.inFlight {
+		if h.nextAt.Before(now) {
+			h.nextAt = now
+		}
+		heap.Push(&ep.ready, h)
+	}
+	ep.unreserveLocked()
+	ep.signal()
+}
+
+// requeueLocked puts an in-flight entry back, due at `at`. ep.mu is held.
+func (ep *endpoint) requeueLocked(e *entry, at time.Time) {
+	e.inFlight = false
+	e.nextAt = at
+	heap.Push(&ep.ready, e)
+	ep.signal()
+}

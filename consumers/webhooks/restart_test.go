@@ -1,0 +1,145 @@
+package webhooks
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callstream/callstream/consumers"
+)
+
+// Pending retries survive a crash: what Handle acknowledged is delivered by
+// the next process, and what keeps failing ends in the DLQ, nothing lost.
+//
+// The first process queues events for two endpoints that both fail; its
+// retries wait an hour. A second batch is handled and the store frozen the
+// moment the last Handle returns, so the next process sees only what was
+// durable when Handle acknowledged (a Handle that returned before its
+// events were saved loses them here). The second process runs with the
+// clock two hours on: "later" now succeeds and must get every event once,
+// "doomed" still fails and every event must reach the DLQ.
+func TestRestartDeliversPendingRetries(t *testing.T) {
+	// "later" succeeds only for the second process (an X-Phase header the
+	// config sets), so a first-process request still being served while
+	// that process stops cannot count as a success.
+	later := newListener(t, func(_ int, r *http.Request, _ []byte) int {
+		if r.Header.Get("X-Phase") == "2" {
+			return http.StatusOK
+		}
+		return http.StatusInternalServerError
+	})
+	doomed := newListener(t, func(int, *http.Request, []byte) int { return http.StatusInternalServerError })
+	eps := []EndpointConfig{
+		{Name: "later", URL: later.srv.URL, Secrets: Secrets{newSecret(t)}, Headers: map[string]string{"X-Phase": "1"}},
+		{Name: "doomed", URL: doomed.srv.URL, Secrets: Secrets{newSecret(t)}},
+	}
+	cfg := testConfig(eps...)
+	cfg.RetrySchedule = []time.Duration{time.Millisecond, time.Hour, time.Hour}
+	cfg.BreakerFailures = 1 << 20
+	store := newFileStore(t)
+	d := newDLQ(t)
+
+	const batchA, batchB = 100, 50
+	p1 := start(t, cfg, store, d)
+	handleAll(t, p1.Plugin, 0, batchA)
+	// Batch A reaches its hour-long wait at both endpoints.
+	eventually(t, 10*time.Second, "two attempts per event", func() bool {
+		return len(later.requests()) >= 2*batchA && len(doomed.requests()) >= 2*batchA
+	})
+	time.Sleep(50 * time.Millisecond) // let the attempt counts reach the store
+	handleAll(t, p1.Plugin, batchA, batchB)
+	store.frozen.Store(true) // crash: nothing after this point is saved
+	p1.stop(t)
+	if n := len(later.successes()); n != 0 {
+		t.Fatalf("%d successes before the restart; the endpoint was failing", n)
+	}
+
+	cfg2 := cfg
+	cfg2.Endpoints = slices.Clone(cfg.Endpoints)
+	cfg2.Endpoints[0].Headers = map[string]string{"X-Phase": "2"}
+	cfg2.RetrySchedule = []time.Duration{time.Millisecond, time.Millisecond, time.Millisecond}
+	store.frozen.Store(false)
+	p2 := start(t, cfg2, store, d, func(p *Plugin) {
+		p.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	})
+	eventually(t, 20*time.Second, "every event delivered and every doomed one in the DLQ", func() bool {
+		return len(later.successes()) == batchA+batchB && len(d.messages()) == batchA+batchB
+	})
+	p2.stop(t)
+
+	for i := range batchA + batchB {
+		id := testEvent(i, "", 1).EventID
+		if n := later.successes()[id]; n != 1 {
+			t.Errorf("event %d delivered %d times as a success, want 1", i, n)
+		}
+	}
+	seen := map[string]bool{}
+	for _, m := range d.messages() {
+		if ep := m.Metadata.Get(EndpointMetadata); ep != "doomed" {
+			t.Fatalf("DLQ message for endpoint %q", ep)
+		}
+		if r := m.Metadata.Get(consumers.DLQReasonMetadata); !contains(r, "last status 500") {
+			t.Fatalf("DLQ reason %q lacks the last status", r)
+		}
+		seen[string(m.Payload)] = true
+	}
+	if len(seen) != batchA+batchB {
+		t.Fatalf("%d distinct events in the DLQ, want %d", len(seen), batchA+batchB)
+	}
+	// Batch A was tried twice before the crash; the saved attempt count
+	// means only the rest of the schedule (two more) runs after it.
+	perID := map[string]int{}
+	for _, r := range doomed.requests() {
+		perID[r.header.Get(HeaderID)]++
+	}
+	if n := perID[testEvent(0, "", 1).EventID]; n != 4 {
+		t.Errorf("doomed endpoint saw %d attempts of event 0, want 4 (1 + len(schedule)), attempts count across restarts", n)
+	}
+}
+
+func handleAll(t *testing.T, p *Plugin, from, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := from; i < from+n; i++ {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			errs <- p.Handle(ctx, delivery(t, testEvent(i, "call-"+strconv.Itoa(i), 1)))
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("Handle: %v", err)
+		}
+	}
+}
+
+// Graceful shutdown keeps queued events too (not only crashes).
+func TestGracefulRestartKeepsQueue(t *testing.T) {
+	release := make(chan struct{})
+	l := newListener(t, func(int, *http.Request, []byte) int {
+		select {
+		case <-release:
+			return http.StatusOK
+		default:
+			return 0 // hang until the sender gives up
+		}
+	})
+	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}, Concurrency: 2})
+	store := newFileStore(t)
+	d := newDLQ(t)
+	p1 := start(t, cfg, store, d)
+	handleAll(t, p1.Plugin, 0, 20)
+	p1.stop(t)
+	close(release)
+	p2 := start(t, cfg, store, d)
+	eventually(t, 10*time.Second, "all 20 delivered", func() bool { return len(l.successes()) == 20 })
+	p2.stop(t)
+}

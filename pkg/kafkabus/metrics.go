@@ -1,0 +1,65 @@
+package kafkabus
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the counters of one Publisher or Subscriber. With a nil
+// Registerer they still count, they are just not exported.
+type metrics struct {
+	published *prometheus.CounterVec // topic
+	consumed  *prometheus.CounterVec // topic
+	committed *prometheus.CounterVec // topic
+	nacked    *prometheus.CounterVec // topic
+	errors    *prometheus.CounterVec // op
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kafkabus_published_messages_total",
+			Help: "Messages the broker acknowledged, by topic.",
+		}, []string{"topic"}),
+		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kafkabus_consumed_messages_total",
+			Help: "Messages fetched and delivered to a subscriber, by topic (redeliveries not counted).",
+		}, []string{"topic"}),
+		committed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kafkabus_committed_messages_total",
+			Help: "Messages whose offset was handed to the consumer group for commit, by topic.",
+		}, []string{"topic"}),
+		nacked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kafkabus_nacked_messages_total",
+			Help: "Messages nacked by a handler and scheduled for redelivery, by topic.",
+		}, []string{"topic"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kafkabus_errors_total",
+			Help: "Errors talking to Kafka, by operation (publish, fetch, commit, unmarshal, close).",
+		}, []string{"op"}),
+	}
+	if reg == nil {
+		return m
+	}
+	m.published = register(reg, m.published)
+	m.consumed = register(reg, m.consumed)
+	m.committed = register(reg, m.committed)
+	m.nacked = register(reg, m.nacked)
+	m.errors = register(reg, m.errors)
+	return m
+}
+
+// register reuses a collector registered earlier by another Publisher or
+// Subscriber on the same Registerer, so several can share one.
+func register(reg prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}

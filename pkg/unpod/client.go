@@ -1,0 +1,339 @@
+// Package unpod is a client for the Unpod call-logs API: the call-logs and
+// organizations endpoints, with typed errors, retries with exponential
+// backoff and jitter, Retry-After, a client-side rate limit and decoding that
+// accepts every published variant of a call log.
+//
+// The token is sent only in the Authorization header; it never appears in a
+// log line, an error string or a metric label.
+package unpod
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// API paths, relative to the base URL.
+const (
+	CallLogsPath      = "/api/v2/platform/call-logs/"
+	OrganizationsPath = "/api/v2/platform/organizations/"
+)
+
+// maxBody bounds a response body; a 1,000-record page is well under 1 MB.
+const maxBody = 64 << 20
+
+// Client talks to one Unpod API with one token. It is safe for concurrent use.
+type Client struct {
+	cfg     Config
+	base    *url.URL
+	http    *http.Client
+	log     *slog.Logger
+	limiter *limiter
+	metrics *metrics
+}
+
+// New returns a Client for cfg; zero fields take DefaultConfig values.
+func New(cfg Config) (*Client, error) {
+	cfg = cfg.withDefaults()
+	base, err := url.Parse(strings.TrimSpace(cfg.BaseURL))
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return nil, fmt.Errorf("unpod: base URL %q: want http(s)://host[/path]", cfg.BaseURL)
+	}
+	base.Path = strings.TrimRight(base.Path, "/")
+	base.RawQuery, base.Fragment = "", ""
+	if strings.TrimSpace(cfg.Token) == "" {
+		return nil, errors.New("unpod: no API token (set UNPOD_API_TOKEN)")
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 16
+		hc = &http.Client{Transport: tr}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{
+		cfg:     cfg,
+		base:    base,
+		http:    hc,
+		log:     log,
+		limiter: newLimiter(cfg.RateLimit, cfg.Burst),
+		metrics: m,
+	}, nil
+}
+
+// Query is one call-logs request. Zero fields are not sent.
+type Query struct {
+	Org        string    // Org-Handle (required)
+	Page       int       // 1-based page; 0 sends nothing (the API's default is 1)
+	PageSize   int       // 0 sends nothing (the API's default is 20)
+	Start, End time.Time // creation_time window [Start, End); zero = unset
+	CallType   string    // "inbound" / "outbound" / ""
+	CallStatus string    // "completed" / "missed" / "failed" / "no-answer" / ""
+}
+
+func (q Query) values() (url.Values, error) {
+	if strings.TrimSpace(q.Org) == "" {
+		return nil, errors.New("unpod: call logs query without an Org-Handle")
+	}
+	v := url.Values{}
+	if q.Page < 0 || q.PageSize < 0 {
+		return nil, fmt.Errorf("unpod: negative page %d or page size %d", q.Page, q.PageSize)
+	}
+	if q.Page > 0 {
+		v.Set("page", strconv.Itoa(q.Page))
+	}
+	if q.PageSize > 0 {
+		v.Set("page_size", strconv.Itoa(q.PageSize))
+	}
+	if !q.Start.IsZero() {
+		v.Set("start_date", FormatTime(q.Start))
+	}
+	if !q.End.IsZero() {
+		v.Set("end_date", FormatTime(q.End))
+	}
+	switch q.CallType {
+	case "", "inbound", "outbound":
+	default:
+		return nil, fmt.Errorf("unpod: call type %q: want inbound or outbound", q.CallType)
+	}
+	if q.CallType != "" {
+		v.Set("call_type", q.CallType)
+	}
+	if q.CallStatus != "" {
+		if _, ok := NormalizeStatus(q.CallStatus); !ok {
+			return nil, fmt.Errorf("unpod: call status %q: want completed, missed or failed", q.CallStatus)
+		}
+		v.Set("call_status", q.CallStatus)
+	}
+	return v, nil
+}
+
+// FormatTime renders t as the API's ISO 8601 in UTC, keeping sub-second
+// precision only when t has any.
+func FormatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// CallLogs fetches one page of call logs. Retryable failures (network,
+// timeouts, 5xx, 429, a truncated body) are retried within MaxRetryTime;
+// other errors are returned at once as *APIError.
+func (c *Client) CallLogs(ctx context.Context, q Query) (*Page, error) {
+	v, err := q.values()
+	if err != nil {
+		return nil, err
+	}
+	pageNo := q.Page
+	if pageNo == 0 {
+		pageNo = 1
+	}
+	var page *Page
+	err = c.do(ctx, "call_logs", CallLogsPath, v, q.Org, func(body []byte) error {
+		p, err := DecodePage(body, pageNo)
+		page = p
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return page, nil
+}
+
+// do sends GET path?query, retrying as the API's status table says, and
+// hands a 200 body to parse. A parse error wrapping ErrMalformed is retried
+// too: a body cut short is transport trouble, not the API's answer.
+func (c *Client) do(ctx context.Context, endpoint, path string, query url.Values, org string, parse func([]byte) error) error {
+	u := *c.base
+	u.Path = c.base.Path + path
+	u.RawQuery = query.Encode()
+	target := u.String()
+
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = c.cfg.InitialBackoff
+	bo.MaxInterval = c.cfg.MaxBackoff
+	bo.MaxElapsedTime = c.cfg.MaxRetryTime
+	bo.RandomizationFactor = 0.5
+	bo.Reset()
+
+	for attempt := 1; ; attempt++ {
+		err := c.attempt(ctx, endpoint, target, org, parse)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("unpod: GET %s: %w (last error: %v)", target, ctx.Err(), err)
+		}
+		if !IsRetryable(err) {
+			return err
+		}
+		wait := bo.NextBackOff()
+		var ae *APIError
+		if errors.As(err, &ae) && ae.RetryAfter > 0 {
+			wait = ae.RetryAfter
+			if bo.GetElapsedTime()+wait > c.cfg.MaxRetryTime {
+				wait = backoff.Stop
+			}
+		}
+		if wait == backoff.Stop {
+			return fmt.Errorf("unpod: giving up after %d attempts in %s: %w",
+				attempt, bo.GetElapsedTime().Round(time.Millisecond), err)
+		}
+		c.metrics.retries.WithLabelValues(endpoint, retryReason(err)).Inc()
+		c.log.LogAttrs(ctx, slog.LevelWarn, "unpod request failed, retrying",
+			slog.String("url", target), slog.String("org", org), slog.Int("attempt", attempt),
+			slog.Duration("wait", wait), slog.String("error", err.Error()))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("unpod: GET %s: %w (last error: %v)", target, ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// attempt sends one request, bounded by Config.Timeout.
+func (c *Client) attempt(ctx context.Context, endpoint, target, org string, parse func([]byte) error) error {
+	if err := c.limiter.wait(ctx); err != nil {
+		return fmt.Errorf("unpod: GET %s: rate limit wait: %w", target, err)
+	}
+	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, target, nil)
+	if err != nil {
+		return fmt.Errorf("unpod: build request for %s: %w", target, err)
+	}
+	req.Header.Set("Authorization", "Token "+c.cfg.Token)
+	if org != "" {
+		req.Header.Set("Org-Handle", org)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.cfg.UserAgent)
+
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.observe(endpoint, "error", start)
+		return fmt.Errorf("unpod: GET %s: %w", target, err)
+	}
+	body, rerr := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	resp.Body.Close()
+	c.observe(endpoint, strconv.Itoa(resp.StatusCode), start)
+	c.log.LogAttrs(ctx, slog.LevelDebug, "unpod request",
+		slog.String("url", target), slog.String("org", org), slog.Int("status", resp.StatusCode),
+		slog.Int("bytes", len(body)), slog.Duration("took", time.Since(start)))
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return &APIError{
+			Status:     resp.StatusCode,
+			Message:    errorMessage(c.redact(body)),
+			Method:     http.MethodGet,
+			URL:        target,
+			Org:        org,
+			RetryAfter: ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+		}
+	}
+	if rerr != nil {
+		return fmt.Errorf("unpod: GET %s: read body: %w", target, rerr)
+	}
+	if err := parse(body); err != nil {
+		var ae *APIError
+		if errors.As(err, &ae) {
+			// An error envelope in a 200: complete it like any other.
+			ae.Method, ae.URL, ae.Org = http.MethodGet, target, org
+			ae.Message = string(c.redact([]byte(ae.Message)))
+			return ae
+		}
+		return fmt.Errorf("unpod: GET %s: %w", target, err)
+	}
+	return nil
+}
+
+func (c *Client) observe(endpoint, code string, start time.Time) {
+	c.metrics.requests.WithLabelValues(endpoint, code).Inc()
+	c.metrics.duration.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
+}
+
+// redact removes the token from text that came from the server, in case an
+// API ever echoes it back.
+// It works on the whole body, before any truncation could cut the token
+// in two.
+func (c *Client) redact(body []byte) []byte {
+	return bytes.ReplaceAll(body, []byte(c.cfg.Token), []byte("***"))
+}
+
+// errorMessage pulls the human message out of an error body: the API's
+// {"message": ...}, Django REST's {"detail": ...}, or the start of the text.
+func errorMessage(body []byte) string {
+	var e struct {
+		Message string `json:"message"`
+		Detail  string `json:"detail"`
+	}
+	if json.Unmarshal(body, &e) == nil {
+		if e.Message != "" {
+			return e.Message
+		}
+		if e.Detail != "" {
+			return e.Detail
+		}
+	}
+	s := strings.TrimSpace(string(body))
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
+
+// ParseRetryAfter reads a Retry-After header in either form, delay-seconds
+// or an HTTP date, relative to now. It returns 0 when absent or unusable.
+func ParseRetryAfter(h string, now time.Time) time.Duration {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseFloat(h, 64); err == nil {
+		if secs <= 0 || secs > 24*3600 {
+			return 0
+		}
+		return time.Duration(secs * float64(time.Second))
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+func retryReason(err error) string {
+	var ae *APIError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ae):
+		if ae.Status == http.StatusTooManyRequests {
+			return "429"
+		}
+		return "5xx"
+	case errors.Is(err, ErrMalformed):
+		return "malformed"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	}
+	return "network"
+}

@@ -1,0 +1,174 @@
+package producer
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/callstream/callstream/pkg/kafkabus"
+	"github.com/callstream/callstream/pkg/testenv"
+	"github.com/callstream/callstream/pkg/unpodsim"
+	"github.com/callstream/callstream/schemas"
+)
+
+func benchEnabled(t *testing.T) {
+	if os.Getenv("CALLSTREAM_BENCH") != "1" {
+		t.Skip("benchmark: set CALLSTREAM_BENCH=1 (make bench)")
+	}
+}
+
+// TestBenchProducerThroughput prints the producer's events/s from
+// simulator pages of 1,000 records into the real broker, beside the plain
+// kafka-go Writer ceiling for the same records in the same run.
+func TestBenchProducerThroughput(t *testing.T) {
+	benchEnabled(t)
+	const perMinute, minutes = 50_000, 4 // 200,000 calls
+	origin := time.Now().UTC().Truncate(time.Minute)
+	sc := unpodsim.DefaultConfig()
+	sc.Orgs, sc.Token, sc.Incidents, sc.DailyShape = []string{"acme"}, "bench", nil, false
+	sc.Start, sc.CallsPerMinute = origin.Add(-minutes*time.Minute), perMinute
+	sc.LateRecords, sc.Updates, sc.PageShifts = 0, 0, 0
+	sc.Clock = func() time.Time { return origin }
+	sim, url := startSim(t, sc)
+
+	deps, kcfg := kafkaDeps(t, newClient(t, url, "bench"), nil)
+	cfg := DefaultConfig()
+	cfg.Orgs, cfg.PageSize, cfg.MaxWindow = []string{"acme"}, 1000, time.Minute
+	p, err := New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// Warm the simulator's cache so that generating calls is not timed.
+	want := len(sim.GroundTruthWindow("acme", sc.Start, origin, origin))
+
+	start := time.Now()
+	if err := p.Backfill(ctx, "acme", sc.Start, origin, nil); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	st := p.Stats()
+	if st.Published != int64(want) {
+		t.Fatalf("published %d events, the simulator has %d calls", st.Published, want)
+	}
+	rate := float64(st.Published) / took.Seconds()
+	fmt.Printf("BENCH producer: %d events in %s = %.0f events/s (pages of 1000 from the simulator over HTTP, dedup, JSON, publish with acks=all)\n",
+		st.Published, took.Round(time.Millisecond), rate)
+
+	// The ceiling: the same records, written by a bare kafka-go Writer
+	// with the same acks and batching, to a fresh topic.
+	var msgs []kafka.Message
+	if err := readRange(ctx, kcfg, deps.Topic, nil, func(m kafka.Message) error {
+		msgs = append(msgs, kafka.Message{Key: m.Key, Value: m.Value, Headers: m.Headers})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ceilTopic := testenv.Topic(t, "ceiling")
+	if err := kafkabus.EnsureTopic(ctx, kcfg, kafkabus.TopicSpec{Name: ceilTopic, Partitions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	w := &kafka.Writer{
+		Addr: kafka.TCP(kcfg.Brokers...), Topic: ceilTopic, Balancer: &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll, BatchSize: 1000, BatchBytes: 1 << 20, BatchTimeout: 5 * time.Millisecond,
+		AllowAutoTopicCreation: true, // the topic exists; this makes the Writer see it at once
+	}
+	defer w.Close()
+	start = time.Now()
+	for i := 0; i < len(msgs); i += 1000 {
+		if err := w.WriteMessages(ctx, msgs[i:min(i+1000, len(msgs))]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ceilSeq := float64(len(msgs)) / time.Since(start).Seconds()
+	start = time.Now()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	ceilBulk := float64(len(msgs)) / time.Since(start).Seconds()
+	fmt.Printf("BENCH kafka-go ceiling, same %d records: %.0f events/s in batches of 1000 (%.0f%% of it reached), %.0f events/s in one bulk call (%.0f%%)\n",
+		len(msgs), ceilSeq, 100*rate/ceilSeq, ceilBulk, 100*rate/ceilBulk)
+}
+
+// TestBenchMemoryAndRebuild prints the dedup memory's cost with 1M
+// remembered calls (heap bytes per call, process RSS) and how long
+// rebuilding it from 1M events on the topic takes.
+func TestBenchMemoryAndRebuild(t *testing.T) {
+	benchEnabled(t)
+	const n = 1_000_000
+	rss0 := rssBytes()
+	perCall := measureMemory(n)
+	fmt.Printf("BENCH dedup memory: %.1f heap bytes per remembered call (%d calls); process RSS %d MB -> %d MB\n",
+		perCall, n, rss0>>20, rssBytes()>>20)
+
+	kcfg := kafkabus.DefaultConfig()
+	kcfg.Brokers = testenv.Kafka(t)
+	ctx := context.Background()
+	topic := testenv.Topic(t, "rebuild")
+	if err := kafkabus.EnsureTopic(ctx, kcfg, kafkabus.TopicSpec{Name: topic, Partitions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(kcfg.Brokers...), Topic: topic, Balancer: &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireOne, BatchSize: 5000, BatchBytes: 4 << 20, BatchTimeout: 5 * time.Millisecond,
+		AllowAutoTopicCreation: true}
+	defer w.Close()
+	created := time.Now().UTC()
+	batch := make([]kafka.Message, 0, 10_000)
+	for i := range n {
+		key := "k_" + strconv.FormatInt(int64(i), 16)
+		e := schemas.CallEvent{EventID: EventID("acme", key, "h").String(), Org: "acme", CallKey: key, Revision: 1,
+			SourceNumber: "+911234567890", DestinationNumber: "+14155551234", CallType: "outbound", CallStatus: "completed",
+			CreationTime: created, ObservedAt: created, EndReason: "caller_hangup", Raw: []byte(`{"call_status":"completed"}`)}
+		msg, err := NewMessage(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch = append(batch, kafka.Message{Key: []byte(key), Value: msg.Payload})
+		if len(batch) == cap(batch) || i == n-1 {
+			if err := w.WriteMessages(ctx, batch...); err != nil {
+				t.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	p, err := New(DefaultConfig(), Deps{Source: noSource{}, Publisher: nopPublisher{}, Topic: topic,
+		Store: NewFileStore(t.TempDir() + "/s"), EventLog: NewKafkaEventLog(kcfg, topic)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	got, err := p.readBack(ctx, map[int]int64{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if got != n || p.mem.Len() != n {
+		t.Fatalf("rebuilt %d events into %d calls, want %d", got, p.mem.Len(), n)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Printf("BENCH rebuild of the dedup memory from %d events on the topic: %s (%.0f events/s); RSS %d MB\n",
+		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), rssBytes()>>20)
+}
+
+// rssBytes reads the resident set size of this process from /proc.
+func rssBytes() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

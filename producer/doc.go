@@ -1,0 +1,114 @@
+// Package producer polls the Unpod call-logs API and publishes every call
+// as an event on the calls topic (DESIGN.md sections 3 and 4): once per
+// content, in revision order, without loss and without duplicates, across
+// crashes, and without Kafka transactions.
+//
+// # Windows and the rescan ladder
+//
+// Progress is counted in time windows of creation_time, never in pages.
+// Each organization has a [Checkpoint]: one frontier per rung of the rescan
+// ladder (Config.RescanAges, default 0s, 5m, 30m, 2h). Rung i has read every
+// creation time before its frontier at an age of at least settle_lag + age
+// i. At every poll, with one "now" for the whole poll, the lowest rung that
+// lags its target (now - settle_lag - age) by a step of max(poll_interval,
+// age/4) reads the window [frontier, target), split into max_window pieces;
+// rung 0 reads whatever has closed. Older slices change rarely, so the
+// higher rungs read them in larger windows: every slice is re-read at each
+// age a, at most 1.25·a + poll_interval after it closed. A read of [s, e)
+// made at time T also serves every rung whose frontier lies in [s, e), up
+// to T - settle_lag - age, so after a downtime the higher rungs do not
+// re-read what rung 0 just read.
+//
+// A window is paged with page_size (1,000 by default; a server that clamps
+// it is detected on page 1) and counts as read only when count stayed the
+// same on every page and every counted record was seen; otherwise it is read
+// again, up to max_window_reads times, after which it is accepted and
+// reported (a warning and callstream_producer_window_reads_total{result=
+// "inconsistent"}): the next rung reads the slice again anyway. Pages are
+// fetched ahead and batches published while the next page is prepared.
+//
+// # API cost
+//
+// With the defaults (poll 30s, rungs 0s/5m/30m/2h, so windows every 30s,
+// 75s, 7.5min and 30min) an organization costs 120 + 48 + 8 + 2 = 178
+// windows an hour, one request each while a window holds at most 1,000
+// records: 178 requests an hour up to about 120,000 calls an hour. Beyond
+// that every record is read once per rung, so the cost is about
+// 178 + 4·R/1000 requests an hour for R calls an hour (4,200 an hour at a
+// million calls an hour), plus retries and the re-reads of windows that
+// changed while being paged.
+//
+// # Identity and the dedup gate
+//
+// [Identify] gives each record its call_key (the API id, else "k_" and a
+// digest of org, numbers, type and creation time), content_hash (a digest of
+// every normalised field) and event_id (UUIDv5 of org, call_key and
+// content_hash). The gate, [Memory], remembers per call a 16-byte digest of
+// org and call_key, the first 8 bytes of the latest event_id, the revision
+// and the creation minute: about 80 bytes of heap per call with the map's
+// overhead. A record whose event_id equals the remembered one is dropped; a
+// different one is published as callstream.call.updated.v1 with the next
+// revision. Memory is updated only after the bus acknowledged a batch, and
+// calls created before every rung's frontier are forgotten: no read can
+// reach them again.
+//
+// # State, restore and exactly once
+//
+// The checkpoint is saved every save_interval, after the acknowledgements it
+// relies on: frontiers move only once every batch of a window was
+// acknowledged. With Kafka the state lives in the compacted topic
+// callstream.producer-state.v1, one record per organization, and the dedup
+// memory is not saved at all: it is rebuilt from the events topic, whose
+// values carry org, call_key, event_id and revision. To know where to start
+// reading, each checkpoint keeps samples (rung 0 frontier, end offsets of the
+// events topic taken while rung 0 stood there, before any later window was
+// published). Every event of a call created at or after a sample's frontier
+// was published after the sample, so reading from the offsets of the newest
+// sample at or below the lowest frontier restores everything a future read
+// can meet. The offsets read at every save (taken before the checkpoint is
+// copied) are merged in, taking the lower offset of each partition.
+//
+// The argument, for a crash at any point: a window whose events were
+// acknowledged but whose frontier was not saved is read again after the
+// restart; its events are on the topic at or after the restore offsets, so
+// the rebuilt memory holds them and the gate drops them. A batch that failed
+// part-way may have written some events: the producer then reads the topic
+// back from the latest sample before it publishes anything else for that
+// organization. A window that was never acknowledged is not in the memory
+// and is published again, with the same event ids. Revisions of a call are
+// published by one goroutine in order, under the call_key as Kafka key, so
+// they land in one partition in order.
+//
+// Limits of the argument: kafka-go has no idempotent producer, so a batch
+// that the broker wrote but whose acknowledgement was lost is written again
+// by the Writer's own retry; and a call whose content goes back to an
+// earlier version gets a new revision whose event_id equals the earlier
+// one's (event_id is defined by content).
+//
+// # One active producer per organization
+//
+// The guarantee needs exactly one producer polling an organization at a
+// time: two would each publish what the other has not yet published. Run
+// one `callstream produce` per set of organizations (a Deployment with one
+// replica and the Recreate strategy, or disjoint UNPOD_ORG_HANDLES per
+// instance), and do not backfill a range that a running producer still
+// rescans. Nothing enforces this yet; a lease on the state topic would.
+//
+// # Embedded mode
+//
+// Without Kafka, the producer publishes on any watermill Publisher
+// (watermill's GoChannel in `callstream run`) and keeps state, dedup memory
+// included (32 bytes a call), in a local file ([FileStore]). Deps.OnEvent
+// sees every acknowledged event and [Producer.Stats] gives totals for a
+// summary line.
+//
+// # Failures
+//
+// 400, 401, 403 and 404 pause only the organization concerned, with an
+// error log naming it and exponential backoff from org_backoff to
+// org_backoff_max; 5xx, 429 and network errors are retried inside the API
+// client first. Records that cannot be decoded are logged one by one, with
+// their raw text, and counted; the rest of the page is published. On
+// SIGTERM the producer finishes the batch in flight, saves its state and
+// returns.
+package producer

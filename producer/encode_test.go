@@ -1,0 +1,136 @@
+package producer
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/callstream/callstream/pkg/unpod"
+	"github.com/callstream/callstream/schemas"
+)
+
+// TestAppendEventMatchesEncodingJSON holds the hand-written encoder to
+// encoding/json's output for events with every kind of field, and to the
+// schema.
+func TestAppendEventMatchesEncodingJSON(t *testing.T) {
+	v, err := schemas.NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	observed := time.Date(2026, 2, 7, 6, 0, 31, 123456789, time.UTC)
+	raws := []string{
+		`{"call_status":"completed","bridge":1}`,
+		`{"source_number":"+91 <12> & \"quoted\"","note":"caf\u00e9 \u2028"}`,
+	}
+	for _, c := range identityCases() {
+		for _, raw := range raws {
+			r := c.rec
+			r.Raw = json.RawMessage(raw)
+			r.EndReason = "ended \"early\" <by> caller & café\n"
+			e := NewEvent(c.org, &r, Identify(c.org, &r), 3, observed)
+			got := appendEvent(nil, &e)
+			want, err := json.Marshal(&e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// encoding/json re-escapes raw (<, >, &); appendEvent keeps
+			// it byte for byte, so compare values, then raw's bytes.
+			var g, w any
+			if err := json.Unmarshal(got, &g); err != nil {
+				t.Fatalf("%s: %v\n%s", c.name, err, got)
+			}
+			if err := json.Unmarshal(want, &w); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(g, w) {
+				t.Errorf("%s:\n got %s\nwant %s", c.name, got, want)
+			}
+			if !bytes.Contains(got, []byte(`"raw":`+raw+`}`)) {
+				t.Errorf("%s: raw not kept byte for byte:\n%s", c.name, got)
+			}
+			if err := v.ValidateCall(got); err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
+		}
+	}
+}
+
+// TestEventFromDecodedPage builds events from records as the API client
+// decodes them (both id variants, both duration formats, no-answer) and
+// validates them against the schema file.
+func TestEventFromDecodedPage(t *testing.T) {
+	body := []byte(`{"count":3,"status_code":200,"message":"ok","data":[
+	 {"id":"call_abc123def456","source_number":"+911234567890","destination_number":"+14155551234","call_type":"outbound","call_status":"completed","creation_time":"2026-02-07T05:57:00Z","start_time":"2026-02-07T05:57:04Z","end_time":"2026-02-07T06:00:31Z","call_duration":207,"end_reason":"caller_hangup"},
+	 {"source_number":"+911234567890","destination_number":"+14155551234","call_type":"inbound","call_status":"no-answer","creation_time":"2025-11-18T10:30:00.000Z","start_time":null,"end_time":null,"call_duration":"0:00:00","end_reason":"customer-did-not-answer","bridge":1},
+	 {"source_number":"+911234567890","destination_number":"+14155551234","call_type":"outbound","call_status":"failed","creation_time":"2025-11-18T10:31:00.5Z","start_time":null,"end_time":"2025-11-18T10:31:03Z","call_duration":"0:05:25","end_reason":"busy"}]}`)
+	page, err := unpod.DecodePage(body, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := schemas.NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range page.Records {
+		r := &page.Records[i]
+		e := NewEvent("acme", r, Identify("acme", r), 1, time.Now())
+		msg, err := NewMessage(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := v.DecodeCall(msg.Payload)
+		if err != nil {
+			t.Fatalf("record %d: %v\n%s", i, err, msg.Payload)
+		}
+		if !bytes.Equal(got.Raw, r.Raw) {
+			t.Errorf("record %d: raw changed:\n got %s\nwant %s", i, got.Raw, r.Raw)
+		}
+		if got.CallStatus != r.CallStatus || got.CallDurationSeconds != r.DurationSeconds {
+			t.Errorf("record %d: status %s duration %d, want %s %d", i, got.CallStatus, got.CallDurationSeconds, r.CallStatus, r.DurationSeconds)
+		}
+		if msg.Metadata[schemas.HeaderType] != schemas.TypeCallCreated || msg.UUID != e.EventID {
+			t.Errorf("record %d: metadata %v", i, msg.Metadata)
+		}
+	}
+}
+
+// TestScanEventMatchesDecoder holds the restore's fast path to the JSON
+// decoder, and checks it declines what it cannot read.
+func TestScanEventMatchesDecoder(t *testing.T) {
+	observed := time.Date(2026, 2, 7, 6, 0, 31, 123456789, time.UTC)
+	for _, c := range identityCases() {
+		e := NewEvent(c.org, &c.rec, Identify(c.org, &c.rec), 7, observed)
+		for name, data := range map[string][]byte{"appendEvent": appendEvent(nil, &e), "encoding/json": mustJSON(t, &e)} {
+			got, ok := scanEvent(data)
+			var want eventIdentity
+			if err := json.Unmarshal(data, &want); err != nil {
+				t.Fatal(err)
+			}
+			if !ok || got != want {
+				t.Errorf("%s %s: scan %+v %v, decoder %+v", c.name, name, got, ok, want)
+			}
+		}
+	}
+	for _, bad := range []string{
+		`{"org":"acme","event_id":"x","call_key":"k","revision":1}`,
+		`{"event_id":"x","org":"ac\"me","call_key":"k","revision":1,"creation_time":"2026-02-07T05:57:00Z"}`,
+		`{"event_id":"x","org":"acme","call_key":"k","revision":"1","creation_time":"2026-02-07T05:57:00Z"}`,
+		`{"event_id":"x","org":"acme","call_key":"k","revision":1}`,
+		`not json`,
+	} {
+		if e, ok := scanEvent([]byte(bad)); ok {
+			t.Errorf("scanEvent(%s) = %+v, want a refusal", bad, e)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

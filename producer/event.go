@@ -1,0 +1,76 @@
+package producer
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/callstream/callstream/pkg/kafkabus"
+	"github.com/callstream/callstream/pkg/unpod"
+	"github.com/callstream/callstream/schemas"
+)
+
+// NewEvent builds the event for one revision of a record.
+func NewEvent(org string, r *unpod.Record, id Identity, revision int, observedAt time.Time) schemas.CallEvent {
+	var callID *string
+	if r.ID != "" {
+		s := r.ID
+		callID = &s
+	}
+	return schemas.CallEvent{
+		EventID:             id.EventID.String(),
+		Org:                 org,
+		CallKey:             id.CallKey,
+		Revision:            revision,
+		CallID:              callID,
+		SourceNumber:        r.SourceNumber,
+		DestinationNumber:   r.DestinationNumber,
+		CallType:            r.CallType,
+		CallStatus:          r.CallStatus,
+		CreationTime:        r.CreationTime.UTC(),
+		StartTime:           utcPtr(r.StartTime),
+		EndTime:             utcPtr(r.EndTime),
+		CallDurationSeconds: r.DurationSeconds,
+		EndReason:           r.EndReason,
+		ObservedAt:          observedAt.UTC(),
+		Raw:                 r.Raw,
+	}
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// NewMessage encodes an event as a watermill message in the CloudEvents
+// Kafka binding's binary mode: attributes as ce_* metadata (headers), the
+// call key as the record key, the JSON event as the payload.
+func NewMessage(e *schemas.CallEvent) (*message.Message, error) {
+	if len(e.Raw) > 0 && !json.Valid(e.Raw) {
+		return nil, fmt.Errorf("producer: event %s of call %s: raw record is not valid JSON", e.EventID, e.CallKey)
+	}
+	return newMessage(e), nil
+}
+
+// newMessage is NewMessage for events whose raw record came from a decoded
+// page, hence is valid JSON already.
+func newMessage(e *schemas.CallEvent) *message.Message {
+	payload := appendEvent(make([]byte, 0, 512+len(e.Raw)), e)
+	msg := message.NewMessage(e.EventID, payload)
+	msg.Metadata = message.Metadata{
+		kafkabus.KeyMetadata:      e.CallKey,
+		schemas.HeaderSpecVersion: schemas.SpecVersion,
+		schemas.HeaderID:          e.EventID,
+		schemas.HeaderSource:      schemas.Source(e.Org),
+		schemas.HeaderType:        e.Type(),
+		schemas.HeaderTime:        e.ObservedAt.Format(time.RFC3339Nano),
+		schemas.HeaderSubject:     e.CallKey,
+		schemas.HeaderContentType: schemas.JSONContentType,
+	}
+	return msg
+}

@@ -1,0 +1,125 @@
+package producer
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/callstream/callstream/pkg/unpod"
+)
+
+// EventNamespace is the fixed UUID namespace of event ids. Changing it
+// changes every event id ever produced: never do that within a major
+// version of the event.
+var EventNamespace = uuid.MustParse("6f1c3e2a-5b7d-4c1e-9a3f-2d8e4b6a7c90")
+
+// Identity is what the dedup gate knows about one record.
+type Identity struct {
+	CallKey     string    // the API id, or "k_" + a digest of the immutable fields
+	ContentHash string    // hex digest of every normalised field
+	EventID     uuid.UUID // UUIDv5 of org, call key and content hash
+}
+
+// Identify computes a record's identity as DESIGN.md section 3 defines it.
+func Identify(org string, r *unpod.Record) Identity {
+	key := CallKey(org, r)
+	h := ContentHash(org, key, r)
+	return Identity{CallKey: key, ContentHash: h, EventID: EventID(org, key, h)}
+}
+
+// CallKey returns the API's id when present; otherwise a digest of the
+// fields that do not change as a call's record evolves: org, source,
+// destination, call type and creation time (UTC, nanoseconds).
+func CallKey(org string, r *unpod.Record) string {
+	if r.ID != "" {
+		return r.ID
+	}
+	d := newDigest()
+	d.add(org)
+	d.add(r.SourceNumber)
+	d.add(r.DestinationNumber)
+	d.add(r.CallType)
+	d.addTimeValue(r.CreationTime)
+	sum := d.sum()
+	return "k_" + hex.EncodeToString(sum[:16])
+}
+
+// ContentHash digests every normalised field of r, so that any change an
+// event consumer can see makes a new revision, while a change of spelling
+// only (no-answer for missed) or of fields callstream does not model does
+// not. The raw payload is carried but not hashed.
+func ContentHash(org, callKey string, r *unpod.Record) string {
+	d := newDigest()
+	d.add(org)
+	d.add(callKey)
+	d.add(r.ID)
+	d.add(r.SourceNumber)
+	d.add(r.DestinationNumber)
+	d.add(r.CallType)
+	d.add(r.CallStatus)
+	d.addTimeValue(r.CreationTime)
+	d.addTime(r.StartTime)
+	d.addTime(r.EndTime)
+	d.addInt(r.DurationSeconds)
+	d.add(r.EndReason)
+	sum := d.sum()
+	return hex.EncodeToString(sum[:16])
+}
+
+// EventID is the UUIDv5 of org, call key and content hash: the same record
+// read twice gets the same id, so replays are idempotent downstream.
+func EventID(org, callKey, contentHash string) uuid.UUID {
+	b := make([]byte, 0, len(org)+len(callKey)+len(contentHash)+2)
+	b = append(b, org...)
+	b = append(b, 0)
+	b = append(b, callKey...)
+	b = append(b, 0)
+	b = append(b, contentHash...)
+	return uuid.NewSHA1(EventNamespace, b)
+}
+
+// digest hashes a sequence of fields, each length-prefixed so that no two
+// different sequences share an encoding. The fields are the same as text:
+// times as RFC 3339 in UTC with nanoseconds, integers in decimal.
+type digest struct {
+	buf     []byte
+	scratch [64]byte
+	arr     [256]byte
+}
+
+func newDigest() *digest {
+	d := &digest{}
+	d.buf = d.arr[:0]
+	return d
+}
+
+func (d *digest) addTimeValue(t time.Time) {
+	d.addBytes(t.UTC().AppendFormat(d.scratch[:0], time.RFC3339Nano))
+}
+
+func (d *digest) addInt(n int64) { d.addBytes(strconv.AppendInt(d.scratch[:0], n, 10)) }
+
+func (d *digest) addBytes(b []byte) {
+	d.buf = binary.AppendUvarint(d.buf, uint64(len(b)))
+	d.buf = append(d.buf, b...)
+}
+
+func (d *digest) add(s string) {
+	d.buf = binary.AppendUvarint(d.buf, uint64(len(s)))
+	d.buf = append(d.buf, s...)
+}
+
+func (d *digest) addTime(t *time.Time) {
+	if t == nil {
+		d.buf = append(d.buf, 0) // null and "" must differ
+		return
+	}
+	d.buf = append(d.buf, 1)
+	d.addTimeValue(*t)
+}
+
+func (d *digest) sum() [32]byte { return sha256.Sum256(d.buf) }
