@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -103,10 +104,18 @@ const stateFormatV1 = 0x01
 // single partition, keyed "<plugin>/<key>", so consumers hold no local
 // state and can move between machines. Load reads the topic to its end:
 // fine for the small, rarely read state it is meant for.
+//
+// The topic is read once, on the first Load, into memory; later loads are
+// served from there and saves update it. A plug-in's keys are written by
+// the one process that runs it (webhooks names its keys per instance), so
+// nothing is missed by not re-reading.
 type TopicState struct {
 	cfg    kafkabus.Config
 	topic  string
 	writer *kafka.Writer
+
+	mu     sync.Mutex
+	values map[string][]byte // nil until the topic was read
 }
 
 // NewTopicState creates the compacted topic if needed.
@@ -114,7 +123,8 @@ func NewTopicState(ctx context.Context, cfg kafkabus.Config, topic string) (*Top
 	err := kafkabus.EnsureTopic(ctx, cfg, kafkabus.TopicSpec{
 		Name:       topic,
 		Partitions: 1,
-		Configs:    map[string]string{"cleanup.policy": "compact"},
+		// Compact promptly: plug-ins such as webhooks save often.
+		Configs: map[string]string{"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consumers: state topic: %w", err)
@@ -167,6 +177,11 @@ func (t topicStore) Save(ctx context.Context, key string, value []byte) error {
 	if err := t.s.writer.WriteMessages(ctx, kafka.Message{Key: []byte(k), Value: rec}); err != nil {
 		return fmt.Errorf("consumers: save state %q to %s: %w", k, t.s.topic, err)
 	}
+	t.s.mu.Lock()
+	if t.s.values != nil {
+		t.s.values[k] = append([]byte{}, value...)
+	}
+	t.s.mu.Unlock()
 	return nil
 }
 
@@ -176,7 +191,22 @@ func (t topicStore) Load(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := t.s.cfg.Client()
+	t.s.mu.Lock()
+	defer t.s.mu.Unlock()
+	if t.s.values == nil {
+		values, err := t.s.readAll(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("consumers: load state %q: %w", k, err)
+		}
+		t.s.values = values
+	}
+	return t.s.values[k], nil
+}
+
+// readAll reads the latest value of every key of the state topic.
+func (s *TopicState) readAll(ctx context.Context) (map[string][]byte, error) {
+	values := map[string][]byte{}
+	client, err := s.cfg.Client()
 	if err != nil {
 		return nil, err
 	}
@@ -185,25 +215,25 @@ func (t topicStore) Load(ctx context.Context, key string) ([]byte, error) {
 			tr.CloseIdleConnections()
 		}
 	}()
-	firsts, err := listOffsets(ctx, client, t.s.topic, []int{0}, kafka.FirstOffset)
+	firsts, err := listOffsets(ctx, client, s.topic, []int{0}, kafka.FirstOffset)
 	if err != nil {
-		return nil, fmt.Errorf("consumers: load state %q: %w", k, err)
+		return nil, err
 	}
-	ends, err := listOffsets(ctx, client, t.s.topic, []int{0}, kafka.LastOffset)
+	ends, err := listOffsets(ctx, client, s.topic, []int{0}, kafka.LastOffset)
 	if err != nil {
-		return nil, fmt.Errorf("consumers: load state %q: %w", k, err)
+		return nil, err
 	}
 	first, end := firsts[0], ends[0]
 	if end <= first {
-		return nil, nil
+		return values, nil
 	}
-	dialer, err := t.s.cfg.Dialer()
+	dialer, err := s.cfg.Dialer()
 	if err != nil {
 		return nil, err
 	}
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:   t.s.cfg.Brokers,
-		Topic:     t.s.topic,
+		Brokers:   s.cfg.Brokers,
+		Topic:     s.topic,
 		Partition: 0,
 		Dialer:    dialer,
 		MinBytes:  1,
@@ -212,26 +242,23 @@ func (t topicStore) Load(ctx context.Context, key string) ([]byte, error) {
 	})
 	defer r.Close()
 	if err := r.SetOffset(first); err != nil {
-		return nil, fmt.Errorf("consumers: load state %q: %w", k, err)
+		return nil, err
 	}
-	var value []byte
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("consumers: load state %q: read %s: %w", k, t.s.topic, err)
+			return nil, fmt.Errorf("read %s: %w", s.topic, err)
 		}
-		if string(m.Key) == k {
-			switch {
-			case len(m.Value) == 0: // a tombstone: deleted
-				value = nil
-			case m.Value[0] == stateFormatV1:
-				value = append([]byte{}, m.Value[1:]...)
-			default:
-				return nil, fmt.Errorf("consumers: load state %q: record at offset %d has unknown format %#x", k, m.Offset, m.Value[0])
-			}
+		switch {
+		case len(m.Value) == 0: // a tombstone: deleted
+			delete(values, string(m.Key))
+		case m.Value[0] == stateFormatV1:
+			values[string(m.Key)] = append([]byte{}, m.Value[1:]...)
+		default:
+			return nil, fmt.Errorf("record %q at offset %d has unknown format %#x", m.Key, m.Offset, m.Value[0])
 		}
 		if m.Offset >= end-1 {
-			return value, nil
+			return values, nil
 		}
 	}
 }

@@ -229,6 +229,10 @@ func TestKustomizeRendersKubernetesObjects(t *testing.T) {
 		}
 		for _, c := range o.Spec.Template.Spec.Containers {
 			where := fmt.Sprintf("Deployment %s container %s", o.Metadata.Name, c.Name)
+			// Alerting windows span every partition: one group member only.
+			if strings.Contains(strings.Join(c.Args, " "), "alerting") && (o.Spec.Replicas == nil || *o.Spec.Replicas != 1) {
+				t.Errorf("%s runs alerting with more than one replica", where)
+			}
 			if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
 				t.Errorf("%s: liveness probe must GET /healthz", where)
 			}

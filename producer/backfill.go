@@ -41,7 +41,7 @@ func (p *Producer) Backfill(ctx context.Context, org string, from, to time.Time,
 		return fmt.Errorf("producer: backfill of %s: --from %s is not before --to %s", org, from.Format(time.RFC3339), to.Format(time.RFC3339))
 	}
 	if p.deps.EventLog == nil {
-		if err := p.Restore(ctx); err != nil {
+		if err := p.restore(ctx); err != nil {
 			return err
 		}
 	} else {

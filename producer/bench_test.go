@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 
 	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/pkg/testenv"
+	"github.com/callstream/callstream/pkg/unpod"
 	"github.com/callstream/callstream/pkg/unpodsim"
 	"github.com/callstream/callstream/schemas"
 )
@@ -24,89 +27,20 @@ func benchEnabled(t *testing.T) {
 	}
 }
 
-// TestBenchProducerThroughput prints the producer's events/s from
-// simulator pages of 1,000 records into the real broker, beside the plain
-// kafka-go Writer ceiling for the same records in the same run.
-func TestBenchProducerThroughput(t *testing.T) {
-	benchEnabled(t)
-	const perMinute, minutes = 50_000, 4 // 200,000 calls
-	origin := time.Now().UTC().Truncate(time.Minute)
-	sc := unpodsim.DefaultConfig()
-	sc.Orgs, sc.Token, sc.Incidents, sc.DailyShape = []string{"acme"}, "bench", nil, false
-	sc.Start, sc.CallsPerMinute = origin.Add(-minutes*time.Minute), perMinute
-	sc.LateRecords, sc.Updates, sc.PageShifts = 0, 0, 0
-	sc.Clock = func() time.Time { return origin }
-	sim, url := startSim(t, sc)
-
-	deps, kcfg := kafkaDeps(t, newClient(t, url, "bench"), nil)
-	cfg := DefaultConfig()
-	cfg.Orgs, cfg.PageSize, cfg.MaxWindow = []string{"acme"}, 1000, time.Minute
-	p, err := New(cfg, deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	// Warm the simulator's cache so that generating calls is not timed.
-	want := len(sim.GroundTruthWindow("acme", sc.Start, origin, origin))
-
-	start := time.Now()
-	if err := p.Backfill(ctx, "acme", sc.Start, origin, nil); err != nil {
-		t.Fatal(err)
-	}
-	took := time.Since(start)
-	st := p.Stats()
-	if st.Published != int64(want) {
-		t.Fatalf("published %d events, the simulator has %d calls", st.Published, want)
-	}
-	rate := float64(st.Published) / took.Seconds()
-	fmt.Printf("BENCH producer: %d events in %s = %.0f events/s (pages of 1000 from the simulator over HTTP, dedup, JSON, publish with acks=all)\n",
-		st.Published, took.Round(time.Millisecond), rate)
-
-	// The ceiling: the same records, written by a bare kafka-go Writer
-	// with the same acks and batching, to a fresh topic.
-	var msgs []kafka.Message
-	if err := readRange(ctx, kcfg, deps.Topic, nil, func(m kafka.Message) error {
-		msgs = append(msgs, kafka.Message{Key: m.Key, Value: m.Value, Headers: m.Headers})
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	ceilTopic := testenv.Topic(t, "ceiling")
-	if err := kafkabus.EnsureTopic(ctx, kcfg, kafkabus.TopicSpec{Name: ceilTopic, Partitions: 3}); err != nil {
-		t.Fatal(err)
-	}
-	w := &kafka.Writer{
-		Addr: kafka.TCP(kcfg.Brokers...), Topic: ceilTopic, Balancer: &kafka.Murmur2Balancer{},
-		RequiredAcks: kafka.RequireAll, BatchSize: 1000, BatchBytes: 1 << 20, BatchTimeout: 5 * time.Millisecond,
-		AllowAutoTopicCreation: true, // the topic exists; this makes the Writer see it at once
-	}
-	defer w.Close()
-	start = time.Now()
-	for i := 0; i < len(msgs); i += 1000 {
-		if err := w.WriteMessages(ctx, msgs[i:min(i+1000, len(msgs))]...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ceilSeq := float64(len(msgs)) / time.Since(start).Seconds()
-	start = time.Now()
-	if err := w.WriteMessages(ctx, msgs...); err != nil {
-		t.Fatal(err)
-	}
-	ceilBulk := float64(len(msgs)) / time.Since(start).Seconds()
-	fmt.Printf("BENCH kafka-go ceiling, same %d records: %.0f events/s in batches of 1000 (%.0f%% of it reached), %.0f events/s in one bulk call (%.0f%%)\n",
-		len(msgs), ceilSeq, 100*rate/ceilSeq, ceilBulk, 100*rate/ceilBulk)
-}
-
 // TestBenchMemoryAndRebuild prints the dedup memory's cost with 1M
 // remembered calls (heap bytes per call, process RSS) and how long
 // rebuilding it from 1M events on the topic takes.
 func TestBenchMemoryAndRebuild(t *testing.T) {
 	benchEnabled(t)
 	const n = 1_000_000
+	debug.FreeOSMemory()
 	rss0 := rssBytes()
-	perCall := measureMemory(n)
-	fmt.Printf("BENCH dedup memory: %.1f heap bytes per remembered call (%d calls); process RSS %d MB -> %d MB\n",
-		perCall, n, rss0>>20, rssBytes()>>20)
+	m, perCall := fillMemory(n)
+	debug.FreeOSMemory()
+	rss1 := rssBytes()
+	runtime.KeepAlive(m)
+	fmt.Printf("BENCH dedup memory: %.1f heap bytes per remembered call (%d calls); process RSS %d MB before, %d MB with them (%.0f bytes per call)\n",
+		perCall, n, rss0>>20, rss1>>20, float64(rss1-rss0)/n)
 
 	kcfg := kafkabus.DefaultConfig()
 	kcfg.Brokers = testenv.Kafka(t)
@@ -157,6 +91,132 @@ func TestBenchMemoryAndRebuild(t *testing.T) {
 	fmt.Printf("BENCH rebuild of the dedup memory from %d events on the topic: %s (%.0f events/s); RSS %d MB\n",
 		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), rssBytes()>>20)
 }
+
+// TestBenchProducerThroughput prints the producer's events/s from
+// simulator pages of 1,000 records into the real broker, beside the plain
+// kafka-go Writer ceiling for the same records in the same run.
+func TestBenchProducerThroughput(t *testing.T) {
+	benchEnabled(t)
+	const perMinute, minutes = 50_000, 4 // 200,000 calls
+	origin := time.Now().UTC().Truncate(time.Minute)
+	sc := unpodsim.DefaultConfig()
+	sc.Orgs, sc.Token, sc.Incidents, sc.DailyShape = []string{"acme"}, "bench", nil, false
+	sc.Start, sc.CallsPerMinute = origin.Add(-minutes*time.Minute), perMinute
+	sc.LateRecords, sc.Updates, sc.PageShifts = 0, 0, 0
+	sc.Clock = func() time.Time { return origin }
+	sim, url := startSim(t, sc)
+
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.Orgs, cfg.PageSize, cfg.MaxWindow = []string{"acme"}, 1000, time.Minute
+	// Warm the simulator's cache so that generating calls is not timed.
+	want := len(sim.GroundTruthWindow("acme", sc.Start, origin, origin))
+
+	// End to end: HTTP, the API client's decoding, the gate, encoding and
+	// publishing with acks=all.
+	rec := &recordingSource{Source: newClient(t, url, "bench"), pages: map[string]*unpod.Page{}}
+	deps, kcfg := kafkaDeps(t, rec, nil)
+	p, err := New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := p.Backfill(ctx, "acme", sc.Start, origin, nil); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	st := p.Stats()
+	if st.Published != int64(want) {
+		t.Fatalf("published %d events, the simulator has %d calls", st.Published, want)
+	}
+	rate := float64(st.Published) / took.Seconds()
+	fmt.Printf("BENCH producer end to end: %d events in %s = %.0f events/s (simulator pages of 1000 over HTTP, API client decoding, dedup, encoding, publish with acks=all)\n",
+		st.Published, took.Round(time.Millisecond), rate)
+
+	// The producer alone: the same simulator pages, already decoded, into a
+	// fresh topic.
+	deps2, _ := kafkaDeps(t, replaySource{rec.pages}, nil)
+	p2, err := New(cfg, deps2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if err := p2.Backfill(ctx, "acme", sc.Start, origin, nil); err != nil {
+		t.Fatal(err)
+	}
+	took2 := time.Since(start)
+	if got := p2.Stats().Published; got != int64(want) {
+		t.Fatalf("replay published %d events, want %d", got, want)
+	}
+	rate2 := float64(want) / took2.Seconds()
+	fmt.Printf("BENCH producer from decoded pages: %d events in %s = %.0f events/s (dedup, encoding, publish with acks=all)\n",
+		want, took2.Round(time.Millisecond), rate2)
+
+	// The ceiling: the same records, written by a bare kafka-go Writer
+	// with the same acks and batching, to a fresh topic.
+	var msgs []kafka.Message
+	if err := kafkabus.ReadRange(ctx, kcfg, deps.Topic, nil, func(m kafka.Message) error {
+		msgs = append(msgs, kafka.Message{Key: m.Key, Value: m.Value, Headers: m.Headers})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ceilTopic := testenv.Topic(t, "ceiling")
+	if err := kafkabus.EnsureTopic(ctx, kcfg, kafkabus.TopicSpec{Name: ceilTopic, Partitions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	w := &kafka.Writer{
+		Addr: kafka.TCP(kcfg.Brokers...), Topic: ceilTopic, Balancer: &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll, BatchSize: 1000, BatchBytes: 1 << 20, BatchTimeout: 5 * time.Millisecond,
+		AllowAutoTopicCreation: true, // the topic exists; this makes the Writer see it at once
+	}
+	defer w.Close()
+	start = time.Now()
+	for i := 0; i < len(msgs); i += 1000 {
+		if err := w.WriteMessages(ctx, msgs[i:min(i+1000, len(msgs))]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ceilSeq := float64(len(msgs)) / time.Since(start).Seconds()
+	start = time.Now()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	ceilBulk := float64(len(msgs)) / time.Since(start).Seconds()
+	fmt.Printf("BENCH kafka-go Writer ceiling, same %d records, acks=all: %.0f events/s in calls of 1000, %.0f events/s in one bulk call\n",
+		len(msgs), ceilSeq, ceilBulk)
+	fmt.Printf("BENCH producer vs ceiling (calls of 1000): end to end %.0f%%, from decoded pages %.0f%%\n",
+		100*rate/ceilSeq, 100*rate2/ceilSeq)
+}
+
+// recordingSource keeps every page it returns, by query.
+type recordingSource struct {
+	Source
+	mu    sync.Mutex
+	pages map[string]*unpod.Page
+}
+
+func (r *recordingSource) CallLogs(ctx context.Context, q unpod.Query) (*unpod.Page, error) {
+	pg, err := r.Source.CallLogs(ctx, q)
+	if err == nil {
+		r.mu.Lock()
+		r.pages[fmt.Sprint(q)] = pg
+		r.mu.Unlock()
+	}
+	return pg, err
+}
+
+// replaySource answers the queries a recordingSource saw.
+type replaySource struct{ pages map[string]*unpod.Page }
+
+func (r replaySource) CallLogs(_ context.Context, q unpod.Query) (*unpod.Page, error) {
+	if pg, ok := r.pages[fmt.Sprint(q)]; ok {
+		return pg, nil
+	}
+	return nil, fmt.Errorf("replay: query %v was not recorded", q)
+}
+
+func (replaySource) Organizations(context.Context) ([]unpod.Organization, error) { return nil, nil }
 
 // rssBytes reads the resident set size of this process from /proc.
 func rssBytes() int64 {

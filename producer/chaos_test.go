@@ -34,7 +34,7 @@ func TestChaosKillRestart(t *testing.T) {
 		t.Fatalf("build callstream: %v\n%s", err, out)
 	}
 
-	const speed = 200 // one wall second is 200 simulated seconds
+	const speed = 300 // one wall second is 300 simulated seconds
 	origin := time.Now().UTC()
 	clock := NewSimClock(speed, origin)
 	sc := unpodsim.DefaultConfig()

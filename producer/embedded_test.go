@@ -62,8 +62,8 @@ func TestEmbeddedRestartKeepsDedup(t *testing.T) {
 		}
 		return p.Stats()
 	}
-	first := run(2 * time.Second)
-	second := run(2 * time.Second)
+	first := run(3 * time.Second)
+	second := run(3 * time.Second)
 	if first.Published == 0 || second.Duplicates == 0 {
 		t.Fatalf("first run published %d, second dropped %d duplicates: the state file did not carry the memory", first.Published, second.Duplicates)
 	}

@@ -40,8 +40,8 @@ func NewEvent(org string, r *unpod.Record, id Identity, revision int, observedAt
 }
 
 func utcPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
+	if t == nil || t.Location() == time.UTC {
+		return t // records are never modified, so sharing is safe
 	}
 	u := t.UTC()
 	return &u
@@ -54,19 +54,20 @@ func NewMessage(e *schemas.CallEvent) (*message.Message, error) {
 	if len(e.Raw) > 0 && !json.Valid(e.Raw) {
 		return nil, fmt.Errorf("producer: event %s of call %s: raw record is not valid JSON", e.EventID, e.CallKey)
 	}
-	return newMessage(e), nil
+	return newMessage(e, schemas.Source(e.Org)), nil
 }
 
 // newMessage is NewMessage for events whose raw record came from a decoded
 // page, hence is valid JSON already.
-func newMessage(e *schemas.CallEvent) *message.Message {
+// source is schemas.Source(e.Org), computed once per batch.
+func newMessage(e *schemas.CallEvent, source string) *message.Message {
 	payload := appendEvent(make([]byte, 0, 512+len(e.Raw)), e)
 	msg := message.NewMessage(e.EventID, payload)
 	msg.Metadata = message.Metadata{
 		kafkabus.KeyMetadata:      e.CallKey,
 		schemas.HeaderSpecVersion: schemas.SpecVersion,
 		schemas.HeaderID:          e.EventID,
-		schemas.HeaderSource:      schemas.Source(e.Org),
+		schemas.HeaderSource:      source,
 		schemas.HeaderType:        e.Type(),
 		schemas.HeaderTime:        e.ObservedAt.Format(time.RFC3339Nano),
 		schemas.HeaderSubject:     e.CallKey,

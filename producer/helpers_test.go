@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"net"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -78,7 +77,6 @@ func newClient(t testing.TB, url, token string) *unpod.Client {
 	c, err := unpod.New(unpod.Config{
 		BaseURL: url, Token: token, RateLimit: -1, InitialBackoff: 20 * time.Millisecond,
 		MaxBackoff: 500 * time.Millisecond, MaxRetryTime: 30 * time.Second, Timeout: 10 * time.Second,
-		HTTPClient: &http.Client{},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -106,22 +104,28 @@ func readTopic(t testing.TB, cfg kafkabus.Config, topic string) []topicEvent {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	// Collect first, validate after: kafkabus.ReadRange's read deadline
+	// also runs while fn does, and schema validation is slow under -race.
+	var raw []kafka.Message
+	err = kafkabus.ReadRange(ctx, cfg, topic, nil, func(m kafka.Message) error {
+		raw = append(raw, m)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read %s: %v", topic, err)
+	}
 	var out []topicEvent
-	err = readRange(ctx, cfg, topic, nil, func(m kafka.Message) error {
+	for _, m := range raw {
 		e, err := v.DecodeCall(m.Value)
 		if err != nil {
 			t.Errorf("partition %d offset %d: %v", m.Partition, m.Offset, err)
-			return nil
+			continue
 		}
 		h := map[string]string{}
 		for _, x := range m.Headers {
 			h[x.Key] = string(x.Value)
 		}
 		out = append(out, topicEvent{CallEvent: e, Key: string(m.Key), Headers: h, Partition: m.Partition, Offset: m.Offset, Value: m.Value})
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("read %s: %v", topic, err)
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"crypto/sha1" //nolint:gosec // UUIDv5 is defined with SHA-1
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -38,7 +39,8 @@ func CallKey(org string, r *unpod.Record) string {
 	if r.ID != "" {
 		return r.ID
 	}
-	d := newDigest()
+	var d digest
+	d.init()
 	d.add(org)
 	d.add(r.SourceNumber)
 	d.add(r.DestinationNumber)
@@ -53,7 +55,8 @@ func CallKey(org string, r *unpod.Record) string {
 // only (no-answer for missed) or of fields callstream does not model does
 // not. The raw payload is carried but not hashed.
 func ContentHash(org, callKey string, r *unpod.Record) string {
-	d := newDigest()
+	var d digest
+	d.init()
 	d.add(org)
 	d.add(callKey)
 	d.add(r.ID)
@@ -71,15 +74,23 @@ func ContentHash(org, callKey string, r *unpod.Record) string {
 }
 
 // EventID is the UUIDv5 of org, call key and content hash: the same record
-// read twice gets the same id, so replays are idempotent downstream.
+// read twice gets the same id, so replays are idempotent downstream. It
+// equals uuid.NewSHA1(EventNamespace, org + "\x00" + callKey + "\x00" +
+// contentHash), computed without allocating.
 func EventID(org, callKey, contentHash string) uuid.UUID {
-	b := make([]byte, 0, len(org)+len(callKey)+len(contentHash)+2)
+	var arr [256]byte
+	b := append(arr[:0], EventNamespace[:]...)
 	b = append(b, org...)
 	b = append(b, 0)
 	b = append(b, callKey...)
 	b = append(b, 0)
 	b = append(b, contentHash...)
-	return uuid.NewSHA1(EventNamespace, b)
+	sum := sha1.Sum(b)
+	var id uuid.UUID
+	copy(id[:], sum[:16])
+	id[6] = (id[6] & 0x0f) | 0x50 // version 5
+	id[8] = (id[8] & 0x3f) | 0x80 // RFC 4122 variant
+	return id
 }
 
 // digest hashes a sequence of fields, each length-prefixed so that no two
@@ -91,11 +102,7 @@ type digest struct {
 	arr     [256]byte
 }
 
-func newDigest() *digest {
-	d := &digest{}
-	d.buf = d.arr[:0]
-	return d
-}
+func (d *digest) init() { d.buf = d.arr[:0] }
 
 func (d *digest) addTimeValue(t time.Time) {
 	d.addBytes(t.UTC().AppendFormat(d.scratch[:0], time.RFC3339Nano))

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/callstream/callstream/pkg/unpod"
 )
 
@@ -110,5 +112,16 @@ func TestIdentityProperties(t *testing.T) {
 				t.Errorf("event id %s vs %s", a.EventID, b.EventID)
 			}
 		})
+	}
+}
+
+// TestEventIDIsUUIDv5 holds the allocation-free EventID to the library's
+// UUIDv5.
+func TestEventIDIsUUIDv5(t *testing.T) {
+	for _, in := range [][3]string{{"acme", "call_1", "ab"}, {"", "", ""}, {"globex", "k_0fde9fbb856128f0e681d20d3dbab3e1", "4a0127258a938f32fc7d2f230997ff88"}} {
+		want := uuid.NewSHA1(EventNamespace, []byte(in[0]+"\x00"+in[1]+"\x00"+in[2]))
+		if got := EventID(in[0], in[1], in[2]); got != want {
+			t.Errorf("EventID%q = %s, want %s", in, got, want)
+		}
 	}
 }

@@ -151,16 +151,25 @@ func TestBadInput(t *testing.T) {
 	deps, kcfg := kafkaDeps(t, client, logger)
 	cfg := DefaultConfig()
 	cfg.SimClock = clock.String()
-	cfg.Orgs, cfg.Lookback, cfg.PageSize = []string{"acme", "globex", "nosuch"}, 10*time.Minute, 100
+	cfg.Orgs, cfg.Lookback, cfg.PageSize = []string{"acme", "globex", "nosuch"}, 15*time.Minute, 100 // more than the history: startup takes simulated time
 	cfg.SettleLag, cfg.RescanAges = 30*time.Second, []time.Duration{0, 2 * time.Minute}
 	cfg.OrgBackoff, cfg.OrgBackoffMax = time.Minute, 5*time.Minute
 	p, err := New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+	// Run until acme has read a few simulated minutes past the start, in
+	// wall time however long a loaded machine takes.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := p.Run(ctx); err != nil {
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for p.checkpoint("acme").Rungs[0].Frontier.Before(origin.Add(3*time.Minute)) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	out := logs.String()

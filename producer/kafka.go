@@ -25,138 +25,19 @@ func NewKafkaEventLog(cfg kafkabus.Config, topic string) *KafkaEventLog {
 
 // EndOffsets implements EventLog.
 func (l *KafkaEventLog) EndOffsets(ctx context.Context) (map[int]int64, error) {
-	return listOffsets(ctx, l.cfg, l.topic, kafka.LastOffset)
+	return kafkabus.EndOffsets(ctx, l.cfg, l.topic)
 }
 
-// ReadFrom implements EventLog. Partitions are read concurrently, so fn
-// must be safe for concurrent use.
+// ReadFrom implements EventLog. Partitions are read in parallel; fn is
+// called by one goroutine at a time.
 func (l *KafkaEventLog) ReadFrom(ctx context.Context, from map[int]int64, fn func(value []byte) error) error {
-	return readRangeParallel(ctx, l.cfg, l.topic, from, func(m kafka.Message) error { return fn(m.Value) })
+	return kafkabus.ReadRange(ctx, l.cfg, l.topic, from, func(m kafka.Message) error { return fn(m.Value) })
 }
 
-// listOffsets returns the first (kafka.FirstOffset) or end
-// (kafka.LastOffset) offset of every partition of topic.
-func listOffsets(ctx context.Context, cfg kafkabus.Config, topic string, which int64) (map[int]int64, error) {
-	ids, err := kafkabus.PartitionIDs(ctx, cfg, topic)
-	if err != nil {
-		return nil, err
-	}
-	client, err := cfg.Client()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if tr, ok := client.Transport.(*kafka.Transport); ok {
-			tr.CloseIdleConnections()
-		}
-	}()
-	req := make([]kafka.OffsetRequest, len(ids))
-	for i, id := range ids {
-		req[i] = kafka.OffsetRequest{Partition: id, Timestamp: which}
-	}
-	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: req}})
-	if err != nil {
-		return nil, fmt.Errorf("producer: list offsets of %s: %w", topic, err)
-	}
-	out := make(map[int]int64, len(ids))
-	for _, po := range res.Topics[topic] {
-		if po.Error != nil {
-			return nil, fmt.Errorf("producer: list offsets of %s partition %d: %w", topic, po.Partition, po.Error)
-		}
-		if which == kafka.FirstOffset {
-			out[po.Partition] = po.FirstOffset
-		} else {
-			out[po.Partition] = po.LastOffset
-		}
-	}
-	if len(out) != len(ids) {
-		return nil, fmt.Errorf("producer: list offsets of %s: %d of %d partitions answered", topic, len(out), len(ids))
-	}
-	return out, nil
-}
-
-// readRange calls fn for every record of topic from the offsets in from
-// (the first offset for a partition missing there) up to the end offsets
-// at the time of the call, one partition after the other.
-func readRange(ctx context.Context, cfg kafkabus.Config, topic string, from map[int]int64, fn func(kafka.Message) error) error {
-	return readRanges(ctx, cfg, topic, from, fn, false)
-}
-
-// readRangeParallel is readRange with one goroutine per partition.
-func readRangeParallel(ctx context.Context, cfg kafkabus.Config, topic string, from map[int]int64, fn func(kafka.Message) error) error {
-	return readRanges(ctx, cfg, topic, from, fn, true)
-}
-
-func readRanges(ctx context.Context, cfg kafkabus.Config, topic string, from map[int]int64, fn func(kafka.Message) error, parallel bool) error {
-	ends, err := listOffsets(ctx, cfg, topic, kafka.LastOffset)
-	if err != nil {
-		return err
-	}
-	firsts, err := listOffsets(ctx, cfg, topic, kafka.FirstOffset)
-	if err != nil {
-		return err
-	}
-	dialer, err := cfg.Dialer()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make(chan error, len(ends))
-	running := 0
-	for part, end := range ends {
-		start, ok := from[part]
-		if !ok || start < firsts[part] {
-			start = firsts[part]
-		}
-		if start >= end {
-			continue
-		}
-		if !parallel {
-			if err := readPartition(ctx, cfg, dialer, topic, part, start, end, fn); err != nil {
-				return err
-			}
-			continue
-		}
-		running++
-		go func() { errs <- readPartition(ctx, cfg, dialer, topic, part, start, end, fn) }()
-	}
-	var first error
-	for range running {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-			cancel()
-		}
-	}
-	return first
-}
-
-func readPartition(ctx context.Context, cfg kafkabus.Config, dialer *kafka.Dialer, topic string, part int, start, end int64, fn func(kafka.Message) error) error {
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:   cfg.Brokers,
-		Topic:     topic,
-		Partition: part,
-		Dialer:    dialer,
-		MinBytes:  1,
-		MaxBytes:  16 << 20,
-		MaxWait:   200 * time.Millisecond,
-	})
-	defer r.Close()
-	if err := r.SetOffset(start); err != nil {
-		return fmt.Errorf("producer: seek %s partition %d to %d: %w", topic, part, start, err)
-	}
-	for {
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			return fmt.Errorf("producer: read %s partition %d at offset %d: %w", topic, part, r.Offset(), err)
-		}
-		if err := fn(m); err != nil {
-			return err
-		}
-		if m.Offset >= end-1 {
-			return nil
-		}
-	}
+// OffsetsAt returns, per partition, the first offset whose record timestamp
+// is at or after t (the end offset where there is none).
+func (l *KafkaEventLog) OffsetsAt(ctx context.Context, t time.Time) (map[int]int64, error) {
+	return kafkabus.OffsetsAt(ctx, l.cfg, l.topic, t)
 }
 
 // KafkaStore keeps checkpoints in a compacted topic, one record per
@@ -206,7 +87,7 @@ func NewKafkaStore(ctx context.Context, cfg kafkabus.Config, topic string) (*Kaf
 // Load implements StateStore: the latest record of every organization.
 func (s *KafkaStore) Load(ctx context.Context) (*State, error) {
 	st := emptyState()
-	err := readRange(ctx, s.cfg, s.topic, nil, func(m kafka.Message) error {
+	err := kafkabus.ReadRange(ctx, s.cfg, s.topic, nil, func(m kafka.Message) error {
 		org := string(m.Key)
 		if m.Value == nil { // a tombstone forgets the organization
 			delete(st.Orgs, org)
@@ -257,45 +138,4 @@ func (s *KafkaStore) Close() error {
 		return fmt.Errorf("producer: close state writer: %w", err)
 	}
 	return nil
-}
-
-// OffsetsAt returns, per partition, the first offset whose record timestamp
-// is at or after t (the end offset where there is none).
-func (l *KafkaEventLog) OffsetsAt(ctx context.Context, t time.Time) (map[int]int64, error) {
-	ends, err := l.EndOffsets(ctx)
-	if err != nil {
-		return nil, err
-	}
-	client, err := l.cfg.Client()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if tr, ok := client.Transport.(*kafka.Transport); ok {
-			tr.CloseIdleConnections()
-		}
-	}()
-	req := make([]kafka.OffsetRequest, 0, len(ends))
-	for p := range ends {
-		req = append(req, kafka.OffsetRequest{Partition: p, Timestamp: t.UnixMilli()})
-	}
-	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{l.topic: req}})
-	if err != nil {
-		return nil, fmt.Errorf("producer: offsets of %s at %s: %w", l.topic, t.Format(time.RFC3339), err)
-	}
-	out := make(map[int]int64, len(ends))
-	for p, end := range ends {
-		out[p] = end
-	}
-	for _, po := range res.Topics[l.topic] {
-		if po.Error != nil {
-			return nil, fmt.Errorf("producer: offsets of %s partition %d at %s: %w", l.topic, po.Partition, t.Format(time.RFC3339), po.Error)
-		}
-		for off := range po.Offsets {
-			if off >= 0 {
-				out[po.Partition] = off
-			}
-		}
-	}
-	return out, nil
 }

@@ -149,8 +149,10 @@ func (c *Checkpoint) addSample(offsets map[int]int64) {
 }
 
 // restoreFrom returns the offsets a restart must read the events topic
-// from for this organization, or nil when no sample covers the lowest
-// frontier (nothing of it can be in the topic).
+// from for this organization: the newest sample at or below the lowest
+// frontier. It is nil when there is no sample at all: nothing of the
+// organization can be in the topic then, since its first sample is saved
+// before its first event is published.
 func (c *Checkpoint) restoreFrom() map[int]int64 {
 	low := c.Low()
 	var best map[int]int64
@@ -158,6 +160,11 @@ func (c *Checkpoint) restoreFrom() map[int]int64 {
 		if !s.Frontier.After(low) {
 			best = s.Offsets
 		}
+	}
+	if best == nil && len(c.Samples) > 0 {
+		// A rung added below every sample: the oldest sample is the best
+		// there is.
+		best = c.Samples[0].Offsets
 	}
 	return best
 }

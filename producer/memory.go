@@ -66,7 +66,10 @@ type Decision struct {
 // eventID), without remembering anything: remember only what the broker
 // acknowledged, with Commit.
 func (m *Memory) Check(org, callKey string, eventID uuid.UUID) Decision {
-	k := keyOf(org, callKey)
+	return m.check(keyOf(org, callKey), eventID)
+}
+
+func (m *Memory) check(k memKey, eventID uuid.UUID) Decision {
 	m.mu.Lock()
 	e, ok := m.m[k]
 	m.mu.Unlock()

@@ -82,6 +82,12 @@ func BenchmarkMemoryBytesPerCall(b *testing.B) {
 
 // measureMemory fills a Memory with n calls and returns heap bytes per call.
 func measureMemory(n int) float64 {
+	_, perCall := fillMemory(n)
+	return perCall
+}
+
+// fillMemory returns a Memory holding n calls and the heap bytes per call.
+func fillMemory(n int) (*Memory, float64) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -93,6 +99,5 @@ func measureMemory(n int) float64 {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	runtime.KeepAlive(m)
-	return float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+	return m, float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
 }

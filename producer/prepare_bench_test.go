@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+
 	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/pkg/unpod"
 )
@@ -23,7 +25,8 @@ func BenchmarkPreparePage(b *testing.B) {
 			CallStatus: "completed", RawStatus: "completed", CreationTime: t0.Add(time.Duration(i) * time.Millisecond),
 			StartTime: &st, EndTime: &et, DurationSeconds: 207, EndReason: "caller_hangup", Raw: json.RawMessage(raw)}
 	}
-	p, err := New(DefaultConfig(), Deps{Source: noSource{}, Publisher: nopPublisher{}, Topic: "t", Store: NewFileStore(b.TempDir() + "/s")})
+	pub := &keepPublisher{}
+	p, err := New(DefaultConfig(), Deps{Source: noSource{}, Publisher: pub, Topic: "t", Store: NewFileStore(b.TempDir() + "/s")})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -32,8 +35,13 @@ func BenchmarkPreparePage(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		p.mem = NewMemory() // every record new, as in a first read
-		bt := p.prepare("acme", recs, map[string]struct{}{})
-		for _, msg := range bt.msgs {
+		f := identifyPage("acme", &unpod.Page{Count: len(recs), Records: recs})
+		bt := p.gate("acme", f, map[string]struct{}{})
+		pub.msgs = pub.msgs[:0]
+		if err := p.send("acme", bt); err != nil {
+			b.Fatal(err)
+		}
+		for _, msg := range pub.msgs {
 			if _, err := m.Marshal("t", msg); err != nil {
 				b.Fatal(err)
 			}
@@ -41,3 +49,13 @@ func BenchmarkPreparePage(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/event")
 }
+
+// keepPublisher keeps the messages of the latest Publish.
+type keepPublisher struct{ msgs []*message.Message }
+
+func (k *keepPublisher) Publish(_ string, msgs ...*message.Message) error {
+	k.msgs = append(k.msgs, msgs...)
+	return nil
+}
+
+func (k *keepPublisher) Close() error { return nil }

@@ -15,6 +15,8 @@ if [[ -n $unformatted ]]; then
 fi
 go vet ./...
 
+source scripts/tools.sh
+ensure_tools
 source scripts/services.sh
 start_services
 export CALLSTREAM_INTEGRATION=1

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"fmt"
+
 	"bytes"
 	"context"
+	"github.com/callstream/callstream/pkg/config"
 	"os"
 	"strings"
 	"testing"
@@ -53,5 +56,27 @@ func TestConfigCommands(t *testing.T) {
 				t.Fatalf("code %d (want %d), output %q (want it to contain %q)", code, tt.wantCode, out.String(), tt.wantOut)
 			}
 		})
+	}
+}
+
+// Every YAML example in the README must be a valid configuration.
+func TestReadmeConfigExamplesAreValid(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(readme), "```yaml\n")
+	if len(blocks) < 2 {
+		t.Fatal("README has no yaml example; this test would check nothing")
+	}
+	for i, b := range blocks[1:] {
+		example, _, ok := strings.Cut(b, "```")
+		if !ok {
+			t.Fatalf("yaml block %d is not closed", i+1)
+		}
+		cfg := DefaultConfig()
+		if err := config.LoadYAML(fmt.Sprintf("README yaml block %d", i+1), []byte(example), &cfg); err != nil {
+			t.Errorf("%v", err)
+		}
 	}
 }

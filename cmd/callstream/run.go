@@ -54,7 +54,9 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		cfg.Unpod.BaseURL, cfg.Unpod.Token = url, cfg.Simulator.Token
-		fmt.Fprintf(e.stdout, "UNPOD_API_TOKEN is not set: polling the built-in simulator at %s (orgs %v)\n", url, cfg.Simulator.Orgs)
+		demoTiming(&cfg.Producer)
+		fmt.Fprintf(e.stdout, "UNPOD_API_TOKEN is not set: polling the built-in simulator at %s (orgs %v) every %s\n",
+			url, cfg.Simulator.Orgs, cfg.Producer.PollInterval)
 	}
 	ucfg := cfg.Unpod
 	ucfg.Logger, ucfg.Registerer = logger, reg
@@ -114,6 +116,19 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	g.Go(func() error { out.alerts(ctx, alerts); return nil })
 	g.Go(func() error { out.summaries(ctx, p, 10*time.Second); return nil })
 	return g.Wait()
+}
+
+// demoTiming polls the simulator faster than the real API's defaults, so a
+// new user sees the scripted incidents alert within minutes. Values the user
+// set are kept.
+func demoTiming(p *producer.Config) {
+	def := producer.DefaultConfig()
+	if p.PollInterval == def.PollInterval {
+		p.PollInterval = 5 * time.Second
+	}
+	if p.SettleLag == def.SettleLag {
+		p.SettleLag = 10 * time.Second
+	}
 }
 
 // lakeDir puts the lake under the state directory unless it was configured.

@@ -3,6 +3,8 @@ package lake
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,15 +15,22 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callstream/callstream/consumers"
+	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/pkg/testenv"
 )
 
 // TestBenchLake prints the lake's throughput (events/s into renamed Parquet
-// files, from the real broker and in-process alone) and its bytes per event
-// on disk with and without the raw column. Run with CALLSTREAM_BENCH=1;
-// CALLSTREAM_LAKE_BENCH_EVENTS sets the event count (default 300000).
+// files) three ways: in-process alone (Handle called as the router does),
+// from the real broker through the real consumer runtime (kafkabus,
+// router, decode and validation), and from the real broker through the
+// minimal driver of the crash test; with events per CPU-second, which the
+// shared machine's load does not skew, and the bytes per event on disk with
+// and without the raw column (per column too). Run with CALLSTREAM_BENCH=1
+// and KAFKA_BROKERS; CALLSTREAM_LAKE_BENCH_EVENTS sets the event count
+// (default 300000).
 func TestBenchLake(t *testing.T) {
 	if os.Getenv("CALLSTREAM_BENCH") != "1" {
 		t.Skip("benchmark: set CALLSTREAM_BENCH=1")
@@ -35,7 +44,7 @@ func TestBenchLake(t *testing.T) {
 	events := genEvents(n, orgs, 1, base, 31)
 
 	t.Run("in-process", func(t *testing.T) {
-		l := newLake(t, Config{IdleClose: 100 * time.Millisecond})
+		l := newLake(t, Config{IdleClose: time.Second})
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() { _ = l.Run(ctx) }()
@@ -59,14 +68,18 @@ func TestBenchLake(t *testing.T) {
 		report(t, "in-process", l.cfg.Dir, n, el, cpuTime()-cpu0)
 	})
 
+	brokers := testenv.Kafka(t)
+	topics := consumers.NewTopics(testenv.Prefix(t))
+	topic := topics.Calls
+	createTopic(t, brokers, topic, partitions)
+	pstart := time.Now()
+	produce(t, brokers, topic, events)
+	t.Logf("produced %d events in %s (%.0f events/s, not part of the lake figures)", n, time.Since(pstart).Round(time.Millisecond), float64(n)/time.Since(pstart).Seconds())
+
+	t.Run("runtime", func(t *testing.T) { runtimeBench(t, brokers, topics, n) })
+
 	t.Run("kafka", func(t *testing.T) {
-		brokers := testenv.Kafka(t)
-		topic := testenv.Topic(t, "calls")
-		createTopic(t, brokers, topic, partitions)
-		pstart := time.Now()
-		produce(t, brokers, topic, events)
-		t.Logf("produced %d events in %s (%.0f events/s, not part of the lake figure)", n, time.Since(pstart).Round(time.Millisecond), float64(n)/time.Since(pstart).Seconds())
-		l := newLake(t, Config{IdleClose: 100 * time.Millisecond})
+		l := newLake(t, Config{IdleClose: time.Second})
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		go func() { _ = l.Run(ctx) }()
@@ -81,6 +94,67 @@ func TestBenchLake(t *testing.T) {
 		checkExactlyOnce(t, readLake(t, l.cfg.Dir), events)
 		report(t, "kafka", l.cfg.Dir, n, el, cpu)
 	})
+}
+
+// runtimeBench measures the lake inside the real consumer runtime on Kafka
+// (kafkabus in pipelined mode, router, decode and validation middlewares):
+// events/s from the broker into renamed files.
+func runtimeBench(t *testing.T, brokers []string, topics consumers.Topics, n int) {
+	kcfg := kafkabus.DefaultConfig()
+	kcfg.Brokers = brokers
+	if err := consumers.EnsureKafkaTopics(context.Background(), kcfg, topics); err != nil {
+		t.Fatal(err)
+	}
+	pc := kafkabus.DefaultPublisherConfig()
+	pc.Config = kcfg
+	pub, err := kafkabus.NewPublisher(pc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	cfg := consumers.DefaultConfig()
+	cfg.GroupPrefix = "bench-" + topics.Prefix
+	reg := prometheus.NewRegistry()
+	dir := t.TempDir()
+	rt, err := consumers.New(cfg, consumers.RuntimeDeps{
+		Registerer: reg, Topics: topics, Publisher: pub,
+		Plugins:   []consumers.Factory{Factory(Config{Dir: dir, IdleClose: time.Second})},
+		Subscribe: consumers.KafkaSubscribe(kcfg, cfg, reg, slog.New(slog.NewTextHandler(io.Discard, nil))),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start, cpu0 := time.Now(), cpuTime()
+	go func() { done <- rt.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Minute)
+	for written(t, reg) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d events written after 5 minutes", written(t, reg), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	el, cpu := time.Since(start), cpuTime()-cpu0
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	report(t, "runtime", dir, n, el, cpu)
+}
+
+// written reads callstream_lake_rows_written_total from reg.
+func written(t *testing.T, reg *prometheus.Registry) int {
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "callstream_lake_rows_written_total" {
+			return int(mf.GetMetric()[0].GetCounter().GetValue())
+		}
+	}
+	return 0
 }
 
 // report prints events/s and bytes per event, total and without raw.
@@ -117,7 +191,7 @@ func report(t *testing.T, name, dir string, n int, el, cpu time.Duration) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("lake %-10s %8d events in %7s: %9.0f events/s (%.0f events per CPU-second, load %s); %d files; %.1f bytes/event on disk, %.1f without raw\n",
+	fmt.Printf("BENCH lake %-10s %8d events in %7s: %9.0f events/s (%.0f events per CPU-second, load %s); %d files; %.1f bytes/event on disk, %.1f without raw\n",
 		name, n, el.Round(time.Millisecond), float64(n)/el.Seconds(), float64(n)/cpu.Seconds(), loadAvg(), files, float64(total)/float64(n), float64(total-raw)/float64(n))
 	cols := make([]string, 0, len(perColumn))
 	var inColumns int64
@@ -126,7 +200,7 @@ func report(t *testing.T, name, dir string, n int, el, cpu time.Duration) {
 		inColumns += b
 	}
 	sort.Strings(cols)
-	fmt.Printf("lake %-10s bytes/event by column: %s; footers and headers %.1f\n", name, strings.Join(cols, ", "), float64(total-inColumns)/float64(n))
+	fmt.Printf("BENCH lake %-10s bytes/event by column: %s; footers and headers %.1f\n", name, strings.Join(cols, ", "), float64(total-inColumns)/float64(n))
 }
 
 // BenchmarkHandle measures Handle alone, in-process, with the default

@@ -55,17 +55,26 @@
 // Offsets it writes are added as files are renamed, and old ones are
 // forgotten once far behind (they are read back from disk if ever needed).
 // A record redelivered while its file is still open waits for that file.
+// The files are the only state: the lake needs no Deps.State. The price is
+// at start, when the first record of a partition makes the lake read the
+// footers of that partition's files (one small read each); a manifest of
+// recent files would bound this for lakes of very many files.
 //
 // The argument, per partition p: (1) an event is acknowledged only when its
 // offset is in a renamed file, so the committed offset never passes an
 // event that is not in the lake: nothing is lost; (2) an offset is written
-// only if no renamed file holds it, and a file is only replaced if one with
-// the same name exists, which would mean its first offset was covered:
-// nothing is written twice; (3) temporary files are never read (the
-// *.parquet glob does not match them) and stale ones are deleted at start.
+// only if no renamed file holds it: nothing is written twice, and no new
+// file can take an existing file's name, since that file's first offset
+// would be covered (a replacement is logged as a warning); (3) temporary
+// files are never read (the *.parquet glob does not match them), and those
+// older than ten minutes are deleted at start.
+//
 // TestSIGKILLExactlyOnce kills a consumer of the real broker twice in the
-// middle of its files and checks every event is present exactly once; with
-// the index turned off the same test finds duplicates.
+// middle of its files (a child process running a minimal consumer loop that
+// commits, like kafkabus, only the contiguous acknowledged prefix) and
+// checks with parquet-go that every event is present exactly once; with the
+// index turned off the same test finds duplicates. TestRuntimeOnKafka runs
+// the plug-in in the real consumer runtime on the broker.
 //
 // The guarantee assumes one lake root per topic (offsets of a recreated
 // topic would collide with old file names) and one writer per partition at

@@ -95,15 +95,15 @@ type fileSpec struct {
 // writeFile writes rows (sorted by offset) to a temporary file beside the
 // target, syncs it, renames it over the target and syncs the directory, so
 // after a crash the target is either absent or complete. It returns the
-// file's size.
-func writeFile(s fileSpec, rows []Row) (int64, error) {
+// file's size and whether a file of that name was replaced.
+func writeFile(s fileSpec, rows []Row) (size int64, replaced bool, err error) {
 	dir := filepath.Join(s.root, s.dir)
 	if err := mkdirSynced(s.root, s.dir); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	tmp, err := os.CreateTemp(dir, "."+s.name+".*.tmp")
 	if err != nil {
-		return 0, fmt.Errorf("lake: create temporary file in %s: %w", dir, err)
+		return 0, false, fmt.Errorf("lake: create temporary file in %s: %w", dir, err)
 	}
 	done := false
 	defer func() {
@@ -123,33 +123,38 @@ func writeFile(s fileSpec, rows []Row) (int64, error) {
 		parquet.KeyValueMetadata(metaLast, strconv.FormatInt(rows[len(rows)-1].KafkaOffset, 10)),
 	)
 	if _, err := w.Write(rows); err != nil {
-		return 0, fmt.Errorf("lake: write rows to %s: %w", tmp.Name(), err)
+		return 0, false, fmt.Errorf("lake: write rows to %s: %w", tmp.Name(), err)
 	}
 	if err := w.Close(); err != nil {
-		return 0, fmt.Errorf("lake: finish %s: %w", tmp.Name(), err)
+		return 0, false, fmt.Errorf("lake: finish %s: %w", tmp.Name(), err)
 	}
 	if err := bw.Flush(); err != nil {
-		return 0, fmt.Errorf("lake: write %s: %w", tmp.Name(), err)
+		return 0, false, fmt.Errorf("lake: write %s: %w", tmp.Name(), err)
 	}
 	if err := tmp.Sync(); err != nil {
-		return 0, fmt.Errorf("lake: sync %s: %w", tmp.Name(), err)
+		return 0, false, fmt.Errorf("lake: sync %s: %w", tmp.Name(), err)
 	}
 	st, err := tmp.Stat()
 	if err != nil {
-		return 0, fmt.Errorf("lake: stat %s: %w", tmp.Name(), err)
+		return 0, false, fmt.Errorf("lake: stat %s: %w", tmp.Name(), err)
 	}
 	if err := tmp.Close(); err != nil {
-		return 0, fmt.Errorf("lake: close %s: %w", tmp.Name(), err)
+		return 0, false, fmt.Errorf("lake: close %s: %w", tmp.Name(), err)
 	}
 	target := filepath.Join(dir, s.name)
+	_, err = os.Lstat(target)
+	replaced = err == nil
 	if err := os.Rename(tmp.Name(), target); err != nil {
-		return 0, fmt.Errorf("lake: rename %s to %s: %w", tmp.Name(), target, err)
+		return 0, false, fmt.Errorf("lake: rename %s to %s: %w", tmp.Name(), target, err)
 	}
 	done = true
 	if err := syncDir(dir); err != nil {
-		return 0, err
+		// The rename may not survive a crash: take the file back so the
+		// retry writes these rows once, not into a second file.
+		_ = os.Remove(target)
+		return 0, false, err
 	}
-	return st.Size(), nil
+	return st.Size(), replaced, nil
 }
 
 // mkdirSynced creates root/rel and syncs the parent of every directory it

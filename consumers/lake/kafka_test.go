@@ -8,10 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/parquet-go/parquet-go"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/callstream/callstream/consumers"
@@ -144,9 +147,13 @@ func TestSIGKILLExactlyOnce(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 			for run, rows := range []int{100, 137, 150} {
 				spec.MaxRows = rows
+				before, _ := footerRows(t, spec.Dir)
 				cmd := startChild(t, spec)
 				if run < 2 {
-					time.Sleep(time.Duration(500+rng.IntN(700)) * time.Millisecond)
+					// Kill once this run renamed a few files, at a random
+					// moment after that: files are open, some renamed.
+					waitFiles(t, spec.Dir, before+3, 2*time.Minute)
+					time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
 					if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 						t.Fatal(err)
 					}
@@ -154,7 +161,7 @@ func TestSIGKILLExactlyOnce(t *testing.T) {
 					t.Logf("run %d killed with %d events in %d files", run+1, len(countEvents(readLake(t, spec.Dir))), len(readLake(t, spec.Dir)))
 					continue
 				}
-				waitAllWritten(t, spec.Dir, events, 60*time.Second)
+				waitAllWritten(t, spec.Dir, events, 2*time.Minute)
 				if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 					t.Fatal(err)
 				}
@@ -200,20 +207,75 @@ func startChild(t *testing.T, spec childSpec) *exec.Cmd {
 	return cmd
 }
 
+// waitFiles waits until the lake holds at least n files.
+func waitFiles(t *testing.T, dir string, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if files, _ := footerRows(t, dir); files >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %d files after %s", n, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// footerRows counts the lake's files and their rows from the footers only,
+// cheap enough to poll while a consumer runs.
+func footerRows(t *testing.T, dir string) (files int, rows int64) {
+	t.Helper()
+	err := filepath.WalkDir(filepath.Join(dir, tableDir), func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) {
+				return filepath.SkipDir
+			}
+			return err
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".parquet") {
+			return nil
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		pf, err := parquet.OpenFile(f, st.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		files++
+		rows += pf.NumRows()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files, rows
+}
+
 // waitAllWritten waits until every event is in some renamed file.
 func waitAllWritten(t *testing.T, dir string, events []schemas.CallEvent, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		seen := countEvents(readLake(t, dir))
-		missing := 0
-		for _, e := range events {
-			if seen[e.EventID] == 0 {
-				missing++
+		missing := len(events)
+		if _, rows := footerRows(t, dir); rows >= int64(len(events)) {
+			seen := countEvents(readLake(t, dir))
+			missing = 0
+			for _, e := range events {
+				if seen[e.EventID] == 0 {
+					missing++
+				}
 			}
-		}
-		if missing == 0 {
-			return
+			if missing == 0 {
+				return
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of %d events still not written after %s", missing, len(events), timeout)

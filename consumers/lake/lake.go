@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -33,8 +31,16 @@ func Factory(cfg Config) consumers.Factory {
 
 var errClosed = errors.New("lake: closed")
 
+var (
+	_ consumers.Handler = (*Lake)(nil)
+	_ consumers.Runner  = (*Lake)(nil)
+	_ consumers.Closer  = (*Lake)(nil)
+	_ consumers.Tuner   = (*Lake)(nil)
+	_ consumers.Flusher = (*Lake)(nil)
+)
+
 // Lake writes call events to Parquet files. It implements consumers.Handler,
-// Runner, Closer and Tuner. It is safe for concurrent use: the runtime calls
+// Runner, Closer, Tuner and Flusher. It is safe for concurrent use: the runtime calls
 // Handle from many goroutines at once.
 type Lake struct {
 	cfg     Config
@@ -69,7 +75,10 @@ type partState struct {
 	// or above floor. An offset there is acknowledged without being written.
 	covered map[int64]struct{}
 	floor   int64
+	pruneAt int // covered size that triggers the next prune
 	files   []*fileRef
+	// forgotFiles says prune dropped files below floor from files.
+	forgotFiles bool
 }
 
 // fileRef is a renamed file of a partition.
@@ -128,55 +137,6 @@ func (l *Lake) Name() string { return Name }
 func (l *Lake) Tuning() consumers.Tuning {
 	return consumers.Tuning{MaxInFlight: l.cfg.MaxBufferedRows}
 }
-
-// scan lists the files already in the lake, by partition, and removes
-// temporary files a crash left behind long enough ago that no live writer
-// can own them.
-func (l *Lake) scan() error {
-	root := filepath.Join(l.cfg.Dir, tableDir)
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && path == root {
-				return fs.SkipDir
-			}
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		name := d.Name()
-		if isTemp(name) {
-			if info, err := d.Info(); err == nil && l.now().Sub(info.ModTime()) > staleTemp {
-				_ = os.Remove(path)
-			}
-			return nil
-		}
-		partition, first, ok := parseFileName(name)
-		if !ok {
-			return nil
-		}
-		p := l.part(partition)
-		p.files = append(p.files, &fileRef{path: path, first: first, last: -1})
-		if partition == localPartition {
-			last, _, err := fileOffsets(path, false)
-			if err != nil {
-				// Its name still gives a lower bound for the sequence.
-				l.log.Error("lake: cannot read an existing file", "file", path, "err", err)
-				last = first
-			}
-			l.localSeq = max(l.localSeq, last+1)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("lake: list files under %s: %w", root, err)
-	}
-	return nil
-}
-
-// staleTemp is how old a temporary file must be before a starting lake
-// deletes it: far longer than any file takes to write.
-const staleTemp = 10 * time.Minute
 
 // part returns the state of a partition, creating it; l.mu is held.
 func (l *Lake) part(id int32) *partState {
@@ -312,83 +272,6 @@ func maxTime(a, b time.Time) time.Time {
 	return a
 }
 
-// ensureIndexed makes p.covered complete for offsets at or above offset by
-// reading the offsets of every renamed file that may hold one; l.mu is held.
-func (l *Lake) ensureIndexed(p *partState, offset int64) {
-	if offset >= p.floor {
-		return
-	}
-	for _, f := range p.files {
-		if f.indexed {
-			continue
-		}
-		if f.last < 0 && f.first < offset {
-			last, _, err := fileOffsets(f.path, false)
-			if err != nil {
-				l.unreadable(p, f, err)
-				continue
-			}
-			f.last = last
-		}
-		if f.first < offset && f.last < offset {
-			continue
-		}
-		last, offsets, err := fileOffsets(f.path, true)
-		if err != nil {
-			l.unreadable(p, f, err)
-			continue
-		}
-		f.last = last
-		for _, o := range offsets {
-			p.covered[o] = struct{}{}
-		}
-		f.indexed = true
-		l.metrics.indexedFiles.Inc()
-	}
-	p.floor = offset
-}
-
-// unreadable gives up on a damaged file: blocking the partition on it would
-// stop the whole lake, so it is logged and counted, and treated as holding
-// no offset (its records may be written again). l.mu is held.
-func (l *Lake) unreadable(p *partState, f *fileRef, err error) {
-	l.log.Error("lake: cannot read the offsets of an existing file; its events may be written again",
-		"partition", p.id, "file", f.path, "err", err)
-	l.metrics.indexErrors.Inc()
-	f.indexed = true // never retried: the error would repeat for every record
-	f.last = -1
-}
-
-// prune forgets covered offsets below the oldest pending one once there are
-// many; ensureIndexed reads them back from disk if one is ever redelivered.
-// l.mu is held.
-func (l *Lake) prune(p *partState) {
-	if len(p.covered) <= 4*l.cfg.MaxBufferedRows {
-		return
-	}
-	threshold := int64(math.MaxInt64)
-	for o := range p.pending {
-		threshold = min(threshold, o)
-	}
-	if len(p.pending) == 0 {
-		threshold = 0
-		for o := range p.covered {
-			threshold = max(threshold, o+1)
-		}
-	}
-	for o := range p.covered {
-		if o < threshold {
-			delete(p.covered, o)
-		}
-	}
-	for _, f := range p.files {
-		if f.first < threshold {
-			f.indexed = false
-		}
-	}
-	p.floor = max(p.floor, threshold)
-}
-
 // startFlush hands an open file to a writer goroutine; l.mu is held.
 func (l *Lake) startFlush(f *openFile) {
 	delete(f.part.open, f.key)
@@ -419,7 +302,12 @@ func (l *Lake) flush(f *openFile) {
 		root: l.cfg.Dir, dir: f.key.path(), name: fileName(p.id, f.rows[0].KafkaOffset),
 		topic: p.topic, partition: p.id, codec: l.codec, rowGroupRows: l.cfg.RowGroupRows,
 	}
-	size, err := writeFile(spec, f.rows)
+	size, replaced, err := writeFile(spec, f.rows)
+	if replaced {
+		// Only possible when the index is wrong or the topic was recreated
+		// into the same root: say so loudly.
+		l.log.Warn("lake: replaced an existing file of the same name", "dir", spec.dir, "file", spec.name)
+	}
 
 	l.mu.Lock()
 	for i := range f.rows {
@@ -490,7 +378,9 @@ func (l *Lake) closeExpired() {
 	}
 }
 
-// Flush writes every open file and waits until all files are renamed.
+// Flush writes every open file and waits until all files are renamed. The
+// runtime calls it when shutdown begins, so the handlers waiting on open
+// files return (and their messages are acknowledged) at once.
 func (l *Lake) Flush() {
 	l.mu.Lock()
 	l.flushAll()

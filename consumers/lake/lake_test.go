@@ -3,6 +3,8 @@ package lake
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/callstream/callstream/consumers"
+	"github.com/callstream/callstream/pkg/config"
 	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/schemas"
 )
@@ -120,7 +123,13 @@ func TestTwoDaysTwoDirectories(t *testing.T) {
 // file names carry the partition and first offset, and the footer records
 // the offset range.
 func TestRoundTrip(t *testing.T) {
-	l := newLake(t, Config{MaxFileRows: 1000})
+	for _, c := range []string{"zstd", "snappy"} {
+		t.Run(c, func(t *testing.T) { testRoundTrip(t, c) })
+	}
+}
+
+func testRoundTrip(t *testing.T, compression string) {
+	l := newLake(t, Config{MaxFileRows: 1000, Compression: compression})
 	events := genEvents(500, []string{"unpod", "acme", "globex"}, 3, base, 2)
 	var ds []consumers.Delivery
 	for i, e := range events {
@@ -129,6 +138,9 @@ func TestRoundTrip(t *testing.T) {
 	handleAll(t, context.Background(), l, ds)
 	files := readLake(t, l.cfg.Dir)
 	checkExactlyOnce(t, files, events)
+	if got := fileCodec(t, filepath.Join(l.cfg.Dir, tableDir, files[0].rel)); !strings.EqualFold(got, compression) {
+		t.Errorf("files compressed with %s, want %s", got, compression)
+	}
 	byID := map[string]schemas.CallEvent{}
 	for _, e := range events {
 		byID[e.EventID] = e
@@ -168,6 +180,22 @@ func TestRoundTrip(t *testing.T) {
 			}
 		}
 	}
+}
+
+// fileCodec returns the compression codec of a file's first column chunk.
+func fileCodec(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	pf, err := parquet.OpenFile(f, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pf.Metadata().RowGroups[0].Columns[0].MetaData.Codec.String()
 }
 
 func eqTime(a, b *time.Time) bool {
@@ -495,4 +523,116 @@ func TestParquetSchema(t *testing.T) {
 	if strings.Contains(s, " org ") || strings.Contains(s, " dt ") {
 		t.Errorf("schema has a partition column; it belongs to the path:\n%s", s)
 	}
+}
+
+// TestWriteFailureRedelivered makes a directory impossible to create: the
+// file fails, its handlers return an error (so the runtime retries rather
+// than acknowledges), and once the disk is fixed the retry writes each
+// event once.
+func TestWriteFailureRedelivered(t *testing.T) {
+	l := newLake(t, Config{})
+	events := genEvents(10, []string{"unpod"}, 1, base, 9)
+	sameHour(events)
+	blocker := filepath.Join(l.cfg.Dir, tableDir, "org=unpod")
+	if err := os.MkdirAll(filepath.Dir(blocker), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(blocker, []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ds := make([]consumers.Delivery, len(events))
+	errs := make(chan error, len(ds))
+	for i, e := range events {
+		ds[i] = delivery(e, 0, int64(i))
+		go func() { errs <- l.Handle(context.Background(), ds[i]) }()
+	}
+	waitPending(t, l, len(ds))
+	l.Flush()
+	for range ds {
+		if err := <-errs; err == nil {
+			t.Fatal("Handle acknowledged an event whose file failed to write")
+		}
+	}
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	handleAll(t, context.Background(), l, ds)
+	checkExactlyOnce(t, readLake(t, l.cfg.Dir), events)
+}
+
+// TestDamagedFileDoesNotBlock checks a file that cannot be read while
+// indexing is logged and skipped instead of failing every event.
+func TestDamagedFileDoesNotBlock(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, tableDir, "org=unpod", "dt=2026-02-07")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sub, fileName(0, 0)), []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := newLake(t, Config{Dir: dir})
+	events := genEvents(5, []string{"acme"}, 1, base, 10)
+	ds := make([]consumers.Delivery, len(events))
+	for i, e := range events {
+		ds[i] = delivery(e, 0, int64(i))
+	}
+	handleAll(t, context.Background(), l, ds)
+	var got []schemas.CallEvent
+	for _, f := range readLakeSkipping(t, dir, "org=unpod") {
+		for _, r := range f.rows {
+			got = append(got, schemas.CallEvent{EventID: r.EventID})
+		}
+	}
+	if len(got) != len(events) {
+		t.Fatalf("%d rows written next to a damaged file, want %d", len(got), len(events))
+	}
+}
+
+// TestConfigLoads checks the config section works with pkg/config: YAML
+// keys, the CALLSTREAM_LAKE_DIR variable, and every field documented.
+func TestConfigLoads(t *testing.T) {
+	cfg := DefaultConfig()
+	if err := config.LoadYAML("test", []byte("hour_partition: true\nmax_file_rows: 10\nidle_close: 2s\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"CALLSTREAM_LAKE_DIR": "/data/lake"}
+	if err := config.ApplyEnv(&cfg, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Dir != "/data/lake" || !cfg.HourPartition || cfg.MaxFileRows != 10 || cfg.IdleClose != 2*time.Second || cfg.Compression != "zstd" {
+		t.Fatalf("config = %+v", cfg)
+	}
+	err := config.Walk(&cfg, func(f config.Field) error {
+		if f.Doc == "" {
+			return fmt.Errorf("field %s has no doc", f.Path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPruneThenRedeliver forgets covered offsets (a tiny budget makes the
+// lake prune often) and then redelivers everything: the forgotten offsets
+// must be read back from disk and skipped, not written again.
+func TestPruneThenRedeliver(t *testing.T) {
+	l := newLake(t, Config{MaxBufferedRows: 8})
+	events := genEvents(200, []string{"unpod", "acme"}, 1, base, 12)
+	ds := make([]consumers.Delivery, len(events))
+	for i, e := range events {
+		ds[i] = delivery(e, 0, int64(i))
+	}
+	for i := 0; i < len(ds); i += 20 {
+		handleAll(t, context.Background(), l, ds[i:i+20])
+	}
+	l.mu.Lock()
+	floor := l.parts[0].floor
+	l.mu.Unlock()
+	if floor <= 0 || floor == math.MaxInt64 {
+		t.Fatalf("floor %d: nothing was pruned, the test proves nothing", floor)
+	}
+	handleAll(t, context.Background(), l, ds)
+	checkExactlyOnce(t, readLake(t, l.cfg.Dir), events)
 }

@@ -84,18 +84,22 @@ func utcPtr(t *time.Time) *time.Time {
 	return &u
 }
 
-// dirKey names the directory a row goes to, relative to <root>/call_logs.
+// dirKey names the directory a row goes to, relative to the lake root.
+// It holds the date as numbers: formatting it for every event would cost
+// an allocation each.
 type dirKey struct {
-	org  string
-	day  string // YYYY-MM-DD
-	hour int    // -1 without hour partitioning
+	org        string
+	year       int
+	month, day int
+	hour       int // -1 without hour partitioning
 }
 
 // keyOf partitions on the call's creation time in UTC, never on arrival
 // time, so a late record of yesterday's call lands in yesterday's directory.
 func keyOf(org string, created time.Time, hourly bool) dirKey {
 	c := created.UTC()
-	k := dirKey{org: org, day: c.Format(time.DateOnly), hour: -1}
+	y, m, d := c.Date()
+	k := dirKey{org: org, year: y, month: int(m), day: d, hour: -1}
 	if hourly {
 		k.hour = c.Hour()
 	}
@@ -104,7 +108,8 @@ func keyOf(org string, created time.Time, hourly bool) dirKey {
 
 // path returns the directory of k relative to the lake root.
 func (k dirKey) path() string {
-	parts := []string{tableDir, "org=" + escapePartition(k.org), "dt=" + k.day}
+	day := time.Date(k.year, time.Month(k.month), k.day, 0, 0, 0, 0, time.UTC).Format(time.DateOnly)
+	parts := []string{tableDir, "org=" + escapePartition(k.org), "dt=" + day}
 	if k.hour >= 0 {
 		parts = append(parts, "hour="+twoDigits(k.hour))
 	}

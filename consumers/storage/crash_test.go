@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -68,7 +69,7 @@ func consumerBinary(t *testing.T) string {
 }
 
 // TestCrashRecovery is evidence 3: a consumer process killed with SIGKILL
-// in the middle of a run against the real broker, then restarted, ends with
+// in the middle of a run against the real broker (twice), then restarted, ends with
 // every call stored exactly once at its highest revision, and nothing in
 // the DLQ. Offsets are committed only after a batch's transaction, so the
 // kill can only cause redelivery, which the upsert absorbs.
@@ -129,27 +130,31 @@ func TestCrashRecovery(t *testing.T) {
 				return cmd, &out
 			}
 
-			// First run: kill it as soon as its first batches are in.
-			first, _ := start("first run")
-			rows, _ := waitFor(t, dsn, 90*time.Second, "first batch stored", func(rows, _ int64) bool { return rows >= 500 })
-			if err := first.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatalf("SIGKILL: %v", err)
+			// Kill it twice: as soon as its first batches are in, and again
+			// after the restart has gone on to about half the calls.
+			for i, threshold := range []int64{500, int64(len(top)) / 2} {
+				run := fmt.Sprintf("run %d", i+1)
+				cmd, _ := start(run)
+				rows, _ := waitFor(t, dsn, 90*time.Second, fmt.Sprintf("%d calls stored", threshold), func(rows, _ int64) bool { return rows >= threshold })
+				if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+					t.Fatalf("SIGKILL: %v", err)
+				}
+				_ = cmd.Wait()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				atKill, revsAtKill, err := progress(ctx, dsn)
+				cancel()
+				if err != nil {
+					t.Fatalf("read progress after the kill: %v", err)
+				}
+				if int(atKill) >= len(top) {
+					t.Fatalf("%s stored all %d calls before the kill: the crash did not land mid-run", run, atKill)
+				}
+				t.Logf("%s killed with SIGKILL at %d (polled %d) of %d calls stored, revision sum %d of %d", run, atKill, rows, len(top), revsAtKill, wantRevs)
 			}
-			_ = first.Wait()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			atKill, revsAtKill, err := progress(ctx, dsn)
-			cancel()
-			if err != nil {
-				t.Fatalf("read progress after the kill: %v", err)
-			}
-			if int(atKill) >= len(top) {
-				t.Fatalf("the consumer stored all %d calls before the kill: the crash did not land mid-run", atKill)
-			}
-			t.Logf("killed with SIGKILL at %d (polled %d) of %d calls stored, revision sum %d of %d", atKill, rows, len(top), revsAtKill, wantRevs)
 
-			// Second run: resume from the committed offsets, then stop gracefully.
+			// Last run: resume from the committed offsets, then stop gracefully.
 			restarted := time.Now()
-			second, _ := start("restart")
+			second, _ := start("last run")
 			waitFor(t, dsn, 120*time.Second, "every call at its highest revision", func(rows, revs int64) bool {
 				return int(rows) == len(top) && revs == wantRevs
 			})

@@ -33,6 +33,11 @@ type Config struct {
 	BreakerCooldown time.Duration `yaml:"breaker_cooldown" doc:"How long an open breaker waits before a half-open probe."`
 	DisableAfter    time.Duration `yaml:"disable_after" doc:"An endpoint failing without a success for this long is disabled and its events sent to the DLQ for replay; 0 never disables."`
 
+	// Instance names this process's durable queue. Give each member of the
+	// webhooks consumer group its own stable name (a StatefulSet pod
+	// name): a queue is resumed only by an instance of the same name.
+	Instance string `yaml:"instance" doc:"Stable name of this process's delivery queue when several webhooks consumers share one state store; empty for a single one."`
+
 	FlushInterval time.Duration `yaml:"flush_interval" doc:"How long the durable queue waits to batch enqueued events into one state save."`
 	CompactBytes  int           `yaml:"compact_bytes" doc:"Bytes of queue log after which the queue state is rewritten as one snapshot."`
 }

@@ -3,6 +3,7 @@ package webhooks
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/callstream/callstream/consumers"
+	"github.com/callstream/callstream/pkg/kafkabus"
+	"github.com/callstream/callstream/schemas"
 )
 
 // dlqRetryDelay spaces attempts to hand an entry to the DLQ when publishing
@@ -205,10 +208,27 @@ func (p *Plugin) finish(ep *endpoint, e *entry, outcome string) {
 // fails the entry stays queued and is handed over again later.
 func (p *Plugin) finishToDLQ(ctx context.Context, ep *endpoint, e *entry, reason string) {
 	msg := message.NewMessage(e.ev.id+"/"+ep.name, e.ev.body)
+	// The CloudEvents headers and key of the original record, so a replay
+	// of the DLQ puts back a record like the one consumed.
+	var head struct {
+		Org string `json:"org"`
+	}
+	_ = json.Unmarshal(e.ev.body, &head)
+	typ := schemas.TypeCallCreated
+	if e.ev.rev > 1 {
+		typ = schemas.TypeCallUpdated
+	}
+	msg.Metadata.Set(schemas.HeaderSpecVersion, schemas.SpecVersion)
+	msg.Metadata.Set(schemas.HeaderID, e.ev.id)
+	msg.Metadata.Set(schemas.HeaderSource, schemas.Source(head.Org))
+	msg.Metadata.Set(schemas.HeaderType, typ)
+	msg.Metadata.Set(schemas.HeaderSubject, e.ev.callKey)
+	msg.Metadata.Set(schemas.HeaderContentType, schemas.JSONContentType)
+	msg.Metadata.Set(kafkabus.KeyMetadata, e.ev.callKey)
 	msg.Metadata.Set(consumers.DLQReasonMetadata, reason)
 	msg.Metadata.Set(consumers.DLQHandlerMetadata, Name)
 	msg.Metadata.Set(consumers.DLQTopicMetadata, p.deps.Topics.Calls)
-	msg.Metadata.Set(consumers.DLQTimeMetadata, p.now().UTC().Format(time.RFC3339))
+	msg.Metadata.Set(consumers.DLQTimeMetadata, p.now().UTC().Format(time.RFC3339Nano))
 	msg.Metadata.Set(EndpointMetadata, ep.name)
 	msg.SetContext(ctx)
 	if err := p.deps.Publisher.Publish(p.deps.Topics.DLQ, msg); err != nil {
@@ -216,7 +236,7 @@ func (p *Plugin) finishToDLQ(ctx context.Context, ep *endpoint, e *entry, reason
 			"event_id", e.ev.id, "error", err)
 		p.state.RLock()
 		ep.mu.Lock()
-		ep.requeueLocked(e, p.now().Add(dlqRetryDelay))
+		ep.requeueLocked(e, p.now().Add(p.dlqRetry))
 		ep.mu.Unlock()
 		p.state.RUnlock()
 		return
@@ -232,6 +252,7 @@ func (p *Plugin) disable(ep *endpoint, reason string) {
 	ep.mu.Lock()
 	already := ep.disabled
 	ep.disabled, ep.reason = true, reason
+	ep.dueNowLocked(p.now())
 	ep.mu.Unlock()
 	if !already {
 		p.journal.append(op{K: opDisable, Ep: ep.name, URL: ep.url, Reason: reason})

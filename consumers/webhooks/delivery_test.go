@@ -8,8 +8,11 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/callstream/callstream/consumers"
 	"github.com/callstream/callstream/schemas"
@@ -352,5 +355,109 @@ func TestRateLimitSpacesDeliveries(t *testing.T) {
 	reqs := l.requests()
 	if span := reqs[5].at.Sub(reqs[0].at); span < 240*time.Millisecond {
 		t.Fatalf("6 deliveries at 20/s took %s, want at least 250ms", span)
+	}
+}
+
+// failingPublisher fails its first n publishes, like a broker that is down.
+type failingPublisher struct {
+	message.Publisher
+	n atomic.Int32
+}
+
+func (f *failingPublisher) Publish(topic string, msgs ...*message.Message) error {
+	if f.n.Add(-1) >= 0 {
+		return errors.New("broker unavailable")
+	}
+	return f.Publisher.Publish(topic, msgs...)
+}
+
+// When the DLQ cannot be published to, the exhausted delivery stays queued
+// (and durable) and is handed over once the DLQ is back: nothing is lost.
+func TestDLQPublishFailureKeepsDelivery(t *testing.T) {
+	l := newListener(t, func(int, *http.Request, []byte) int { return http.StatusInternalServerError })
+	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}})
+	cfg.RetrySchedule = nil
+	d := newDLQ(t)
+	fp := &failingPublisher{Publisher: d.pubsub}
+	fp.n.Store(3)
+	p, err := New(cfg, consumers.Deps{State: newFileStore(t), Publisher: fp, Topics: d.topics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.dlqRetry = 10 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	handle(t, p, testEvent(1, "c", 1))
+	eventually(t, 5*time.Second, "the DLQ message once the DLQ is back", func() bool { return len(d.messages()) == 1 })
+	if fp.n.Load() > -1 {
+		t.Fatalf("the DLQ was published to before its failures were used up")
+	}
+}
+
+// Events no endpoint subscribes to are acknowledged without being queued.
+func TestUnmatchedEventIsNotQueued(t *testing.T) {
+	l := newListener(t, nil)
+	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}, Filter: Filter{Orgs: []string{"other"}}})
+	store := newFileStore(t)
+	p := start(t, cfg, store, newDLQ(t))
+	handle(t, p.Plugin, testEvent(1, "c", 1))
+	time.Sleep(50 * time.Millisecond)
+	if n := len(l.requests()); n != 0 {
+		t.Fatalf("an endpoint filtered on another org got %d requests", n)
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0},
+		{"120", 2 * time.Minute},
+		{" 3 ", 3 * time.Second},
+		{"-1", 0},
+		{"soon", 0},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+	}
+	for _, tc := range tests {
+		if got := parseRetryAfter(tc.in, now); got != tc.want {
+			t.Errorf("parseRetryAfter(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+// A huge response body is not read past max_response_bytes: the attempt
+// ends early and the connection is dropped.
+func TestResponseBodyIsBounded(t *testing.T) {
+	var written atomic.Int64
+	l := newListener(t, nil)
+	l.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		for range 1600 { // 100 MiB
+			n, err := w.Write(chunk)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	})
+	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}})
+	cfg.RetrySchedule = nil
+	cfg.MaxResponseBytes = 1 << 10
+	d := newDLQ(t)
+	p := start(t, cfg, newFileStore(t), d)
+	handle(t, p.Plugin, testEvent(1, "c", 1))
+	eventually(t, 10*time.Second, "the DLQ message", func() bool { return len(d.messages()) == 1 })
+	time.Sleep(100 * time.Millisecond)
+	if w := written.Load(); w >= 100<<20 {
+		t.Fatalf("the whole 100 MiB body was accepted by the client")
+	}
+	if r := d.messages()[0].Metadata.Get(consumers.DLQReasonMetadata); len(r) > 400 {
+		t.Fatalf("reason is %d bytes; the response body should be cut to a short excerpt", len(r))
 	}
 }

@@ -98,7 +98,14 @@
 // snapshot plus a log of changes (journal.go); the snapshot is rewritten
 // when the log outgrows it, so saved state stays bounded by the queues'
 // sizes. Retry counts and due times are saved too, so after a restart the
-// schedule continues where it was.
+// schedule continues where it was. A graceful stop ends with a snapshot; a
+// crash replays the log written since the last one.
+//
+// In Kafka mode the store is the runtime's compacted state topic. Each
+// member of the webhooks consumer group keeps its own queue there: give
+// each a stable, distinct instance name (a StatefulSet pod name), since a
+// queue is resumed only by an instance of the same name. With one member,
+// leave instance empty.
 //
 // Delivery is at least once: an attempt that succeeded just before a crash,
 // before its completion was saved, is made again after the restart, with

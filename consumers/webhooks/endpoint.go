@@ -145,7 +145,6 @@ type endpoint struct {
 	headers     http.Header
 	timeout     time.Duration
 	concurrency int
-	capacity    int
 	signer      *signer
 	limiter     *limiter
 	wake        chan struct{}
@@ -154,8 +153,8 @@ type endpoint struct {
 	live         map[string]*entry // by event id
 	lanes        map[string]*lane  // by call key
 	ready        readyHeap
-	count        int           // live entries, bounded by capacity for new events
-	space        chan struct{} // closed when count drops; nil when nobody waits
+	slots        chan struct{} // a token per queued entry; its capacity is the queue size
+	overflow     int           // recovered entries beyond the capacity
 	br           breaker
 	disabled     bool
 	reason       string // why it is disabled
@@ -178,34 +177,37 @@ func (ep *endpoint) has(id string) bool {
 }
 
 // reserve takes room for one entry, waiting while the queue is full: this is
-// where a slow endpoint turns into back-pressure on the consumer.
+// where a slow endpoint turns into back-pressure on the consumer. A channel
+// of tokens wakes exactly one waiter per freed place.
 func (ep *endpoint) reserve(ctx context.Context) error {
-	for {
-		ep.mu.Lock()
-		if ep.count < ep.capacity {
-			ep.count++
-			ep.mu.Unlock()
-			return nil
-		}
-		if ep.space == nil {
-			ep.space = make(chan struct{})
-		}
-		ch := ep.space
-		ep.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	select {
+	case ep.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// admitLocked takes room for a recovered entry without waiting: entries
+// saved before a restart are admitted even past a smaller queue_size.
+// ep.mu is held.
+func (ep *endpoint) admitLocked() {
+	select {
+	case ep.slots <- struct{}{}:
+	default:
+		ep.overflow++
 	}
 }
 
 // unreserveLocked gives room back; ep.mu is held.
 func (ep *endpoint) unreserveLocked() {
-	ep.count--
-	if ep.space != nil {
-		close(ep.space)
-		ep.space = nil
+	if ep.overflow > 0 {
+		ep.overflow--
+		return
+	}
+	select {
+	case <-ep.slots:
+	default:
 	}
 }
 
@@ -264,10 +266,10 @@ func (ep *endpoint) next(now time.Time) (*entry, time.Duration) {
 		return nil, 0
 	}
 	top := ep.ready[0]
+	if top.nextAt.After(now) {
+		return nil, top.nextAt.Sub(now)
+	}
 	if !ep.disabled {
-		if top.nextAt.After(now) {
-			return nil, top.nextAt.Sub(now)
-		}
 		if ok, wait := ep.br.allow(now); !ok {
 			return nil, wait
 		}
@@ -307,4 +309,16 @@ func (ep *endpoint) requeueLocked(e *entry, at time.Time) {
 	e.nextAt = at
 	heap.Push(&ep.ready, e)
 	ep.signal()
+}
+
+// dueNowLocked makes every waiting entry due now, for a disabled endpoint
+// whose entries go to the DLQ without waiting for their retry time. ep.mu
+// is held.
+func (ep *endpoint) dueNowLocked(now time.Time) {
+	for _, e := range ep.ready {
+		if e.nextAt.After(now) {
+			e.nextAt = now
+		}
+	}
+	heap.Init(&ep.ready)
 }

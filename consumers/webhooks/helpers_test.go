@@ -10,8 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,49 +24,32 @@ import (
 	"github.com/callstream/callstream/schemas"
 )
 
-// fileStore is a consumers.StateStore keeping one file per key, saved with
-// write, fsync and rename, as the runtime's embedded-mode store does.
-// Freezing it makes every later Save fail, which is what a crash looks like
-// to whoever reads the directory afterwards.
+// fileStore is the runtime's embedded-mode store (consumers.FileState:
+// write, fsync, rename, fsync of the directory) with a switch: freezing it
+// makes every later Save fail, which is what a crash looks like to whoever
+// reads the directory afterwards.
 type fileStore struct {
-	dir    string
+	consumers.FileState
 	frozen atomic.Bool
 	saves  atomic.Int64
+	loads  atomic.Int64
+}
+
+func (s *fileStore) Load(ctx context.Context, key string) ([]byte, error) {
+	s.loads.Add(1)
+	return s.FileState.Load(ctx, key)
 }
 
 func newFileStore(t testing.TB) *fileStore {
-	return &fileStore{dir: t.TempDir()}
+	return &fileStore{FileState: consumers.FileState{Dir: t.TempDir()}}
 }
 
-func (s *fileStore) Load(_ context.Context, key string) ([]byte, error) {
-	b, err := os.ReadFile(filepath.Join(s.dir, key))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	return b, err
-}
-
-func (s *fileStore) Save(_ context.Context, key string, value []byte) error {
+func (s *fileStore) Save(ctx context.Context, key string, value []byte) error {
 	if s.frozen.Load() {
 		return errors.New("store frozen (simulated crash)")
 	}
 	s.saves.Add(1)
-	tmp, err := os.CreateTemp(s.dir, key+".tmp*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(value); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), filepath.Join(s.dir, key))
+	return s.FileState.Save(ctx, key, value)
 }
 
 // dlq is a real in-process watermill publisher standing in for the bus,

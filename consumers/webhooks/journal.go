@@ -12,9 +12,9 @@ import (
 
 // The durable queue is a snapshot plus a log of changes, kept in the
 // plug-in's StateStore. Each flush saves the changes made since the last one
-// as one log segment under a key from a ring of walRing keys; a segment
-// holds its own sequence number, so a stale segment left in a reused key is
-// recognised and replay stops there. When the log outgrows the snapshot (or
+// as a log segment (several when they are large) under keys from a ring of
+// walRing keys; a segment holds its own sequence number, so a stale segment
+// left in a reused key is recognised and replay stops there. When the log outgrows the snapshot (or
 // half the ring), the live queue is saved as a new snapshot naming the first
 // segment that follows it. Save replaces a key atomically, so a crash at any
 // point leaves either the old or the new snapshot, each consistent with the
@@ -26,14 +26,20 @@ import (
 // parts is saved: until then the previous header and its parts, under the
 // other generation's keys, stay intact.
 const (
-	walRing           = 1024
+	walRing           = 4096
 	snapshotKey       = "queue.snapshot"
 	snapshotPartBytes = 512 << 10
 )
 
-func walKey(seq uint64) string { return fmt.Sprintf("queue.wal.%04d", seq%walRing) }
+func (j *journal) walKey(seq uint64) string {
+	return fmt.Sprintf("%squeue.wal.%04d", j.prefix, seq%walRing)
+}
 
-func partKey(gen uint64, i int) string { return fmt.Sprintf("queue.snapshot.%d.%04d", gen%2, i) }
+func (j *journal) partKey(gen uint64, i int) string {
+	return fmt.Sprintf("%squeue.snapshot.%d.%04d", j.prefix, gen%2, i)
+}
+
+func (j *journal) headerKey() string { return j.prefix + snapshotKey }
 
 // snapshotHeader is saved under snapshotKey, after the parts it names.
 type snapshotHeader struct {
@@ -152,6 +158,7 @@ func (w *waiter) wait(ctx context.Context) error {
 // journal batches queue changes into StateStore saves.
 type journal struct {
 	store        consumers.StateStore
+	prefix       string // of every key: the instance's name and a dot, or ""
 	flushEvery   time.Duration
 	compactBytes int
 	// state is held shared by whoever changes the in-memory queue and
@@ -217,7 +224,7 @@ func (j *journal) load(ctx context.Context) (*recovered, error) {
 		entries:  map[[2]string]*snapEntry{},
 		disabled: map[string]disabledRec{},
 	}
-	data, err := j.store.Load(ctx, snapshotKey)
+	data, err := j.store.Load(ctx, j.headerKey())
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: load queue snapshot: %w", err)
 	}
@@ -227,7 +234,7 @@ func (j *journal) load(ctx context.Context) (*recovered, error) {
 			return nil, fmt.Errorf("webhooks: decode queue snapshot header: %w", err)
 		}
 		for i := range h.Parts {
-			data, err := j.store.Load(ctx, partKey(h.Gen, i))
+			data, err := j.store.Load(ctx, j.partKey(h.Gen, i))
 			if err != nil {
 				return nil, fmt.Errorf("webhooks: load queue snapshot part %d: %w", i, err)
 			}
@@ -252,7 +259,7 @@ func (j *journal) load(ctx context.Context) (*recovered, error) {
 		j.gen = h.Gen
 	}
 	for {
-		data, err := j.store.Load(ctx, walKey(r.nextSeq))
+		data, err := j.store.Load(ctx, j.walKey(r.nextSeq))
 		if err != nil {
 			return nil, fmt.Errorf("webhooks: load queue log %d: %w", r.nextSeq, err)
 		}
@@ -294,7 +301,12 @@ func (j *journal) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			// End with a snapshot, so the next start loads it and no log:
+			// a Kafka-backed store reads its topic for every key loaded.
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			j.mu.Lock()
+			j.forceSnap = true
+			j.mu.Unlock()
 			j.flush(fctx)
 			cancel()
 			return
@@ -358,26 +370,32 @@ func (j *journal) flush(ctx context.Context) {
 	} else {
 		j.mu.Lock()
 		w, j.w = j.w, newWaiter()
-		seg := segment{Seq: j.seq, Ops: j.ops}
+		segs := splitOps(j.ops, j.seq, j.partBytes)
 		j.ops = nil
-		j.seq++
+		j.seq += uint64(len(segs))
 		j.mu.Unlock()
-		var data []byte
-		start := time.Now()
-		if data, err = json.Marshal(seg); err == nil {
-			err = j.store.Save(ctx, walKey(seg.Seq), data)
-		}
-		if j.observe != nil {
-			j.observe("segment", time.Since(start), len(data))
+		written := 0
+		for _, seg := range segs {
+			var data []byte
+			start := time.Now()
+			if data, err = json.Marshal(seg); err == nil {
+				err = j.store.Save(ctx, j.walKey(seg.Seq), data)
+			}
+			if j.observe != nil {
+				j.observe("segment", time.Since(start), len(data))
+			}
+			if err != nil {
+				err = fmt.Errorf("webhooks: save queue log %d: %w", seg.Seq, err)
+				break
+			}
+			written += len(data)
 		}
 		j.mu.Lock()
-		if err == nil {
-			j.walBytes += len(data)
-		} else {
-			// The segment is missing, so replay would stop before it:
-			// the next flush must be a snapshot holding everything.
+		j.walBytes += written
+		if err != nil {
+			// A segment is missing, so replay would stop before it: the
+			// next flush must be a snapshot holding everything.
 			j.forceSnap = true
-			err = fmt.Errorf("webhooks: save queue log %d: %w", seg.Seq, err)
 		}
 		j.mu.Unlock()
 	}
@@ -396,7 +414,7 @@ func (j *journal) saveSnapshot(ctx context.Context, s snapshot, walFrom uint64) 
 		if err != nil {
 			return total, err
 		}
-		if err := j.store.Save(ctx, partKey(gen, i), data); err != nil {
+		if err := j.store.Save(ctx, j.partKey(gen, i), data); err != nil {
 			return total, err
 		}
 		total += len(data)
@@ -405,7 +423,7 @@ func (j *journal) saveSnapshot(ctx context.Context, s snapshot, walFrom uint64) 
 	if err != nil {
 		return total, err
 	}
-	return total + len(data), j.store.Save(ctx, snapshotKey, data)
+	return total + len(data), j.store.Save(ctx, j.headerKey(), data)
 }
 
 // splitSnapshot cuts s into parts of about limit bytes of bodies (or 4096
@@ -431,4 +449,22 @@ func splitSnapshot(s snapshot, limit int) []snapshot {
 		parts[k].Entries = s.Entries[i:min(i+4096, len(s.Entries))]
 	}
 	return parts
+}
+
+// splitOps cuts one flush's operations into segments of about limit bytes
+// (a Kafka-backed store takes records of about 1 MB), numbered from seq.
+func splitOps(ops []op, seq uint64, limit int) []segment {
+	segs := []segment{{Seq: seq}}
+	size := 0
+	for _, o := range ops {
+		cost := len(o.Body)*4/3 + 160
+		if size > 0 && size+cost > limit {
+			segs = append(segs, segment{Seq: seq + uint64(len(segs))})
+			size = 0
+		}
+		last := &segs[len(segs)-1]
+		last.Ops = append(last.Ops, o)
+		size += cost
+	}
+	return segs
 }

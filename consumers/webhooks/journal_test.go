@@ -167,7 +167,7 @@ func TestJournalIgnoresStaleSegments(t *testing.T) {
 	j.append(op{K: opAdd, ID: "x", Body: []byte(`{}`), Eps: []string{"a"}})
 	j.flush(ctx)
 	stale, _ := json.Marshal(segment{Seq: j.seq + walRing, Ops: []op{{K: opDone, Ep: "a", ID: "x"}}})
-	if err := store.Save(ctx, walKey(j.seq), stale); err != nil {
+	if err := store.Save(ctx, j.walKey(j.seq), stale); err != nil {
 		t.Fatal(err)
 	}
 	r, err := newJournal(store, &mu, m.build, 0, 1<<30).load(ctx)

@@ -48,6 +48,8 @@ type Plugin struct {
 	ready   chan struct{}
 	started atomic.Bool
 	now     func() time.Time
+	// dlqRetry spaces attempts to publish to the DLQ after one failed.
+	dlqRetry time.Duration
 }
 
 // New builds the plug-in. It needs deps.State (the durable queue) and
@@ -69,6 +71,7 @@ func New(cfg Config, deps consumers.Deps) (*Plugin, error) {
 	p := &Plugin{
 		cfg: cfg, deps: deps, log: deps.Logger, client: newClient(&cfg), metrics: m,
 		all: map[string]*endpoint{}, ready: make(chan struct{}), now: time.Now,
+		dlqRetry: dlqRetryDelay,
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -83,6 +86,9 @@ func New(cfg Config, deps consumers.Deps) (*Plugin, error) {
 		p.all[ep.name] = ep
 	}
 	p.journal = newJournal(deps.State, &p.state, p.snapshot, cfg.FlushInterval, cfg.CompactBytes)
+	if cfg.Instance != "" {
+		p.journal.prefix = cfg.Instance + "."
+	}
 	p.journal.observe = func(kind string, took time.Duration, bytes int) {
 		m.saves.WithLabelValues(kind).Observe(took.Seconds())
 		m.saved.WithLabelValues(kind).Add(float64(bytes))
@@ -99,7 +105,7 @@ func (p *Plugin) newEndpoint(ec EndpointConfig) (*endpoint, error) {
 		name: ec.Name, url: ec.URL, filter: ec.Filter, signer: sg,
 		timeout:     orDefault(ec.Timeout, p.cfg.Timeout),
 		concurrency: orDefault(ec.Concurrency, p.cfg.Concurrency),
-		capacity:    orDefault(ec.QueueSize, p.cfg.QueueSize),
+		slots:       make(chan struct{}, orDefault(ec.QueueSize, p.cfg.QueueSize)),
 		headers:     http.Header{},
 		wake:        make(chan struct{}, 1),
 		live:        map[string]*entry{},
@@ -119,7 +125,7 @@ func (p *Plugin) newEndpoint(ec EndpointConfig) (*endpoint, error) {
 // config: it is disabled, so its worker hands them to the DLQ.
 func (p *Plugin) removedEndpoint(name string) *endpoint {
 	ep := &endpoint{
-		name: name, concurrency: 1, capacity: 1, wake: make(chan struct{}, 1),
+		name: name, concurrency: 1, slots: make(chan struct{}, 1), wake: make(chan struct{}, 1),
 		live: map[string]*entry{}, lanes: map[string]*lane{},
 		disabled: true, reason: "endpoint removed from the configuration",
 		br: breaker{threshold: 1 << 30},
@@ -159,13 +165,24 @@ func (p *Plugin) Handle(ctx context.Context, d consumers.Delivery) error {
 		return consumers.Permanent(errors.New("webhooks: event has no event_id"))
 	}
 	var targets []*endpoint
+	queued := false // already queued somewhere: a redelivery
 	for _, ep := range p.endpoints {
-		if ep.filter.matches(ev.Type(), ev.CallStatus, ev.CallType, ev.Org) && !ep.has(ev.EventID) {
+		if !ep.filter.matches(ev.Type(), ev.CallStatus, ev.CallType, ev.Org) {
+			continue
+		}
+		if ep.has(ev.EventID) {
+			queued = true
+		} else {
 			targets = append(targets, ep)
 		}
 	}
 	if len(targets) == 0 {
-		return p.journal.pending().wait(ctx)
+		if queued {
+			// Queued by an earlier Handle whose save may not be done (or
+			// failed): wait for the next save, which covers it.
+			return p.journal.pending().wait(ctx)
+		}
+		return nil
 	}
 	for i, ep := range targets {
 		if err := ep.reserve(ctx); err != nil {
@@ -277,11 +294,11 @@ func (p *Plugin) restore(rec *recovered) {
 			ep = p.removedEndpoint(se.Ep)
 		}
 		at := now
-		if se.NextAt > 0 {
+		if se.NextAt > 0 && !ep.disabled {
 			at = time.Unix(0, se.NextAt)
 		}
 		ep.mu.Lock()
-		ep.count++ // recovered entries are admitted even past capacity
+		ep.admitLocked()
 		ep.enqueueLocked(&entry{ev: ev, attempts: se.Attempts, nextAt: at})
 		ep.mu.Unlock()
 		p.metrics.queued.WithLabelValues(ep.name).Inc()

@@ -341,7 +341,7 @@ func formatValue(v reflect.Value) string {
 		}
 		return "[" + strings.Join(parts, ", ") + "]"
 	}
-	out, err := yaml.Marshal(v.Interface())
+	out, err := yaml.Marshal(maskNested(v).Interface())
 	if err != nil {
 		return fmt.Sprintf("%v", v.Interface())
 	}
@@ -350,4 +350,79 @@ func formatValue(v reflect.Value) string {
 		return "\n  " + strings.ReplaceAll(s, "\n", "\n  ")
 	}
 	return s
+}
+
+// maskNested returns a copy of v in which every field tagged secret:"true",
+// at any depth (structs inside slices and maps), is masked. Print and
+// Reference use it for leaves such as a list of webhook endpoints.
+func maskNested(v reflect.Value) reflect.Value {
+	switch v.Kind() {
+	case reflect.Struct:
+		if v.Type() == timeType {
+			return v
+		}
+		out := reflect.New(v.Type()).Elem()
+		out.Set(v)
+		for i := 0; i < v.NumField(); i++ {
+			f := out.Field(i)
+			if !v.Type().Field(i).IsExported() {
+				continue
+			}
+			if v.Type().Field(i).Tag.Get("secret") == "true" {
+				maskValue(f)
+				continue
+			}
+			f.Set(maskNested(f))
+		}
+		return out
+	case reflect.Slice:
+		if v.IsNil() {
+			return v
+		}
+		out := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+		for i := 0; i < v.Len(); i++ {
+			out.Index(i).Set(maskNested(v.Index(i)))
+		}
+		return out
+	case reflect.Map:
+		if v.IsNil() {
+			return v
+		}
+		out := reflect.MakeMapWithSize(v.Type(), v.Len())
+		iter := v.MapRange()
+		for iter.Next() {
+			out.SetMapIndex(iter.Key(), maskNested(iter.Value()))
+		}
+		return out
+	case reflect.Pointer:
+		if v.IsNil() {
+			return v
+		}
+		out := reflect.New(v.Type().Elem())
+		out.Elem().Set(maskNested(v.Elem()))
+		return out
+	}
+	return v
+}
+
+// maskValue replaces a secret field's content with "***" where it has any.
+func maskValue(f reflect.Value) {
+	switch f.Kind() {
+	case reflect.String:
+		if f.Len() > 0 {
+			f.SetString("***")
+		}
+	case reflect.Slice:
+		if f.Type().Elem().Kind() == reflect.String {
+			out := reflect.MakeSlice(f.Type(), f.Len(), f.Len())
+			for i := 0; i < f.Len(); i++ {
+				out.Index(i).SetString("***")
+			}
+			f.Set(out)
+			return
+		}
+		f.Set(reflect.Zero(f.Type()))
+	default:
+		f.Set(reflect.Zero(f.Type()))
+	}
 }

@@ -115,3 +115,31 @@ func TestBindFlagsSections(t *testing.T) {
 		t.Fatalf("binding twice: err = %v, want a clear duplicate-flag error", err)
 	}
 }
+
+func TestPrintMasksSecretsInsideLists(t *testing.T) {
+	type endpoint struct {
+		URL     string   `yaml:"url"`
+		Secrets []string `yaml:"secrets" secret:"true"`
+		Token   string   `yaml:"token" secret:"true"`
+	}
+	type withList struct {
+		Endpoints []endpoint          `yaml:"endpoints"`
+		ByName    map[string]endpoint `yaml:"by_name"`
+	}
+	cfg := withList{
+		Endpoints: []endpoint{{URL: "https://a.example", Secrets: []string{"whsec_AAAA", "whsec_BBBB"}, Token: "tok-1"}},
+		ByName:    map[string]endpoint{"b": {URL: "https://b.example", Token: "tok-2"}},
+	}
+	out, err := Print(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"whsec_AAAA", "whsec_BBBB", "tok-1", "tok-2"} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("Print shows %s:\n%s", secret, out)
+		}
+	}
+	if !strings.Contains(out, "https://a.example") || cfg.Endpoints[0].Token != "tok-1" {
+		t.Fatalf("masking lost the non-secret fields or changed the original:\n%s", out)
+	}
+}

@@ -203,3 +203,15 @@ func (c Config) Client() (*kafka.Client, error) {
 		Transport: tr,
 	}, nil
 }
+
+// topicClient returns a Client whose Transport fetches metadata for topic
+// only: on a cluster with thousands of topics a full metadata refresh is
+// costly, and these short-lived clients need just the one.
+func (c Config) topicClient(topic string) (*kafka.Client, error) {
+	client, err := c.Client()
+	if err != nil {
+		return nil, err
+	}
+	client.Transport.(*kafka.Transport).MetadataTopics = []string{topic}
+	return client, nil
+}

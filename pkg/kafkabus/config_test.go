@@ -130,6 +130,23 @@ func TestConfigTags(t *testing.T) {
 	if strings.Contains(out, "s3cr3t") || !strings.Contains(out, "kafka.sasl.password") {
 		t.Fatalf("printed config leaks or lacks the password field:\n%s", out)
 	}
+
+	sc := DefaultSubscriberConfig()
+	if err := config.ApplyEnv(&sc, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	out, err = config.Print(&sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"kafka.brokers:", "consumer_group:", "max_in_flight: 1", "commit_interval: 0s"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("printed subscriber config lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "s3cr3t") {
+		t.Fatalf("printed subscriber config leaks the password:\n%s", out)
+	}
 }
 
 func TestPublisherAndSubscriberConfigErrors(t *testing.T) {

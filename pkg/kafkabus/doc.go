@@ -42,10 +42,12 @@
 // MaxInFlight bounds the messages delivered and not yet acked per
 // subscription:
 //
-//   - MaxInFlight = 1 (default, strict): the next record is fetched only
-//     after the current one is acked, so records reach the handler in
-//     partition order, a Nack holds back everything after it, and a
-//     consumer-group rebalance cannot reorder a key's records.
+//   - MaxInFlight = 1 (default, strict): the next record is handed out
+//     only after the current one is acked, so records reach the handler in
+//     partition order and a Nack holds back everything after it. A
+//     rebalance or restart may replay records from the last committed
+//     offset (a key's recent records can repeat), but a record is never
+//     delivered before an earlier, unacked record of its partition.
 //   - MaxInFlight = N > 1 (pipelined): up to N messages are outstanding;
 //     acks may come in any order. Per partition only the prefix of fetched
 //     records that is entirely acked is committed, so a commit never passes

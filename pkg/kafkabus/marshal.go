@@ -78,16 +78,18 @@ func (DefaultMarshaler) Marshal(topic string, msg *message.Message) (kafka.Messa
 // Unmarshal implements Unmarshaler.
 func (DefaultMarshaler) Unmarshal(km kafka.Message) (*message.Message, error) {
 	var uuid string
-	md := make(message.Metadata, len(km.Headers)+5)
 	for _, h := range km.Headers {
 		if h.Key == UUIDHeader {
 			uuid = string(h.Value)
-			continue
+			break
 		}
-		md[h.Key] = string(h.Value)
 	}
 	msg := message.NewMessage(uuid, km.Value)
-	msg.Metadata = md
+	for _, h := range km.Headers {
+		if h.Key != UUIDHeader {
+			msg.Metadata[h.Key] = string(h.Value)
+		}
+	}
 	return msg, nil
 }
 

@@ -57,31 +57,32 @@ func listOffsets(ctx context.Context, cfg Config, topic string, req func(partiti
 	op := func() error {
 		var err error
 		out, err = listOffsetsOnce(ctx, cfg, topic, req)
-		var kerr kafka.Error
-		if err != nil && !(errors.As(err, &kerr) && kerr.Temporary()) {
+		if err != nil && !retriable(err) {
 			return backoff.Permanent(err)
 		}
 		return err
 	}
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 50 * time.Millisecond
-	b.MaxElapsedTime = 15 * time.Second
-	if err := backoff.Retry(op, backoff.WithContext(b, ctx)); err != nil {
+	if err := backoff.Retry(op, backoff.WithContext(adminBackoff(), ctx)); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
 func listOffsetsOnce(ctx context.Context, cfg Config, topic string, req func(partition int) kafka.OffsetRequest) (map[int]int64, error) {
-	ids, err := PartitionIDs(ctx, cfg, topic)
+	ids, err := partitionIDsOnce(ctx, cfg, topic)
+	if errors.Is(err, kafka.UnknownTopicOrPartition) {
+		return nil, backoff.Permanent(err) // a missing topic is not transient here
+	}
 	if err != nil {
 		return nil, err
 	}
-	client, err := cfg.Client()
+	client, err := cfg.topicClient(topic)
 	if err != nil {
 		return nil, err
 	}
 	defer closeIdle(client)
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
 	reqs := make([]kafka.OffsetRequest, len(ids))
 	for i, id := range ids {
 		reqs[i] = req(id)

@@ -166,3 +166,22 @@ func TestEnsureTopic(t *testing.T) {
 		t.Fatal("EnsureTopic with an empty name succeeded")
 	}
 }
+
+// TestOffsetsOfMissingTopicFailFast: asking about a topic that does not
+// exist is an error at once, not after the transient-error retries.
+func TestOffsetsOfMissingTopicFailFast(t *testing.T) {
+	f := newFixture(t, 1)
+	missing := f.topic + ".missing"
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := kafkabus.EndOffsets(ctx, f.cfg(), missing); !errors.Is(err, kafka.UnknownTopicOrPartition) {
+		t.Fatalf("EndOffsets of a missing topic: %v", err)
+	}
+	if _, err := kafkabus.PartitionIDs(ctx, f.cfg(), missing); !errors.Is(err, kafka.UnknownTopicOrPartition) {
+		t.Fatalf("PartitionIDs of a missing topic: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("missing topic took %s to report", d)
+	}
+}

@@ -185,7 +185,9 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		case <-ctx.Done():
 		case <-sub.ctx.Done():
 		}
-		sub.close()
+		if err := sub.close(); err != nil {
+			s.logger.Error("kafkabus: closing subscription", err, sub.labels)
+		}
 		s.mu.Lock()
 		delete(s.subs, sub)
 		s.mu.Unlock()
@@ -237,7 +239,18 @@ func (s *Subscriber) newSource(ctx context.Context, topic string) (source, error
 	if err != nil {
 		return nil, fmt.Errorf("kafkabus: subscribe to %s without a group: %w", topic, err)
 	}
-	return newPartitionSource(s, topic, ids), nil
+	start := make(map[int]int64, len(ids))
+	for _, id := range ids {
+		start[id] = kafka.FirstOffset
+	}
+	if s.cfg.InitialOffset == OffsetLast {
+		// Resolve "last" now, so the subscription starts at the end as of
+		// Subscribe rather than whenever each reader first connects.
+		if start, err = EndOffsets(ctx, s.cfg.Config, topic); err != nil {
+			return nil, fmt.Errorf("kafkabus: subscribe to %s without a group: %w", topic, err)
+		}
+	}
+	return newPartitionSource(s, topic, ids, start), nil
 }
 
 // Close stops every subscription, commits what was acked and leaves the
@@ -301,7 +314,7 @@ type partitionSource struct {
 	wg      sync.WaitGroup
 }
 
-func newPartitionSource(s *Subscriber, topic string, partitions []int) *partitionSource {
+func newPartitionSource(s *Subscriber, topic string, partitions []int, start map[int]int64) *partitionSource {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &partitionSource{ch: make(chan kafka.Message), ctx: ctx, cancel: cancel}
 	for _, id := range partitions {
@@ -309,8 +322,8 @@ func newPartitionSource(s *Subscriber, topic string, partitions []int) *partitio
 		rc.Partition = id
 		r := kafka.NewReader(rc)
 		// StartOffset applies to groups only; a partition reader starts
-		// where SetOffset says (first by default).
-		if err := r.SetOffset(s.startOffset()); err != nil {
+		// where SetOffset says.
+		if err := r.SetOffset(start[id]); err != nil {
 			s.logger.Error("kafkabus: set start offset", err, watermill.LogFields{"topic": topic, "partition": id})
 		}
 		p.readers = append(p.readers, r)

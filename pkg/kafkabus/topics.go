@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sort"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -26,16 +29,16 @@ type TopicSpec struct {
 
 // EnsureTopic creates the topic if it does not exist yet and waits until
 // its partitions have leaders. An existing topic counts as success and is
-// left as it is, even if its settings differ from spec.
+// left as it is, even if its settings differ from spec. Transient broker
+// errors are retried for up to 30 s and readiness is awaited for up to a
+// minute; ctx can bound the whole call tighter.
 func EnsureTopic(ctx context.Context, cfg Config, spec TopicSpec) error {
 	if spec.Name == "" {
 		return errors.New("kafkabus: ensure topic: empty topic name")
 	}
-	client, err := cfg.Client()
-	if err != nil {
+	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	defer closeIdle(client)
 	tc := kafka.TopicConfig{
 		Topic:             spec.Name,
 		NumPartitions:     orBrokerDefault(spec.Partitions),
@@ -49,14 +52,64 @@ func EnsureTopic(ctx context.Context, cfg Config, spec TopicSpec) error {
 	for _, k := range keys {
 		tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: spec.Configs[k]})
 	}
-	res, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{tc}})
-	if err != nil {
-		return fmt.Errorf("kafkabus: create topic %s: %w", spec.Name, err)
+	create := func() error {
+		err := createTopic(ctx, cfg, tc)
+		if err != nil && !retriable(err) {
+			return backoff.Permanent(err)
+		}
+		return err
 	}
-	if err := res.Errors[spec.Name]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+	if err := backoff.Retry(create, backoff.WithContext(adminBackoff(), ctx)); err != nil {
 		return fmt.Errorf("kafkabus: create topic %s: %w", spec.Name, err)
 	}
 	return waitTopicReady(ctx, cfg, spec.Name)
+}
+
+// createTopic sends one CreateTopics request on a fresh client (a fresh
+// metadata cache), treating "already exists" as success.
+func createTopic(ctx context.Context, cfg Config, tc kafka.TopicConfig) error {
+	client, err := cfg.topicClient(tc.Topic)
+	if err != nil {
+		return err
+	}
+	defer closeIdle(client)
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	res, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{tc}})
+	if err != nil {
+		return err
+	}
+	if err := res.Errors[tc.Topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+		return err
+	}
+	return nil
+}
+
+// attemptTimeout bounds one admin or metadata request inside a retry loop.
+const attemptTimeout = 10 * time.Second
+
+// retriable reports whether an admin request may succeed if sent again:
+// Kafka's temporary errors (no controller or leader yet, broker busy) and
+// network errors, not a bad request.
+func retriable(err error) bool {
+	var kerr kafka.Error
+	if errors.As(err, &kerr) {
+		// kafka-go answers BrokerNotAvailable itself while its metadata
+		// has no usable controller yet; a later attempt finds one.
+		return kerr.Temporary() || kerr == kafka.BrokerNotAvailable
+	}
+	var nerr net.Error
+	return errors.As(err, &nerr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, context.DeadlineExceeded) // an attempt's own timeout; the caller's ctx is checked by the retry loop
+}
+
+// adminBackoff paces retries of admin and offset requests.
+func adminBackoff() backoff.BackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 50 * time.Millisecond
+	b.MaxInterval = time.Second
+	b.MaxElapsedTime = 30 * time.Second
+	return b
 }
 
 func orBrokerDefault(n int) int {
@@ -67,14 +120,15 @@ func orBrokerDefault(n int) int {
 }
 
 // waitTopicReady polls metadata until every partition of topic has a
-// leader: creation is asynchronous in Kafka, and a producer that races it
-// gets UnknownTopicOrPartition or LeaderNotAvailable.
+// leader (creation is asynchronous in Kafka, and a producer that races it
+// gets UnknownTopicOrPartition or LeaderNotAvailable), for at most a
+// minute.
 func waitTopicReady(ctx context.Context, cfg Config, topic string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	delay := 20 * time.Millisecond
 	for {
-		ids, err := PartitionIDs(ctx, cfg, topic)
+		ids, err := partitionIDsOnce(ctx, cfg, topic)
 		if err == nil && len(ids) > 0 {
 			return nil
 		}
@@ -92,14 +146,35 @@ func waitTopicReady(ctx context.Context, cfg Config, topic string) error {
 
 // PartitionIDs returns the sorted partition ids of topic, or an error if the
 // topic is unknown or a partition has no leader. It asks the brokers afresh
-// on every call: a Transport's metadata cache can miss a topic that another
-// client created a moment ago.
+// on every call (a Transport's metadata cache can miss a topic that another
+// client created a moment ago) and retries transient failures for a while;
+// an unknown topic is reported at once.
 func PartitionIDs(ctx context.Context, cfg Config, topic string) ([]int, error) {
-	client, err := cfg.Client()
+	var ids []int
+	op := func() error {
+		var err error
+		ids, err = partitionIDsOnce(ctx, cfg, topic)
+		if err != nil && (errors.Is(err, kafka.UnknownTopicOrPartition) || !retriable(err)) {
+			return backoff.Permanent(err)
+		}
+		return err
+	}
+	if err := backoff.Retry(op, backoff.WithContext(adminBackoff(), ctx)); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// partitionIDsOnce makes one metadata request on a fresh client, bounded by
+// attemptTimeout so a stuck connection is retried rather than waited on.
+func partitionIDsOnce(ctx context.Context, cfg Config, topic string) ([]int, error) {
+	client, err := cfg.topicClient(topic)
 	if err != nil {
 		return nil, err
 	}
 	defer closeIdle(client)
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, fmt.Errorf("kafkabus: metadata for topic %s: %w", topic, err)

@@ -1,0 +1,191 @@
+package kafkabus_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/callstream/callstream/pkg/kafkabus"
+	"github.com/callstream/callstream/pkg/testenv"
+)
+
+// fixture is one topic on the real broker plus the settings to reach it.
+type fixture struct {
+	t       *testing.T
+	brokers []string
+	topic   string
+	group   string
+}
+
+func newFixture(t *testing.T, partitions int) *fixture {
+	t.Helper()
+	f := &fixture{t: t, brokers: testenv.Kafka(t), topic: testenv.Topic(t, "t")}
+	f.group = f.topic + ".group"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := kafkabus.DefaultConfig()
+	cfg.Brokers = f.brokers
+	if err := kafkabus.EnsureTopic(ctx, cfg, kafkabus.TopicSpec{Name: f.topic, Partitions: partitions, ReplicationFactor: 1}); err != nil {
+		t.Fatalf("EnsureTopic: %v", err)
+	}
+	return f
+}
+
+func (f *fixture) cfg() kafkabus.Config {
+	c := kafkabus.DefaultConfig()
+	c.Brokers = f.brokers
+	return c
+}
+
+func (f *fixture) publisher() *kafkabus.Publisher {
+	f.t.Helper()
+	pc := kafkabus.DefaultPublisherConfig()
+	pc.Config = f.cfg()
+	p, err := kafkabus.NewPublisher(pc, testLogger())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+func (f *fixture) subscriber(maxInFlight int) *kafkabus.Subscriber {
+	f.t.Helper()
+	sc := kafkabus.DefaultSubscriberConfig()
+	sc.Config = f.cfg()
+	sc.ConsumerGroup = f.group
+	sc.MaxInFlight = maxInFlight
+	sc.NackResendSleep = 20 * time.Millisecond
+	sc.HeartbeatInterval = 250 * time.Millisecond
+	sc.SessionTimeout = 6 * time.Second
+	sc.RebalanceTimeout = 5 * time.Second
+	s, err := kafkabus.NewSubscriber(sc, testLogger())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// publishN publishes n messages with payload "0".."n-1", keyed by key(i)
+// when key is not nil, in one Publish call.
+func (f *fixture) publishN(p *kafkabus.Publisher, n int, key func(i int) string) []*message.Message {
+	f.t.Helper()
+	msgs := make([]*message.Message, n)
+	for i := range msgs {
+		msgs[i] = message.NewMessage(watermill.NewUUID(), []byte(strconv.Itoa(i)))
+		if key != nil {
+			msgs[i].Metadata.Set(kafkabus.KeyMetadata, key(i))
+		}
+	}
+	if err := p.Publish(f.topic, msgs...); err != nil {
+		f.t.Fatalf("Publish: %v", err)
+	}
+	return msgs
+}
+
+func (f *fixture) subscribe(s *kafkabus.Subscriber) <-chan *message.Message {
+	f.t.Helper()
+	ch, err := s.Subscribe(context.Background(), f.topic)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return ch
+}
+
+func receive(t *testing.T, ch <-chan *message.Message, within time.Duration) *message.Message {
+	t.Helper()
+	select {
+	case m, ok := <-ch:
+		if !ok {
+			t.Fatal("channel closed")
+		}
+		return m
+	case <-time.After(within):
+		t.Fatalf("no message within %s", within)
+	}
+	return nil
+}
+
+func expectNone(t *testing.T, ch <-chan *message.Message, within time.Duration) {
+	t.Helper()
+	select {
+	case m, ok := <-ch:
+		if ok {
+			t.Fatalf("unexpected delivery of offset %s while the in-flight limit is reached", m.Metadata.Get(kafkabus.OffsetMetadata))
+		}
+	case <-time.After(within):
+	}
+}
+
+func offsetOf(t *testing.T, m *message.Message) int64 {
+	t.Helper()
+	o, err := strconv.ParseInt(m.Metadata.Get(kafkabus.OffsetMetadata), 10, 64)
+	if err != nil {
+		t.Fatalf("offset metadata %q: %v", m.Metadata.Get(kafkabus.OffsetMetadata), err)
+	}
+	return o
+}
+
+// committed returns the group's committed offset per partition (-1: none).
+func (f *fixture) committed(partitions int) map[int]int64 {
+	f.t.Helper()
+	c, err := f.cfg().Client()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ids := make([]int, partitions)
+	for i := range ids {
+		ids[i] = i
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: f.group, Topics: map[string][]int{f.topic: ids}})
+	if err != nil {
+		f.t.Fatalf("OffsetFetch: %v", err)
+	}
+	out := map[int]int64{}
+	for _, p := range res.Topics[f.topic] {
+		out[p.Partition] = p.CommittedOffset
+	}
+	return out
+}
+
+// waitMembers waits until the group is stable with n members that each
+// hold at least one partition.
+func (f *fixture) waitMembers(n int) error {
+	c, err := f.cfg().Client()
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res, err := c.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{f.group}})
+		cancel()
+		if err == nil && len(res.Groups) == 1 && res.Groups[0].GroupState == "Stable" {
+			holding := 0
+			for _, m := range res.Groups[0].Members {
+				for _, tp := range m.MemberAssignments.Topics {
+					if len(tp.Partitions) > 0 {
+						holding++
+						break
+					}
+				}
+			}
+			if holding == n {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("group %s did not settle with %d members holding partitions (last error %v)", f.group, n, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

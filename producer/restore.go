@@ -1,0 +1,189 @@
+package producer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// resyncIfNeeded reads back what a failed publish of org may have written.
+func (p *Producer) resyncIfNeeded(ctx context.Context, org string) error {
+	p.mu.Lock()
+	need := p.resync[org]
+	var from map[int]int64
+	if cp := p.cps[org]; cp != nil && len(cp.Samples) > 0 {
+		from = cp.Samples[len(cp.Samples)-1].Offsets
+	}
+	p.mu.Unlock()
+	if !need || p.deps.EventLog == nil {
+		return nil
+	}
+	n, err := p.readBack(ctx, from, "")
+	if err != nil {
+		return fmt.Errorf("%w: reading back %s after a failed publish: %v", errPublish, p.deps.Topic, err)
+	}
+	p.log.Info("read back the events topic after a failed publish", "org", org, "events", n)
+	p.mu.Lock()
+	delete(p.resync, org)
+	p.mu.Unlock()
+	return nil
+}
+
+// restore loads the saved state and rebuilds the dedup memory: from the
+// state itself in embedded mode, from the events topic with Kafka. Calling
+// it again does nothing.
+func (p *Producer) restore(ctx context.Context) error {
+	if p.restored {
+		return nil
+	}
+	st, err := p.deps.Store.Load(ctx)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	for org, cp := range st.Orgs {
+		cp.align(p.cfg.RescanAges, cp.Low())
+		p.cps[org] = cp
+	}
+	p.mu.Unlock()
+	if p.deps.EventLog == nil {
+		if len(st.Memory) > 0 {
+			if err := p.mem.UnmarshalBinary(st.Memory); err != nil {
+				return fmt.Errorf("producer: state memory: %w", err)
+			}
+		}
+		p.restored = true
+		p.m.remembered.Set(float64(p.mem.Len()))
+		return nil
+	}
+	from := minOffsets(nil, st.Offsets)
+	for _, cp := range st.Orgs {
+		from = minOffsets(from, cp.restoreFrom())
+	}
+	if from != nil {
+		start := time.Now()
+		n, err := p.readBack(ctx, from, "")
+		if err != nil {
+			return fmt.Errorf("producer: rebuild dedup memory from %s: %w", p.deps.Topic, err)
+		}
+		p.log.Info("dedup memory rebuilt from the events topic", "events", n, "remembered_calls", p.mem.Len(),
+			"took", time.Since(start).Round(time.Millisecond).String())
+	}
+	p.restored = true
+	p.m.remembered.Set(float64(p.mem.Len()))
+	return nil
+}
+
+// minOffsets merges b into a, keeping the lower offset of each partition.
+func minOffsets(a, b map[int]int64) map[int]int64 {
+	if b == nil {
+		return a
+	}
+	out := make(map[int]int64, len(a)+len(b))
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		if cur, ok := out[k]; !ok || v < cur {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// readBack feeds the events from offsets from to the end into the memory.
+// Events of other organizations are skipped when only is set.
+func (p *Producer) readBack(ctx context.Context, from map[int]int64, only string) (int, error) {
+	var n atomic.Int64
+	err := p.deps.EventLog.ReadFrom(ctx, from, func(value []byte) error {
+		e, ok := scanEvent(value)
+		if !ok {
+			if err := json.Unmarshal(value, &e); err != nil {
+				p.log.Warn("skipping a record of the events topic that is not a call event", "error", err.Error())
+				return nil
+			}
+		}
+		id, err := parseUUID(e.EventID)
+		if err != nil || e.CallKey == "" || e.Revision < 1 {
+			p.log.Warn("skipping a call event without a usable identity", "event_id", e.EventID, "call_key", e.CallKey)
+			return nil
+		}
+		if only != "" && e.Org != only {
+			return nil
+		}
+		p.mem.Commit(e.Org, e.CallKey, id, e.Revision, e.CreationTime)
+		n.Add(1)
+		return nil
+	})
+	p.m.restoredCalls.Add(float64(n.Load()))
+	return int(n.Load()), err
+}
+
+// save writes the checkpoint if it changed since the last save. With
+// Kafka, the end offsets are read before the checkpoints are copied, so
+// every event published after the offsets belongs to a window the saved
+// checkpoint does not count as read.
+func (p *Producer) save(ctx context.Context) error {
+	p.saveMu.Lock()
+	defer p.saveMu.Unlock()
+	p.mu.Lock()
+	dirty := p.dirty
+	p.mu.Unlock()
+	if !dirty {
+		return nil
+	}
+	st := &State{Version: stateVersion, SavedAt: p.now()}
+	if p.deps.EventLog != nil {
+		offs, err := p.deps.EventLog.EndOffsets(ctx)
+		if err != nil {
+			p.m.stateSaves.WithLabelValues("error").Inc()
+			return fmt.Errorf("producer: end offsets for the state: %w", err)
+		}
+		st.Offsets = offs
+	}
+	p.mu.Lock()
+	st.Orgs = make(map[string]*Checkpoint, len(p.cps))
+	for org, cp := range p.cps {
+		st.Orgs[org] = cp.clone()
+	}
+	p.dirty = false
+	p.mu.Unlock()
+	if p.deps.EventLog == nil {
+		mem, err := p.mem.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		st.Memory = mem
+	}
+	if err := p.deps.Store.Save(ctx, st); err != nil {
+		p.mu.Lock()
+		p.dirty = true
+		p.mu.Unlock()
+		p.m.stateSaves.WithLabelValues("error").Inc()
+		return err
+	}
+	p.m.stateSaves.WithLabelValues("ok").Inc()
+	return nil
+}
+
+// evict forgets calls below every organization's lowest frontier: no rung
+// reads them again.
+func (p *Producer) evict() {
+	p.mu.Lock()
+	var low time.Time
+	for _, cp := range p.cps {
+		if l := cp.Low(); low.IsZero() || l.Before(low) {
+			low = l
+		}
+	}
+	p.mu.Unlock()
+	if low.IsZero() {
+		return
+	}
+	if n := p.mem.Evict(low.Add(-time.Minute)); n > 0 {
+		p.log.Debug("forgot calls older than the rescan horizon", "calls", n, "before", low)
+	}
+	p.m.remembered.Set(float64(p.mem.Len()))
+}
