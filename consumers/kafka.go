@@ -32,14 +32,17 @@ func KafkaSubscribe(kcfg kafkabus.Config, cfg Config, reg prometheus.Registerer,
 	}
 }
 
-// EnsureKafkaTopics creates the DLQ topic when missing, so the first
-// poisoned message does not wait on topic creation. The calls topic is the
-// producer's to create, with its partition count.
+// EnsureKafkaTopics creates the topics the consumers publish to, the DLQ and
+// the alerts topic, when missing. The calls topic is the producer's to
+// create, with its partition count.
 func EnsureKafkaTopics(ctx context.Context, kcfg kafkabus.Config, topics Topics) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := kafkabus.EnsureTopic(ctx, kcfg, kafkabus.TopicSpec{Name: topics.DLQ}); err != nil {
-		return fmt.Errorf("consumers: %w", err)
+	// The topics plug-ins publish to: the publisher does not create topics.
+	for _, name := range []string{topics.DLQ, topics.Alerts} {
+		if err := kafkabus.EnsureTopic(ctx, kcfg, kafkabus.TopicSpec{Name: name}); err != nil {
+			return fmt.Errorf("consumers: %w", err)
+		}
 	}
 	return nil
 }

@@ -308,3 +308,22 @@ func TestKafkaGracefulShutdownExactlyOnce(t *testing.T) {
 	}
 	t.Logf("run 1 handled %d, run 2 handled %d", len(seen1), len(seen2))
 }
+
+// The topics plug-ins publish to exist before any plug-in runs: the alerts
+// topic was once missing, and alerting retried forever.
+func TestEnsureKafkaTopicsCreatesOutputs(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	kcfg := kafkabus.DefaultConfig()
+	kcfg.Brokers = brokers
+	topics := NewTopics(testenv.Prefix(t))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := EnsureKafkaTopics(ctx, kcfg, topics); err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{topics.DLQ, topics.Alerts} {
+		if ids, err := kafkabus.PartitionIDs(ctx, kcfg, topic); err != nil || len(ids) == 0 {
+			t.Errorf("topic %s: partitions %v, err %v", topic, ids, err)
+		}
+	}
+}

@@ -90,9 +90,12 @@
 // # Event time
 //
 // Windows are on creation_time, not on arrival, and the evaluation clock is
-// the event-time watermark: the newest creation_time seen on each input
-// partition (the kafka_partition metadata; one partition on the in-process
-// bus), the oldest of those, less the grace period. Rules are evaluated at
+// the event-time watermark: the newest creation_time seen from each source,
+// the oldest of those, less the grace period. A source is one org on one
+// input partition (the kafka_partition metadata; one partition on the
+// in-process bus): the producer polls each org at its own pace, so an org
+// catching up after a restart holds the clock back for a moment instead of
+// having its calls counted late. Rules are evaluated at
 // every multiple of evaluation_interval the watermark passes, each window
 // ending there. A call that arrives less than grace behind the newest one is
 // counted; a call whose step was already evaluated is late: it is not
@@ -101,16 +104,17 @@
 // revision not newer than one counted) is not counted twice; a newer revision
 // of a call whose step is still open replaces the earlier one's contribution.
 //
-// The grace period (default 1m) must exceed the time span of one producer
-// read: the Unpod API lists calls newest first, so one poll's calls arrive
-// in descending creation_time, and a read wider than the grace period turns
-// its oldest calls late. The producer polls every 30s by default. Calls
+// The producer publishes each window it reads oldest first, so a catch-up
+// after downtime arrives in event-time order. The grace period (default 1m)
+// covers the reordering that remains (the in-process bus delivers
+// concurrently) and must exceed the producer's poll interval (30s by
+// default). Calls
 // found only by the producer's rescans (records that appear minutes after
 // the call) are late by nature and are counted as such; the ratio
 // conditions are not skewed by them, the counts are lower by their share.
 //
-// A partition that delivered nothing for idle_timeout of wall time no longer
-// holds the watermark back. When every partition is idle the watermark moves
+// A source that delivered nothing for idle_timeout of wall time no longer
+// holds the watermark back. When every source is idle the watermark moves
 // on with the wall clock (from idle_timeout after the last arrival), so
 // alerts resolve when calls stop altogether. idle_timeout (default 1m) must
 // exceed the producer's poll interval, or the calls of the next poll may

@@ -130,10 +130,15 @@ func (e *engine) Observe(partition string, ev *schemas.CallEvent, now time.Time)
 		e.swapIdx = e.evalIdx
 		e.high = t
 	}
-	p := e.parts[partition]
+	// Each org is polled by the producer at its own pace (one catching up
+	// while another is live), so each org on each partition is its own
+	// source: a lagging org holds the watermark back instead of having its
+	// calls counted as late.
+	source := partition + "/" + ev.Org
+	p := e.parts[source]
 	if p == nil {
 		p = &partitionMark{high: t}
-		e.parts[partition] = p
+		e.parts[source] = p
 	}
 	p.lastSeen, e.arrival = now, now
 	idx := floorDiv(t, e.step)

@@ -417,3 +417,34 @@ func TestInvariantsOnMessyStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestLaggingOrgIsNotLate: on one partition, org beta catches up on the
+// last half hour while acme is live. Each org is its own watermark source,
+// so beta's calls are counted, not dropped as late.
+func TestLaggingOrgIsNotLate(t *testing.T) {
+	e := newEngine(DefaultConfig())
+	n := 0
+	next := func(org string, at time.Duration) Outcome {
+		n++
+		ev := call(n, org, at, schemas.StatusCompleted)
+		return e.Observe("0", &ev, wall)
+	}
+	if got := next("beta", 0); got != Counted { // both orgs start together
+		t.Fatalf("beta's first call: %v", got)
+	}
+	for i := 0; i < 60; i++ { // acme, live: 30 minutes of calls
+		if got := next("acme", time.Duration(i)*30*time.Second); got != Counted {
+			t.Fatalf("acme call %d: %v", i, got)
+		}
+	}
+	for i := 1; i < 60; i++ { // beta, catching up on the same 30 minutes
+		if got := next("beta", time.Duration(i)*30*time.Second); got != Counted {
+			t.Fatalf("beta call %d, %s behind acme: %v, want it counted", i, 30*time.Minute-time.Duration(i)*30*time.Second, got)
+		}
+	}
+	// Within one org, event time still rules: once both orgs are past it,
+	// a call far behind is late.
+	if got := next("acme", 0); got != Late {
+		t.Fatalf("acme call 30m behind both orgs: %v, want Late", got)
+	}
+}
