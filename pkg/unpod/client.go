@@ -232,7 +232,7 @@ func (c *Client) attempt(ctx context.Context, endpoint, target, org string, pars
 		c.observe(endpoint, "error", start)
 		return fmt.Errorf("unpod: GET %s: %w", target, err)
 	}
-	body, rerr := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	body, rerr := readBody(resp)
 	resp.Body.Close()
 	c.observe(endpoint, strconv.Itoa(resp.StatusCode), start)
 	c.log.LogAttrs(ctx, slog.LevelDebug, "unpod request",
@@ -263,6 +263,19 @@ func (c *Client) attempt(ctx context.Context, endpoint, target, org string, pars
 		return fmt.Errorf("unpod: GET %s: %w", target, err)
 	}
 	return nil
+}
+
+// readBody reads at most maxBody bytes of resp's body into a buffer sized
+// from Content-Length when there is one: io.ReadAll would regrow and copy a
+// 1,000-record page a dozen times.
+func readBody(resp *http.Response) ([]byte, error) {
+	r := io.LimitReader(resp.Body, maxBody)
+	if n := resp.ContentLength; n > 0 && n <= maxBody {
+		buf := bytes.NewBuffer(make([]byte, 0, n+bytes.MinRead))
+		_, err := buf.ReadFrom(r)
+		return buf.Bytes(), err
+	}
+	return io.ReadAll(r)
 }
 
 func (c *Client) observe(endpoint, code string, start time.Time) {

@@ -78,56 +78,6 @@ type envelope struct {
 	Data       []json.RawMessage `json:"data"`
 }
 
-// DecodePage decodes a call-logs response body. page is the 1-based page
-// number, used only to label RecordErrors. A body that is not an envelope with
-// a count and a data array is an error wrapping ErrMalformed, except an error
-// envelope ({"status_code": 401, "message": ...} sent with HTTP 200), which
-// is an *APIError; a record that cannot be decoded is put in Page.Invalid and
-// the others are still returned.
-func DecodePage(body []byte, page int) (*Page, error) {
-	var env envelope
-	if err := json.Unmarshal(body, &env); err != nil {
-		return nil, fmt.Errorf("%w: page %d: %v", ErrMalformed, page, err)
-	}
-	if env.Data == nil && env.StatusCode >= 400 {
-		// Some gateways answer 200 with the error in the body.
-		return nil, &APIError{Status: env.StatusCode, Message: env.Message}
-	}
-	if env.Count == nil {
-		return nil, fmt.Errorf("%w: page %d: no \"count\" field", ErrMalformed, page)
-	}
-	// encoding/json leaves Data nil only for a null or missing field; an
-	// empty array decodes to an empty slice.
-	if env.Data == nil {
-		return nil, fmt.Errorf("%w: page %d: no \"data\" array", ErrMalformed, page)
-	}
-	p := &Page{Count: *env.Count, Records: make([]Record, 0, len(env.Data))}
-	for i, raw := range env.Data {
-		rec, err := DecodeRecord(raw)
-		if err != nil {
-			p.Invalid = append(p.Invalid, RecordError{Page: page, Index: i, Raw: raw, Err: err})
-			continue
-		}
-		p.Records = append(p.Records, rec)
-	}
-	return p, nil
-}
-
-// wireRecord is a call log with every field typed loosely, so that variants
-// of the API decode; unknown fields are ignored here and kept in Raw.
-type wireRecord struct {
-	ID                flexString      `json:"id"`
-	SourceNumber      flexString      `json:"source_number"`
-	DestinationNumber flexString      `json:"destination_number"`
-	CallType          flexString      `json:"call_type"`
-	CallStatus        flexString      `json:"call_status"`
-	CreationTime      flexString      `json:"creation_time"`
-	StartTime         flexString      `json:"start_time"`
-	EndTime           flexString      `json:"end_time"`
-	CallDuration      json.RawMessage `json:"call_duration"`
-	EndReason         flexString      `json:"end_reason"`
-}
-
 // flexString accepts a JSON string, number or null.
 type flexString struct {
 	S   string
@@ -159,50 +109,13 @@ func (f *flexString) UnmarshalJSON(b []byte) error {
 	return fmt.Errorf("want a string, number or null, got %.20s", b)
 }
 
-// DecodeRecord decodes one call log object. It needs a parseable
-// creation_time and a known call_status; everything else is optional, and
-// unknown fields are ignored (they stay in Raw).
-func DecodeRecord(raw json.RawMessage) (Record, error) {
-	var w wireRecord
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return Record{}, fmt.Errorf("decode call log: %w", err)
-	}
-	rec := Record{
-		ID:                w.ID.S,
-		SourceNumber:      w.SourceNumber.S,
-		DestinationNumber: w.DestinationNumber.S,
-		CallType:          strings.ToLower(strings.TrimSpace(w.CallType.S)),
-		RawStatus:         w.CallStatus.S,
-		EndReason:         w.EndReason.S,
-		Raw:               raw,
-	}
-	if !w.CreationTime.Set || strings.TrimSpace(w.CreationTime.S) == "" {
-		return Record{}, errors.New("call log has no creation_time")
-	}
-	var err error
-	if rec.CreationTime, err = ParseTime(w.CreationTime.S); err != nil {
-		return Record{}, fmt.Errorf("creation_time: %w", err)
-	}
-	if rec.StartTime, err = parseOptionalTime(w.StartTime); err != nil {
-		return Record{}, fmt.Errorf("start_time: %w", err)
-	}
-	if rec.EndTime, err = parseOptionalTime(w.EndTime); err != nil {
-		return Record{}, fmt.Errorf("end_time: %w", err)
-	}
-	status, ok := NormalizeStatus(w.CallStatus.S)
-	if !ok {
-		return Record{}, fmt.Errorf("unknown call_status %q", w.CallStatus.S)
-	}
-	rec.CallStatus = status
-	if rec.DurationSeconds, err = ParseDuration(w.CallDuration); err != nil {
-		return Record{}, fmt.Errorf("call_duration: %w", err)
-	}
-	return rec, nil
-}
-
 // NormalizeStatus maps the API's status spellings to completed, missed or
 // failed. It reports false for a status it does not know.
 func NormalizeStatus(s string) (string, bool) {
+	switch s {
+	case StatusCompleted, StatusMissed, StatusFailed:
+		return s, true // the usual spellings, without building a key
+	}
 	key := make([]byte, 0, len(s))
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
@@ -245,17 +158,6 @@ func ParseTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("not an ISO 8601 time: %q", s)
 }
 
-func parseOptionalTime(f flexString) (*time.Time, error) {
-	if !f.Set || strings.TrimSpace(f.S) == "" {
-		return nil, nil
-	}
-	t, err := ParseTime(f.S)
-	if err != nil {
-		return nil, err
-	}
-	return &t, nil
-}
-
 // ParseDuration reads call_duration in whole seconds from any of its forms:
 // an integer (207), a number (207.4, truncated), a numeric string ("207"), a
 // clock string ("0:05:25", "05:25", "0:05:25.120000") or Python's timedelta
@@ -272,16 +174,36 @@ func ParseDuration(raw json.RawMessage) (int64, error) {
 		}
 		return parseDurationText(s)
 	}
-	f, err := strconv.ParseFloat(string(raw), 64)
-	if err != nil || f < 0 || f > maxDurationSeconds {
-		return 0, fmt.Errorf("not a duration: %.40s", raw)
+	return durationNumber(string(raw))
+}
+
+// durationOf is ParseDuration for a value the scanner has already checked:
+// it skips the unquoting copy for strings without escapes (unquoting changes
+// nothing there that parseDurationText could tell apart).
+func durationOf(v string) (int64, error) {
+	switch {
+	case v == "" || v == "null":
+		return 0, nil
+	case v[0] == '"' && strings.IndexByte(v, '\\') < 0:
+		return parseDurationText(v[1 : len(v)-1])
+	case v[0] == '-' || isDigit(v[0]):
+		return durationNumber(v)
 	}
-	return int64(f), nil
+	return ParseDuration(json.RawMessage(v))
 }
 
 // maxDurationSeconds bounds durations to keep arithmetic far from overflow;
 // no call lasts a century.
 const maxDurationSeconds = 100 * 365 * 24 * 3600
+
+// durationNumber reads a duration given as a JSON number.
+func durationNumber(s string) (int64, error) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || f > maxDurationSeconds {
+		return 0, fmt.Errorf("not a duration: %.40s", s)
+	}
+	return int64(f), nil
+}
 
 func parseDurationText(s string) (int64, error) {
 	s = strings.TrimSpace(s)
@@ -290,7 +212,9 @@ func parseDurationText(s string) (int64, error) {
 	}
 	if !strings.Contains(s, ":") {
 		f, err := strconv.ParseFloat(s, 64)
-		if err != nil || f < 0 || f > maxDurationSeconds {
+		// ParseFloat reads "NaN", which passes both bounds and would
+		// convert to a negative int64.
+		if err != nil || f != f || f < 0 || f > maxDurationSeconds {
 			return 0, fmt.Errorf("not a duration: %q", s)
 		}
 		return int64(f), nil
@@ -305,13 +229,18 @@ func parseDurationText(s string) (int64, error) {
 		}
 		days, s = v, strings.TrimSpace(rest)
 	}
-	parts := strings.Split(s, ":")
-	if len(parts) < 2 || len(parts) > 3 {
+	// [H:]MM:SS[.ffffff], walked with Cut rather than Split to spare an
+	// allocation per record.
+	parts := strings.Count(s, ":") + 1
+	if parts < 2 || parts > 3 {
 		return 0, fmt.Errorf("not a duration: %q", s)
 	}
 	var total int64
-	for i, p := range parts {
-		if i == len(parts)-1 {
+	rest := s
+	for i := 0; i < parts; i++ {
+		var p string
+		p, rest, _ = strings.Cut(rest, ":")
+		if i == parts-1 {
 			p, _, _ = strings.Cut(p, ".") // fractional seconds are dropped
 		}
 		if p == "" || len(p) > 6 || strings.TrimLeft(p, "0123456789") != "" {

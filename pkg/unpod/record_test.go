@@ -99,6 +99,11 @@ func TestDecodeRecordInvalid(t *testing.T) {
 		{"negative duration", `{"call_status":"completed","creation_time":"2026-02-07T05:57:00Z","call_duration":-3}`, "call_duration"},
 		{"not an object", `[1,2]`, "decode call log"},
 		{"object where string expected", `{"call_status":{"a":1},"creation_time":"2026-02-07T05:57:00Z"}`, "decode call log"},
+		{"bool where string expected", `{"call_status":"completed","creation_time":"2026-02-07T05:57:00Z","id":true}`, "decode call log"},
+		{"truncated", `{"call_status":"completed","creation_time":"2026-02-07T05`, "decode call log"},
+		{"trailing bytes", `{"call_status":"completed","creation_time":"2026-02-07T05:57:00Z"} {}`, "decode call log"},
+		{"bad JSON in an unknown field", `{"call_status":"completed","creation_time":"2026-02-07T05:57:00Z","x":[1,]}`, "decode call log"},
+		{"NaN duration", `{"call_status":"completed","creation_time":"2026-02-07T05:57:00Z","call_duration":"NaN"}`, "call_duration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
