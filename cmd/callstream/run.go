@@ -13,11 +13,11 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/callstream/callstream/consumers"
 	"github.com/callstream/callstream/consumers/lake"
+	"github.com/callstream/callstream/pkg/membus"
 	"github.com/callstream/callstream/pkg/telemetry"
 	"github.com/callstream/callstream/pkg/unpod"
 	"github.com/callstream/callstream/pkg/unpodsim"
@@ -65,8 +65,9 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 
-	wl := consumers.WatermillLogger(logger)
-	bus := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 1024}, wl)
+	// Ordered per subscriber (unlike watermill's GoChannel), so alerting
+	// sees a catch-up in event-time order.
+	bus := membus.New(membus.Config{})
 	defer bus.Close()
 	topics := consumers.NewTopics(cfg.TopicPrefix)
 

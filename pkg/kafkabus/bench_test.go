@@ -145,12 +145,7 @@ func (b *bench) topic(name string) string {
 	if err := kafkabus.EnsureTopic(ctx, b.cfg(), kafkabus.TopicSpec{Name: topic, Partitions: benchPartitions, ReplicationFactor: 1}); err != nil {
 		b.t.Fatal(err)
 	}
-	b.t.Cleanup(func() {
-		c, err := b.cfg().Client()
-		if err == nil {
-			_, _ = c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{topic}})
-		}
-	})
+	deleteTopicsAfter(b.t, b.brokers, topic)
 	return topic
 }
 
@@ -335,13 +330,16 @@ func (b *bench) plainEndToEnd(topic string, commitInterval time.Duration) float6
 		for len(seen) < b.n {
 			m, err := r.FetchMessage(context.Background())
 			if err != nil {
+				b.t.Logf("kafka-go FetchMessage: %v", err)
 				break
 			}
 			if len(m.Headers) > 0 { // the warm-up message has none
 				seen[string(m.Headers[0].Value)] = struct{}{}
 			}
+			// A failed commit (say, during a rebalance) costs redeliveries,
+			// not messages; kafkabus retries its commits the same way.
 			if err := r.CommitMessages(context.Background(), m); err != nil {
-				break
+				b.t.Logf("kafka-go CommitMessages: %v", err)
 			}
 		}
 		done <- len(seen)

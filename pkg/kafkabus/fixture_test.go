@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +23,9 @@ type fixture struct {
 	brokers []string
 	topic   string
 	group   string
+
+	adminOnce   sync.Once
+	adminClient *kafka.Client
 }
 
 func newFixture(t *testing.T, partitions int) *fixture {
@@ -34,7 +39,42 @@ func newFixture(t *testing.T, partitions int) *fixture {
 	if err := kafkabus.EnsureTopic(ctx, cfg, kafkabus.TopicSpec{Name: f.topic, Partitions: partitions, ReplicationFactor: 1}); err != nil {
 		t.Fatalf("EnsureTopic: %v", err)
 	}
+	deleteTopicsAfter(t, f.brokers, f.topic)
 	return f
+}
+
+// deleteTopicsAfter deletes, when the test ends, every topic whose name
+// starts with prefix: the broker is shared, and thousands of leftover test
+// topics make every client's metadata requests slow.
+func deleteTopicsAfter(t *testing.T, brokers []string, prefix string) {
+	t.Cleanup(func() {
+		cfg := kafkabus.DefaultConfig()
+		cfg.Brokers = brokers
+		client, err := cfg.Client()
+		if err != nil {
+			return
+		}
+		defer client.Transport.(*kafka.Transport).CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		md, err := client.Metadata(ctx, &kafka.MetadataRequest{})
+		if err != nil {
+			t.Logf("cleanup: list topics: %v", err)
+			return
+		}
+		var names []string
+		for _, tp := range md.Topics {
+			if strings.HasPrefix(tp.Name, prefix) {
+				names = append(names, tp.Name)
+			}
+		}
+		if len(names) == 0 {
+			return
+		}
+		if _, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names}); err != nil {
+			t.Logf("cleanup: delete %d topics: %v", len(names), err)
+		}
+	})
 }
 
 func (f *fixture) cfg() kafkabus.Config {
@@ -136,38 +176,52 @@ func offsetOf(t *testing.T, m *message.Message) int64 {
 // committed returns the group's committed offset per partition (-1: none).
 func (f *fixture) committed(partitions int) map[int]int64 {
 	f.t.Helper()
-	c, err := f.cfg().Client()
-	if err != nil {
-		f.t.Fatal(err)
-	}
 	ids := make([]int, partitions)
 	for i := range ids {
 		ids[i] = i
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: f.group, Topics: map[string][]int{f.topic: ids}})
-	if err != nil {
-		f.t.Fatalf("OffsetFetch: %v", err)
+	// The broker is shared and sometimes slow to accept: retry a while.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		res, err := f.admin().OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: f.group, Topics: map[string][]int{f.topic: ids}})
+		cancel()
+		if err == nil {
+			out := map[int]int64{}
+			for _, p := range res.Topics[f.topic] {
+				out[p.Partition] = p.CommittedOffset
+			}
+			return out
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("OffsetFetch: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	out := map[int]int64{}
-	for _, p := range res.Topics[f.topic] {
-		out[p.Partition] = p.CommittedOffset
-	}
-	return out
+}
+
+// admin returns the fixture's one admin client, whose metadata covers the
+// fixture's topic only; it is closed when the test ends.
+func (f *fixture) admin() *kafka.Client {
+	f.adminOnce.Do(func() {
+		tr, err := f.cfg().Transport()
+		if err != nil {
+			panic(err) // the config was validated by EnsureTopic already
+		}
+		tr.MetadataTopics = []string{f.topic}
+		f.adminClient = &kafka.Client{Addr: kafka.TCP(f.brokers...), Transport: tr, Timeout: 10 * time.Second}
+		f.t.Cleanup(tr.CloseIdleConnections)
+	})
+	return f.adminClient
 }
 
 // waitMembers waits until the group is stable with n members that each
 // hold at least one partition.
 func (f *fixture) waitMembers(n int) error {
-	c, err := f.cfg().Client()
-	if err != nil {
-		return err
-	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		res, err := c.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{f.group}})
+		res, err := f.admin().DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{f.group}})
 		cancel()
 		if err == nil && len(res.Groups) == 1 && res.Groups[0].GroupState == "Stable" {
 			holding := 0

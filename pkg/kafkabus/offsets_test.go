@@ -145,6 +145,7 @@ func TestEnsureTopic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer client.Transport.(*kafka.Transport).CloseIdleConnections()
 	res, err := client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
 		ResourceType: kafka.ResourceTypeTopic, ResourceName: name, ConfigNames: []string{"cleanup.policy"},
 	}}})

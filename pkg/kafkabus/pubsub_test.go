@@ -83,6 +83,7 @@ func (m payloadKeyMarshaler) Marshal(topic string, msg *message.Message) (kmsg k
 
 func suiteTopic(t *testing.T) func(tests.TestContext) string {
 	prefix := testenv.Topic(t, "")
+	deleteTopicsAfter(t, testenv.Kafka(t), prefix)
 	return func(tctx tests.TestContext) string { return prefix + string(tctx.TestID) }
 }
 

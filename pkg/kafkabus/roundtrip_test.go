@@ -84,6 +84,7 @@ func TestPublishToTopicCreatedElsewhere(t *testing.T) {
 	pub := f.publisher()
 	f.publishN(pub, 1, nil) // fills the publisher's metadata cache
 	other := testenv.Topic(t, "late")
+	deleteTopicsAfter(t, f.brokers, other)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := kafkabus.EnsureTopic(ctx, f.cfg(), kafkabus.TopicSpec{Name: other, Partitions: 2}); err != nil {

@@ -66,18 +66,54 @@ var unsafeTopicChars = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
 
 // Topic returns a topic name unique to this test run, so tests sharing one
 // broker never see each other's records.
-func Topic(t testing.TB, name string) string {
+func Topic(t testing.TB, name string) (topic string) {
 	t.Helper()
 	base := unsafeTopicChars.ReplaceAllString(t.Name()+"."+name, "_")
 	if len(base) > 180 {
 		base = base[:180]
 	}
-	return fmt.Sprintf("test.%s.%d-%06d", base, time.Now().UnixNano(), rand.IntN(1_000_000))
+	topic = fmt.Sprintf("test.%s.%d-%06d", base, time.Now().UnixNano(), rand.IntN(1_000_000))
+	deleteTopicsAfter(t, func(n string) bool { return n == topic })
+	return topic
+}
+
+// deleteTopicsAfter deletes, when the test ends, the topics of the shared
+// broker that match: every Kafka client fetches the metadata of all topics,
+// and thousands of leftovers slow every test after them. Best effort.
+func deleteTopicsAfter(t testing.TB, match func(string) bool) {
+	brokers := strings.TrimSpace(os.Getenv("KAFKA_BROKERS"))
+	if brokers == "" {
+		return
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		client := &kafka.Client{Addr: kafka.TCP(strings.Split(brokers, ",")...), Timeout: 5 * time.Second}
+		md, err := client.Metadata(ctx, &kafka.MetadataRequest{})
+		if err != nil {
+			t.Logf("testenv: list topics to delete: %v", err)
+			return
+		}
+		var names []string
+		for _, tp := range md.Topics {
+			if match(tp.Name) {
+				names = append(names, tp.Name)
+			}
+		}
+		if len(names) == 0 {
+			return
+		}
+		if _, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names}); err != nil {
+			t.Logf("testenv: delete %d test topics: %v", len(names), err)
+		}
+	})
 }
 
 // Prefix returns a topic prefix unique to this test run, for components that
 // derive several topic names (calls, dlq, alerts, state) from one prefix.
 func Prefix(t testing.TB) string {
 	t.Helper()
-	return Topic(t, "") + "."
+	prefix := Topic(t, "") + "."
+	deleteTopicsAfter(t, func(n string) bool { return strings.HasPrefix(n, prefix) })
+	return prefix
 }
