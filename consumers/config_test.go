@@ -1,9 +1,13 @@
 package consumers
 
 import (
+	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/segmentio/kafka-go"
 )
 
 func TestSelect(t *testing.T) {
@@ -91,5 +95,19 @@ func TestTuning(t *testing.T) {
 func TestGroupID(t *testing.T) {
 	if got := DefaultConfig().GroupID("storage"); got != "callstream-storage" {
 		t.Fatalf("GroupID = %q", got)
+	}
+}
+
+func TestCoordinatorNotReady(t *testing.T) {
+	for err, want := range map[error]bool{
+		kafka.NotCoordinatorForGroup:                         true,
+		fmt.Errorf("wrapped: %w", kafka.GroupLoadInProgress): true,
+		kafka.GroupCoordinatorNotAvailable:                   true,
+		kafka.UnknownTopicOrPartition:                        false,
+		errors.New("connection refused"):                     false,
+	} {
+		if got := coordinatorNotReady(err); got != want {
+			t.Errorf("coordinatorNotReady(%v) = %v, want %v", err, got, want)
+		}
 	}
 }

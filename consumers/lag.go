@@ -2,7 +2,11 @@ package consumers
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
 
 	"github.com/segmentio/kafka-go"
 
@@ -63,16 +67,9 @@ func groupBacklog(ctx context.Context, cfg kafkabus.Config, topic, group string)
 	if err != nil {
 		return nil, nil, err
 	}
-	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{
-		Addr:    client.Addr,
-		GroupID: group,
-		Topics:  map[string][]int{topic: ids},
-	})
+	committed, err := fetchCommitted(ctx, client, group, topic, ids)
 	if err != nil {
 		return nil, nil, fmt.Errorf("committed offsets of group %s: %w", group, err)
-	}
-	if committed.Error != nil {
-		return nil, nil, fmt.Errorf("committed offsets of group %s: %w", group, committed.Error)
 	}
 	next = make(map[int]int64, len(ids))
 	for _, id := range ids {
@@ -113,4 +110,32 @@ func KafkaLag(kcfg kafkabus.Config, cfg Config, topic string) func(ctx context.C
 	return func(ctx context.Context, plugin string) (int64, error) {
 		return GroupLag(ctx, kcfg, topic, cfg.GroupID(plugin))
 	}
+}
+
+// fetchCommitted reads a group's committed offsets. The group coordinator
+// may not be ready yet -- on a new cluster the first group request finds
+// __consumer_offsets still being created -- so coordinator errors are
+// retried with backoff for a bounded time.
+func fetchCommitted(ctx context.Context, client *kafka.Client, group, topic string, ids []int) (*kafka.OffsetFetchResponse, error) {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 100*time.Millisecond, 2*time.Second, 30*time.Second
+	return backoff.RetryWithData(func() (*kafka.OffsetFetchResponse, error) {
+		res, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{
+			Addr:    client.Addr,
+			GroupID: group,
+			Topics:  map[string][]int{topic: ids},
+		})
+		if err == nil && res.Error != nil {
+			err = res.Error
+		}
+		if err != nil && !coordinatorNotReady(err) {
+			return nil, backoff.Permanent(err)
+		}
+		return res, err
+	}, backoff.WithContext(b, ctx))
+}
+
+func coordinatorNotReady(err error) bool {
+	return errors.Is(err, kafka.NotCoordinatorForGroup) || errors.Is(err, kafka.GroupCoordinatorNotAvailable) ||
+		errors.Is(err, kafka.GroupLoadInProgress)
 }
