@@ -45,7 +45,7 @@ func TestBenchEndToEndLatency(t *testing.T) {
 		t.Skip("set CALLSTREAM_BENCH=1 to run the end-to-end latency benchmark")
 	}
 	brokers := testenv.Kafka(t)
-	dsn, schema := e2ePostgresSchema(t)
+	dsn, schema := testenv.PostgresSchema(t, "e2e")
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "callstream")
 	if err := e2eGoBuild(bin); err != nil {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -20,12 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/callstream/callstream/consumers/webhooks"
 	"github.com/callstream/callstream/pkg/kafkabus"
-	"github.com/callstream/callstream/pkg/testenv"
 )
 
 // The pieces of the end-to-end test and benchmark: the callstream binary run
@@ -115,43 +112,6 @@ func e2eFreePortPair(t testing.TB) int {
 	}
 	t.Fatal("no pair of free ports found")
 	return 0
-}
-
-// e2ePostgresSchema creates a schema of its own on the test server and
-// returns a DSN whose search_path points at it, and the schema's name; the
-// schema is dropped when the test ends.
-func e2ePostgresSchema(t testing.TB) (dsn, schema string) {
-	t.Helper()
-	base := testenv.Postgres(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect to test PostgreSQL: %v", err)
-	}
-	defer conn.Close(ctx)
-	schema = fmt.Sprintf("e2e_%d_%06d", time.Now().UnixNano(), mrand.IntN(1_000_000))
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema %s: %v", schema, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	sep := "?"
-	if strings.Contains(base, "?") {
-		sep = "&"
-	}
-	return base + sep + "search_path=" + schema, schema
 }
 
 // e2eProc is one callstream process. Every start appends to the same log

@@ -70,7 +70,7 @@ const (
 func TestEndToEnd(t *testing.T) {
 	testenv.Kafka(t) // the integration-mode rules: skip, or fail when required
 	began := time.Now()
-	dsn, schema := e2ePostgresSchema(t)
+	dsn, schema := testenv.PostgresSchema(t, "e2e")
 
 	// The binary builds while the private broker starts.
 	binc := make(chan string, 1)

@@ -6,14 +6,11 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/callstream/callstream/consumers"
 	"github.com/callstream/callstream/pkg/testenv"
@@ -38,40 +35,12 @@ func sqliteDSN(t testing.TB) string {
 	return "sqlite://" + filepath.Join(t.TempDir(), "calls.db")
 }
 
-// postgresDSN creates a schema of its own on the test server and returns a
-// DSN whose search_path points at it; the schema is dropped at the end.
+// postgresDSN returns a DSN of a schema of this test's own on the test
+// server (dropped at the end).
 func postgresDSN(t testing.TB) string {
 	t.Helper()
-	base := testenv.Postgres(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect to test PostgreSQL: %v", err)
-	}
-	defer conn.Close(ctx)
-	schema := fmt.Sprintf("test_storage_%d_%06d", time.Now().UnixNano(), rand.IntN(1_000_000))
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema %s: %v", schema, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	sep := "?"
-	if strings.Contains(base, "?") {
-		sep = "&"
-	}
-	return base + sep + "search_path=" + schema
+	dsn, _ := testenv.PostgresSchema(t, "test_storage")
+	return dsn
 }
 
 func testConfig(dsn string) Config {

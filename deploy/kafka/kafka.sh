@@ -105,9 +105,12 @@ up() {
 
 cluster_id() {
 	# A fixed-length base64url id derived from the data directory, so a re-format is stable.
-	local hex
-	hex=$(printf '%s' "$data" | sha256sum | head -c 32)
-	printf '%b' "$(sed 's/../\\x&/g' <<<"$hex")" | base64 | tr '+/' '-_' | tr -d '=\n' | head -c 22
+	# Substrings, not `| head`: head exiting early SIGPIPEs the writer under pipefail.
+	local hex id
+	hex=$(printf '%s' "$data" | sha256sum)
+	hex=${hex:0:32}
+	id=$(printf '%b' "$(sed 's/../\\x&/g' <<<"$hex")" | base64 | tr '+/' '-_' | tr -d '=\n')
+	printf '%s' "${id:0:22}"
 }
 
 down() {
