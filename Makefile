@@ -23,6 +23,11 @@ test:
 bench:
 	scripts/bench.sh
 
+## fuzz: the API page decoder, longer than the seed corpus make test runs.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodePage -fuzztime 60s ./pkg/unpod
+	$(GO) test -run '^$$' -fuzz FuzzDecodeDifferential -fuzztime 60s ./pkg/unpod
+
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...

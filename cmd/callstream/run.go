@@ -49,12 +49,12 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	g, ctx := errgroup.WithContext(ctx)
 
 	if cfg.Unpod.Token == "" {
+		demoTiming(cfg)
 		url, err := startSimulator(ctx, g, cfg.Simulator, logger)
 		if err != nil {
 			return err
 		}
 		cfg.Unpod.BaseURL, cfg.Unpod.Token = url, cfg.Simulator.Token
-		demoTiming(&cfg.Producer)
 		fmt.Fprintf(e.stdout, "UNPOD_API_TOKEN is not set: polling the built-in simulator at %s (orgs %v) every %s\n",
 			url, cfg.Simulator.Orgs, cfg.Producer.PollInterval)
 	}
@@ -119,16 +119,25 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	return g.Wait()
 }
 
-// demoTiming polls the simulator faster than the real API's defaults, so a
-// new user sees the scripted incidents alert within minutes. Values the user
-// set are kept.
-func demoTiming(p *producer.Config) {
-	def := producer.DefaultConfig()
-	if p.PollInterval == def.PollInterval {
-		p.PollInterval = 5 * time.Second
+// demoTiming polls the simulator faster than the real API's defaults and
+// brings its first scripted incident forward, so a new user sees an alert
+// fire and resolve within minutes. Values the user set are kept.
+func demoTiming(cfg *Config) {
+	def := DefaultConfig()
+	if cfg.Producer.PollInterval == def.Producer.PollInterval {
+		cfg.Producer.PollInterval = 5 * time.Second
 	}
-	if p.SettleLag == def.SettleLag {
-		p.SettleLag = 10 * time.Second
+	if cfg.Producer.SettleLag == def.Producer.SettleLag {
+		cfg.Producer.SettleLag = 10 * time.Second
+	}
+	// The grace must stay above the poll interval (consumers/alerting).
+	if cfg.Alerting.Grace == def.Alerting.Grace && cfg.Producer.PollInterval < 20*time.Second {
+		cfg.Alerting.Grace = 20 * time.Second
+	}
+	if len(cfg.Simulator.Incidents) > 0 && len(def.Simulator.Incidents) > 0 &&
+		cfg.Simulator.Incidents[0] == def.Simulator.Incidents[0] {
+		cfg.Simulator.Incidents = append([]unpodsim.Incident(nil), cfg.Simulator.Incidents...)
+		cfg.Simulator.Incidents[0].After = 30 * time.Second
 	}
 }
 
