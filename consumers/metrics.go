@@ -1,9 +1,9 @@
 package consumers
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callstream/callstream/pkg/telemetry"
 )
 
 // Outcomes of one message, the values of the outcome label.
@@ -51,25 +51,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return m
 	}
-	m.messages = registerOrReuse(reg, m.messages)
-	m.attempts = registerOrReuse(reg, m.attempts)
-	m.processing = registerOrReuse(reg, m.processing)
-	m.batchSize = registerOrReuse(reg, m.batchSize)
-	m.lag = registerOrReuse(reg, m.lag)
+	m.messages, _ = telemetry.RegisterOrReuse(reg, m.messages)
+	m.attempts, _ = telemetry.RegisterOrReuse(reg, m.attempts)
+	m.processing, _ = telemetry.RegisterOrReuse(reg, m.processing)
+	m.batchSize, _ = telemetry.RegisterOrReuse(reg, m.batchSize)
+	m.lag, _ = telemetry.RegisterOrReuse(reg, m.lag)
 	return m
-}
-
-// registerOrReuse returns the collector already registered under the same
-// name, so two runtimes (tests, or a restart within one process) can share a
-// Registerer.
-func registerOrReuse[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callstream/callstream/pkg/telemetry"
 )
 
 type metrics struct {
@@ -18,7 +20,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	var err error
 	counter := func(name, help string) prometheus.Counter {
 		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "callstream", Subsystem: "lake", Name: name, Help: help})
-		c, e := register(reg, c)
+		c, e := telemetry.RegisterOrReuse(reg, c)
 		err = errors.Join(err, e)
 		return c
 	}
@@ -35,26 +37,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Namespace: "callstream", Subsystem: "lake", Name: "flush_seconds",
 		Help: "Time to write, sync and rename one file.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 	})
-	h, e := register(reg, h)
+	h, e := telemetry.RegisterOrReuse(reg, h)
 	m.flushSeconds = h
 	if err = errors.Join(err, e); err != nil {
 		return nil, fmt.Errorf("lake: register metrics: %w", err)
 	}
 	return m, nil
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if reg == nil {
-		return c, nil
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }

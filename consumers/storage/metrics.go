@@ -1,10 +1,11 @@
 package storage
 
 import (
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callstream/callstream/pkg/telemetry"
 )
 
 // metrics are the storage consumer's own figures; the runtime already counts
@@ -34,25 +35,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return m
 	}
-	m.batches = registerOrReuse(reg, m.batches)
-	m.events = registerOrReuse(reg, m.events)
-	m.duration = registerOrReuse(reg, m.duration)
+	m.batches, _ = telemetry.RegisterOrReuse(reg, m.batches)
+	m.events, _ = telemetry.RegisterOrReuse(reg, m.events)
+	m.duration, _ = telemetry.RegisterOrReuse(reg, m.duration)
 	return m
-}
-
-// registerOrReuse returns the collector already registered under the same
-// name, so a store reopened with the same Registerer (tests, a restart
-// within one process) keeps counting in the same series.
-func registerOrReuse[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 func (m *metrics) observe(start time.Time, result string, events int, applied int64, refused int) {

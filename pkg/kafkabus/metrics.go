@@ -1,9 +1,9 @@
 package kafkabus
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callstream/callstream/pkg/telemetry"
 )
 
 // metrics are the counters of one Publisher or Subscriber. With a nil
@@ -42,24 +42,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return m
 	}
-	m.published = register(reg, m.published)
-	m.consumed = register(reg, m.consumed)
-	m.committed = register(reg, m.committed)
-	m.nacked = register(reg, m.nacked)
-	m.errors = register(reg, m.errors)
+	m.published, _ = telemetry.RegisterOrReuse(reg, m.published)
+	m.consumed, _ = telemetry.RegisterOrReuse(reg, m.consumed)
+	m.committed, _ = telemetry.RegisterOrReuse(reg, m.committed)
+	m.nacked, _ = telemetry.RegisterOrReuse(reg, m.nacked)
+	m.errors, _ = telemetry.RegisterOrReuse(reg, m.errors)
 	return m
-}
-
-// register reuses a collector registered earlier by another Publisher or
-// Subscriber on the same Registerer, so several can share one.
-func register(reg prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }

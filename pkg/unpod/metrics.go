@@ -1,9 +1,9 @@
 package unpod
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callstream/callstream/pkg/telemetry"
 )
 
 // metrics are the client's Prometheus series. Labels hold the endpoint and
@@ -36,27 +36,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	// Several clients (one per token) may share a registry: reuse the
 	// series the first one registered.
 	var err error
-	if m.requests, err = register(reg, m.requests); err != nil {
+	if m.requests, err = telemetry.RegisterOrReuse(reg, m.requests); err != nil {
 		return nil, err
 	}
-	if m.duration, err = register(reg, m.duration); err != nil {
+	if m.duration, err = telemetry.RegisterOrReuse(reg, m.duration); err != nil {
 		return nil, err
 	}
-	if m.retries, err = register(reg, m.retries); err != nil {
+	if m.retries, err = telemetry.RegisterOrReuse(reg, m.retries); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }
