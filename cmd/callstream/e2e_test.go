@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -339,15 +338,14 @@ func e2eStartSim(t testing.TB, cfg unpodsim.Config) (*unpodsim.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	url, wait, err := sim.Listen(ctx, "127.0.0.1:0")
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); sim.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return sim, "http://" + ln.Addr().String()
+	t.Cleanup(func() { cancel(); wait() })
+	return sim, url
 }
 
 // e2eWaitFor polls cond every interval until it holds or timeout passes.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -155,12 +154,12 @@ func startSimulator(ctx context.Context, g *errgroup.Group, sim unpodsim.Config,
 	if err != nil {
 		return "", fmt.Errorf("simulator: %w", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	url, wait, err := srv.Listen(ctx, "127.0.0.1:0")
 	if err != nil {
-		return "", fmt.Errorf("simulator: listen: %w", err)
+		return "", fmt.Errorf("simulator: %w", err)
 	}
-	g.Go(func() error { return srv.Serve(ctx, ln) })
-	return "http://" + ln.Addr().String(), nil
+	g.Go(wait)
+	return url, nil
 }
 
 func waitReady(ctx context.Context, ready func(context.Context) error) error {

@@ -99,21 +99,8 @@ func suiteTopic(t *testing.T) func(tests.TestContext) string {
 // restarts the broker, and the shared broker must not be restarted.
 func TestPubSubSuite(t *testing.T) {
 	brokers := testenv.Kafka(t)
-	features := tests.Features{
-		ConsumerGroups:      true,
-		ExactlyOnceDelivery: false,
-		GuaranteedOrder:     true,
-		Persistent:          true,
-		GenerateTopicFunc:   suiteTopic(t),
-	}
-	tests.TestPubSub(t, features,
-		func(t *testing.T) (message.Publisher, message.Subscriber) {
-			return newPubSub(t, brokers, groupFor(t), 1, payloadKeyMarshaler{})
-		},
-		func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
-			return newPubSub(t, brokers, group, 1, payloadKeyMarshaler{})
-		},
-	)
+	newPS, newPSInGroup := groupedPubSub(brokers)
+	tests.TestPubSub(t, groupedFeatures(t), newPS, newPSInGroup)
 }
 
 // TestPubSubSuiteNoGroup runs the suite with subscribers outside any group:
@@ -156,19 +143,28 @@ func TestPubSubStress(t *testing.T) {
 		t.Skip("stress test: set CALLSTREAM_STRESS=1")
 	}
 	brokers := testenv.Kafka(t)
-	features := tests.Features{
+	newPS, newPSInGroup := groupedPubSub(brokers)
+	tests.TestPubSubStressTest(t, groupedFeatures(t), newPS, newPSInGroup)
+}
+
+// groupedFeatures are the features the grouped suite runs with.
+func groupedFeatures(t *testing.T) tests.Features {
+	return tests.Features{
 		ConsumerGroups:      true,
 		ExactlyOnceDelivery: false,
 		GuaranteedOrder:     true,
 		Persistent:          true,
 		GenerateTopicFunc:   suiteTopic(t),
 	}
-	tests.TestPubSubStressTest(t, features,
-		func(t *testing.T) (message.Publisher, message.Subscriber) {
+}
+
+// groupedPubSub returns the suite's constructors: strict delivery
+// (MaxInFlight 1), records keyed by payload, a consumer group per test or
+// the one the suite names.
+func groupedPubSub(brokers []string) (tests.PubSubConstructor, tests.ConsumerGroupPubSubConstructor) {
+	return func(t *testing.T) (message.Publisher, message.Subscriber) {
 			return newPubSub(t, brokers, groupFor(t), 1, payloadKeyMarshaler{})
-		},
-		func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
+		}, func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
 			return newPubSub(t, brokers, group, 1, payloadKeyMarshaler{})
-		},
-	)
+		}
 }

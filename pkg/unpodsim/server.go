@@ -213,6 +213,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
+// Listen listens on addr ("127.0.0.1:0" picks a free loopback port) and
+// serves in the background until ctx is done. It returns the base URL to
+// point a client at, and wait, which blocks until the server has stopped
+// and returns its error: embedded mode and tests run the simulator this way.
+func (s *Server) Listen(ctx context.Context, addr string) (url string, wait func() error, err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("unpodsim: listen on %s: %w", addr, err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(ctx, ln) }()
+	return "http://" + ln.Addr().String(), func() error { return <-errc }, nil
+}
+
 // ListenAndServe listens on addr (Config.Listen when empty) and serves
 // until ctx ends.
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
