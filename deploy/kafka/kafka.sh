@@ -84,7 +84,7 @@ up() {
 		configure
 		if [[ ! -f $data/logs/meta.properties ]]; then
 			java -cp "$cache/lib/*" -Dlog4j.configuration="file:$here/log4j.properties" \
-				kafka.tools.StorageTool format -t "$(cluster_id)" -c "$data/server.properties" --ignore-formatted >"$data/format.log" 2>&1 \
+				kafka.tools.StorageTool format --cluster-id="$(cluster_id)" -c "$data/server.properties" --ignore-formatted >"$data/format.log" 2>&1 \
 				|| { cat "$data/format.log" >&2; die "formatting the storage in $data/logs failed"; }
 		fi
 		# setsid: the broker outlives the shell that started it, and is stopped by PID only.
