@@ -89,8 +89,13 @@ func createTopic(t testing.TB, brokers []string, topic string, partitions int) {
 // produce publishes events keyed by call_key, as the producer does.
 func produce(t testing.TB, brokers []string, topic string, events []schemas.CallEvent) {
 	t.Helper()
+	// A transport of its own: kafka-go's shared default one may hold metadata
+	// fetched before this test's topic existed, and then fails the write.
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
 	w := &kafka.Writer{
-		Addr: kafka.TCP(brokers...), Topic: topic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
+		Transport: tr,
+		Addr:      kafka.TCP(brokers...), Topic: topic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchSize: 5000, BatchBytes: 16 << 20, BatchTimeout: 5 * time.Millisecond,
 	}
 	defer w.Close()

@@ -51,7 +51,12 @@ func createTopics(t testing.TB, brokers []string, prefix string, partitions int)
 // JSON value, CloudEvents headers, acknowledged by all replicas.
 func publish(t testing.TB, brokers []string, topic string, evs []schemas.CallEvent) {
 	t.Helper()
+	// A transport of its own: kafka-go's shared default one may hold metadata
+	// fetched before this test's topic existed, and then fails the write.
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
 	w := &kafka.Writer{
+		Transport:    tr,
 		Addr:         kafka.TCP(brokers...),
 		Topic:        topic,
 		Balancer:     &kafka.Hash{},
