@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"time"
-
-	"github.com/callstream/callstream/pkg/kafkabus"
 )
 
 // batcher turns the Router's concurrent per-message handler calls into
@@ -122,11 +119,8 @@ func (b *batcher) call(ctx context.Context, ds []Delivery) (err error) {
 // arrival order within a batch is arbitrary, and sinks that keep the
 // latest revision are simpler when a partition's records come in order.
 func sortByOffset(batch []*batchItem) {
-	pos := func(it *batchItem) (int64, int64, bool) {
-		md := it.d.Message.Metadata
-		p, err1 := strconv.ParseInt(md.Get(kafkabus.PartitionMetadata), 10, 64)
-		o, err2 := strconv.ParseInt(md.Get(kafkabus.OffsetMetadata), 10, 64)
-		return p, o, err1 == nil && err2 == nil
+	pos := func(it *batchItem) (int32, int64, bool) {
+		return it.d.Position.Partition, it.d.Position.Offset, it.d.HasPosition
 	}
 	sort.SliceStable(batch, func(i, j int) bool {
 		pi, oi, oki := pos(batch[i])

@@ -3,15 +3,13 @@ package consumers
 import (
 	"context"
 	"errors"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-
-	"github.com/callstream/callstream/pkg/kafkabus"
+	"github.com/callstream/callstream/schemas"
 )
 
 // funcBatch adapts a function to BatchHandler.
@@ -22,9 +20,9 @@ func (f funcBatch) HandleBatch(ctx context.Context, b []Delivery) error { return
 func delivery(i int) Delivery {
 	e := testEvent(i)
 	msg := message.NewMessage(e.EventID, nil)
-	msg.Metadata.Set(kafkabus.PartitionMetadata, "0")
-	msg.Metadata.Set(kafkabus.OffsetMetadata, strconv.Itoa(i))
-	return Delivery{Event: e, Message: msg}
+	pos := schemas.Position{Partition: 0, Offset: int64(i)}
+	schemas.SetPosition(msg.Metadata, pos)
+	return Delivery{Event: e, Message: msg, Position: pos, HasPosition: true}
 }
 
 // runBatcher starts b and returns a stop function.
@@ -162,7 +160,7 @@ func TestBatcherSortsByPartitionAndOffset(t *testing.T) {
 	var got []string
 	b := newBatcher(funcBatch(func(_ context.Context, batch []Delivery) error {
 		for _, d := range batch {
-			got = append(got, d.Message.Metadata.Get(kafkabus.OffsetMetadata))
+			got = append(got, d.Message.Metadata.Get(schemas.OffsetMetadata))
 		}
 		return nil
 	}), 5, time.Second, nil)

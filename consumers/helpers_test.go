@@ -12,7 +12,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
-	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -48,7 +47,7 @@ func eventMessage(t testing.TB, e schemas.CallEvent) *message.Message {
 	msg.Metadata.Set(schemas.HeaderType, e.Type())
 	msg.Metadata.Set(schemas.HeaderSpecVersion, schemas.SpecVersion)
 	msg.Metadata.Set(schemas.HeaderID, e.EventID)
-	msg.Metadata.Set(kafkabus.KeyMetadata, e.CallKey)
+	msg.Metadata.Set(schemas.KeyMetadata, e.CallKey)
 	return msg
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/pkg/testenv"
+	"github.com/callstream/callstream/schemas"
 )
 
 // kafkaEnv is one test's private set of topics on the real broker.
@@ -229,19 +230,19 @@ func TestKafkaPoisonAndNeighbours(t *testing.T) {
 			t.Fatalf("unexpected DLQ record %s", uuid)
 		}
 		perPoison[uuid]++
-		if r := header(d, DLQReasonMetadata); !strings.Contains(r, p.reason) {
+		if r := header(d, schemas.DLQReasonMetadata); !strings.Contains(r, p.reason) {
 			t.Fatalf("%s: reason %q, want %q", uuid, r, p.reason)
 		}
-		if h := header(d, DLQHandlerMetadata); h != "rec" && h != "batch" {
+		if h := header(d, schemas.DLQHandlerMetadata); h != "rec" && h != "batch" {
 			t.Fatalf("%s: handler %q", uuid, h)
 		}
-		if tp := header(d, DLQTopicMetadata); tp != k.topics.Calls {
+		if tp := header(d, schemas.DLQTopicMetadata); tp != k.topics.Calls {
 			t.Fatalf("%s: topic %q, want %q", uuid, tp, k.topics.Calls)
 		}
-		orig, ok := byPos[header(d, DLQPartitionMetadata)+"/"+header(d, DLQOffsetMetadata)]
+		orig, ok := byPos[header(d, schemas.DLQPartitionMetadata)+"/"+header(d, schemas.DLQOffsetMetadata)]
 		if !ok || !bytes.Equal(orig.Value, d.Value) {
 			t.Fatalf("%s: partition/offset %s/%s do not point at the original record", uuid,
-				header(d, DLQPartitionMetadata), header(d, DLQOffsetMetadata))
+				header(d, schemas.DLQPartitionMetadata), header(d, schemas.DLQOffsetMetadata))
 		}
 		if !bytes.Equal(orig.Key, d.Key) {
 			t.Fatalf("%s: DLQ key %q, original key %q", uuid, d.Key, orig.Key)

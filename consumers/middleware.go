@@ -12,7 +12,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/cenkalti/backoff/v4"
 
-	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -103,10 +102,10 @@ func poisonMiddleware(pub message.Publisher, dlqTopic, plugin, sourceTopic strin
 				note.poisoned = true
 			}
 			logger.Warn("message sent to the DLQ", "plugin", plugin, "message_uuid", msg.UUID,
-				"topic", dead.Metadata.Get(DLQTopicMetadata),
-				"partition", dead.Metadata.Get(DLQPartitionMetadata),
-				"offset", dead.Metadata.Get(DLQOffsetMetadata),
-				"reason", dead.Metadata.Get(DLQReasonMetadata))
+				"topic", dead.Metadata.Get(schemas.DLQTopicMetadata),
+				"partition", dead.Metadata.Get(schemas.DLQPartitionMetadata),
+				"offset", dead.Metadata.Get(schemas.DLQOffsetMetadata),
+				"reason", dead.Metadata.Get(schemas.DLQReasonMetadata))
 			return nil, nil
 		}
 	}
@@ -120,16 +119,16 @@ func deadLetter(msg *message.Message, err error, plugin, sourceTopic string) *me
 	if len(reason) > maxReasonLen {
 		reason = reason[:maxReasonLen] + "..."
 	}
-	topic := msg.Metadata.Get(kafkabus.TopicMetadata)
+	topic := msg.Metadata.Get(schemas.TopicMetadata)
 	if topic == "" {
 		topic = sourceTopic
 	}
-	dead.Metadata.Set(DLQReasonMetadata, reason)
-	dead.Metadata.Set(DLQHandlerMetadata, plugin)
-	dead.Metadata.Set(DLQTopicMetadata, topic)
-	dead.Metadata.Set(DLQPartitionMetadata, msg.Metadata.Get(kafkabus.PartitionMetadata))
-	dead.Metadata.Set(DLQOffsetMetadata, msg.Metadata.Get(kafkabus.OffsetMetadata))
-	dead.Metadata.Set(DLQTimeMetadata, time.Now().UTC().Format(time.RFC3339Nano))
+	dead.Metadata.Set(schemas.DLQReasonMetadata, reason)
+	dead.Metadata.Set(schemas.DLQHandlerMetadata, plugin)
+	dead.Metadata.Set(schemas.DLQTopicMetadata, topic)
+	dead.Metadata.Set(schemas.DLQPartitionMetadata, msg.Metadata.Get(schemas.PartitionMetadata))
+	dead.Metadata.Set(schemas.DLQOffsetMetadata, msg.Metadata.Get(schemas.OffsetMetadata))
+	dead.Metadata.Set(schemas.DLQTimeMetadata, time.Now().UTC().Format(time.RFC3339Nano))
 	return dead
 }
 
@@ -157,7 +156,7 @@ func decode(v *schemas.Validator, msg *message.Message) (schemas.CallEvent, erro
 			return schemas.CallEvent{}, fmt.Errorf("%w: ce_type %q has major version %q, this consumer knows v1", ErrUnknownVersion, t, mv)
 		}
 	}
-	if bad := msg.Metadata.Get(kafkabus.UnmarshalErrorMetadata); bad != "" {
+	if bad := msg.Metadata.Get(schemas.UnmarshalErrorMetadata); bad != "" {
 		return schemas.CallEvent{}, fmt.Errorf("%w: record could not be unmarshalled: %s", ErrNotJSON, bad)
 	}
 	ev, err := v.DecodeCall(msg.Payload)

@@ -16,11 +16,15 @@ import (
 )
 
 // Delivery is one decoded call event handed to a plug-in, with the message it
-// came in (payload, metadata; Kafka topic/partition/offset under the
-// kafkabus metadata keys when the bus is Kafka).
+// came in (payload, metadata) and where that message sits on the bus.
 type Delivery struct {
 	Event   schemas.CallEvent
 	Message *message.Message
+	// Position is the message's topic, partition and offset; HasPosition is
+	// false on a bus that keeps none (watermill's GoChannel, in tests).
+	// A redelivered message has the same Position.
+	Position    schemas.Position
+	HasPosition bool
 }
 
 // Plugin is one consumer. It must also implement Handler or BatchHandler.
@@ -75,9 +79,17 @@ type Tuning struct {
 	// plug-in that holds messages until a file is durable needs as many as a
 	// file may hold. 1 keeps strict order within a partition.
 	MaxInFlight int
-	// BatchSize and BatchWait bound a BatchHandler's batches.
+	// BatchSize and BatchWait bound a batch: at most BatchSize messages,
+	// or what arrived within BatchWait of the first.
 	BatchSize int
 	BatchWait time.Duration
+	// Concurrency is how many batches the plug-in handles at once. 1 (the
+	// default) hands a partition's messages over in order, one batch after
+	// the other. More suits a sink whose HandleBatch waits for something
+	// slow to become durable (the lake waits for its files): the next
+	// batches are handed over meanwhile, and offsets are still committed
+	// only up to the first batch not yet done.
+	Concurrency int
 }
 
 // ItemErrors fails some items of a batch: the key is the index in the batch.
@@ -96,6 +108,19 @@ func (e *ItemErrors) Error() string {
 	}
 	return fmt.Sprintf("%d of the batch failed: %s", len(idx), strings.Join(parts, "; "))
 }
+
+// Errors are classified by who is at fault, which decides what the runtime
+// does with the messages that failed:
+//
+//   - Permanent: the message itself (it cannot be decoded, fails a sink's
+//     constraint). It goes to the DLQ at once.
+//   - Transient: a dependency (a database or an endpoint that is down, a
+//     timeout). Nothing is dead-lettered: the runtime retries with backoff
+//     for as long as it takes, holding the messages, and reports the
+//     plug-in paused (not ready) meanwhile. Network errors count as
+//     transient without being marked.
+//   - Anything else: retried Config.MaxRetries times; a batch that still
+//     fails is split to find the message at fault, which goes to the DLQ.
 
 // permanentError marks an error that retrying cannot fix.
 type permanentError struct{ err error }
@@ -116,6 +141,22 @@ func Permanent(err error) error {
 func IsPermanent(err error) bool {
 	var p permanentError
 	return errors.As(err, &p)
+}
+
+// transientError marks an error of a dependency, not of the message.
+type transientError struct{ err error }
+
+func (t transientError) Error() string { return t.err.Error() }
+func (t transientError) Unwrap() error { return t.err }
+
+// Transient marks err as a failure of a dependency that will pass (a
+// database restarting, a connection refused): the runtime retries for as
+// long as it takes and never dead-letters the message for it.
+func Transient(err error) error {
+	if err == nil {
+		return nil
+	}
+	return transientError{err}
 }
 
 // Deps is what the runtime gives every plug-in's constructor.
@@ -165,17 +206,6 @@ type Factory struct {
 	Name string
 	New  func(deps Deps) (Plugin, error)
 }
-
-// Metadata keys set on a message sent to the DLQ topic. The original
-// message's payload and metadata are kept as they were.
-const (
-	DLQReasonMetadata    = "callstream_dlq_reason"    // why it was poisoned
-	DLQHandlerMetadata   = "callstream_dlq_handler"   // the plug-in that gave up
-	DLQTopicMetadata     = "callstream_dlq_topic"     // the topic it came from
-	DLQPartitionMetadata = "callstream_dlq_partition" // its partition there, when on Kafka
-	DLQOffsetMetadata    = "callstream_dlq_offset"    // its offset there, when on Kafka
-	DLQTimeMetadata      = "callstream_dlq_time"      // when it was poisoned, RFC 3339
-)
 
 // Flusher is implemented by plug-ins that hold acknowledgements back until
 // a unit of work is durable (an open file). When shutdown begins, once no

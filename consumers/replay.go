@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/callstream/callstream/pkg/kafkabus"
+	"github.com/callstream/callstream/schemas"
 )
 
 // ReplayConfig configures ReplayDLQ.
@@ -165,15 +166,15 @@ func replayRecord(m kafka.Message) ReplayRecord {
 	rec := ReplayRecord{Partition: m.Partition, Offset: m.Offset}
 	for _, h := range m.Headers {
 		switch h.Key {
-		case DLQTopicMetadata:
+		case schemas.DLQTopicMetadata:
 			rec.Topic = string(h.Value)
-		case DLQPartitionMetadata:
+		case schemas.DLQPartitionMetadata:
 			rec.OriginPartition = string(h.Value)
-		case DLQOffsetMetadata:
+		case schemas.DLQOffsetMetadata:
 			rec.OriginOffset = string(h.Value)
-		case DLQHandlerMetadata:
+		case schemas.DLQHandlerMetadata:
 			rec.Handler = string(h.Value)
-		case DLQReasonMetadata:
+		case schemas.DLQReasonMetadata:
 			rec.Reason = string(h.Value)
 		}
 	}
@@ -191,15 +192,15 @@ func restored(m kafka.Message) *message.Message {
 		case h.Key == kafkabus.UUIDHeader:
 			uuid = string(h.Value)
 		case strings.HasPrefix(h.Key, "callstream_dlq_"),
-			h.Key == kafkabus.TopicMetadata, h.Key == kafkabus.PartitionMetadata,
-			h.Key == kafkabus.OffsetMetadata, h.Key == kafkabus.TimestampMetadata,
-			h.Key == kafkabus.UnmarshalErrorMetadata:
+			h.Key == schemas.TopicMetadata, h.Key == schemas.PartitionMetadata,
+			h.Key == schemas.OffsetMetadata, h.Key == schemas.TimestampMetadata,
+			h.Key == schemas.UnmarshalErrorMetadata:
 		default:
 			md[h.Key] = string(h.Value)
 		}
 	}
 	if m.Key != nil {
-		md[kafkabus.KeyMetadata] = string(m.Key)
+		md[schemas.KeyMetadata] = string(m.Key)
 	}
 	if uuid == "" {
 		uuid = "dlq-" + strconv.Itoa(m.Partition) + "-" + strconv.FormatInt(m.Offset, 10)

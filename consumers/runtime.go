@@ -295,6 +295,7 @@ func (r *Runtime) handler(e *entry, b *batcher, work, stop context.Context) mess
 			return nil, Permanent(errors.New("consumers: message reached the plug-in without a decoded event"))
 		}
 		d := Delivery{Event: ev, Message: msg}
+		d.Position, d.HasPosition = schemas.PositionOf(msg.Metadata)
 		if b != nil {
 			return nil, b.Do(work, d)
 		}

@@ -129,19 +129,19 @@ func TestHandlerChain(t *testing.T) {
 					t.Fatalf("DLQ got %d messages, want 1", len(dlq))
 				}
 				md := dlq[0].Metadata
-				if r := md.Get(DLQReasonMetadata); !strings.Contains(r, tt.wantDLQ) {
+				if r := md.Get(schemas.DLQReasonMetadata); !strings.Contains(r, tt.wantDLQ) {
 					t.Fatalf("DLQ reason %q does not contain %q", r, tt.wantDLQ)
 				}
-				if md.Get(DLQHandlerMetadata) != "rec" || md.Get(DLQTopicMetadata) != "test."+schemas.CallsTopic {
+				if md.Get(schemas.DLQHandlerMetadata) != "rec" || md.Get(schemas.DLQTopicMetadata) != "test."+schemas.CallsTopic {
 					t.Fatalf("DLQ metadata %v: wrong handler or topic", md)
 				}
-				if _, err := time.Parse(time.RFC3339Nano, md.Get(DLQTimeMetadata)); err != nil {
+				if _, err := time.Parse(time.RFC3339Nano, md.Get(schemas.DLQTimeMetadata)); err != nil {
 					t.Fatalf("DLQ time: %v", err)
 				}
 				if string(dlq[0].Payload) != string(msg.Payload) {
 					t.Fatal("DLQ payload differs from the original")
 				}
-				if _, ok := msg.Metadata[DLQReasonMetadata]; ok {
+				if _, ok := msg.Metadata[schemas.DLQReasonMetadata]; ok {
 					t.Fatal("the original message's metadata was modified")
 				}
 			}
@@ -274,7 +274,7 @@ func TestGoChannelEndToEnd(t *testing.T) {
 		select {
 		case m := <-dlqCh:
 			m.Ack()
-			reasons[m.UUID] = append(reasons[m.UUID], m.Metadata.Get(DLQHandlerMetadata)+": "+m.Metadata.Get(DLQReasonMetadata))
+			reasons[m.UUID] = append(reasons[m.UUID], m.Metadata.Get(schemas.DLQHandlerMetadata)+": "+m.Metadata.Get(schemas.DLQReasonMetadata))
 		case <-deadline:
 			t.Fatalf("DLQ got %d messages, want 6: %v", got, reasons)
 		}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/pkg/unpod"
 	"github.com/callstream/callstream/schemas"
 )
@@ -64,7 +63,7 @@ func newMessage(e *schemas.CallEvent, source string) *message.Message {
 	payload := appendEvent(make([]byte, 0, 512+len(e.Raw)), e)
 	msg := message.NewMessage(e.EventID, payload)
 	msg.Metadata = message.Metadata{
-		kafkabus.KeyMetadata:      e.CallKey,
+		schemas.KeyMetadata:       e.CallKey,
 		schemas.HeaderSpecVersion: schemas.SpecVersion,
 		schemas.HeaderID:          e.EventID,
 		schemas.HeaderSource:      source,

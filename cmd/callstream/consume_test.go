@@ -115,7 +115,7 @@ func TestConsumeKafka(t *testing.T) {
 		data, _ := json.Marshal(&e)
 		msg := message.NewMessage(e.EventID, data)
 		msg.Metadata.Set(schemas.HeaderType, e.Type())
-		msg.Metadata.Set(kafkabus.KeyMetadata, e.CallKey)
+		msg.Metadata.Set(schemas.KeyMetadata, e.CallKey)
 		if err := pub.Publish(topics.Calls, msg); err != nil {
 			t.Fatal(err)
 		}

@@ -319,7 +319,7 @@ lake:
 	e2eCheckAlerts(t, e2eAlerts(t, kcfg, alertsTopic), incident)
 	if dlq := e2eReadTopic(t, kcfg, topics.DLQ); len(dlq) > 0 {
 		for _, m := range dlq[:min(5, len(dlq))] {
-			t.Errorf("dead-lettered: %s", e2eHeader(m, consumers.DLQReasonMetadata))
+			t.Errorf("dead-lettered: %s", e2eHeader(m, schemas.DLQReasonMetadata))
 		}
 		t.Errorf("%d messages in the DLQ, want none", len(dlq))
 	}

@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/callstream/callstream/consumers"
-	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -187,8 +187,8 @@ func (p *Plugin) Tuning() consumers.Tuning { return consumers.Tuning{MaxInFlight
 // recognised as a duplicate and only the pending work is retried.
 func (p *Plugin) Handle(ctx context.Context, d consumers.Delivery) error {
 	partition := ""
-	if d.Message != nil {
-		partition = d.Message.Metadata.Get(kafkabus.PartitionMetadata)
+	if d.HasPosition {
+		partition = strconv.Itoa(int(d.Position.Partition))
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -348,7 +348,7 @@ func (p *Plugin) publish(n *Notice) error {
 	msg.Metadata.Set(schemas.HeaderTime, n.At.Format(time.RFC3339Nano))
 	msg.Metadata.Set(schemas.HeaderSubject, n.Alert.AlertID)
 	msg.Metadata.Set(schemas.HeaderContentType, schemas.JSONContentType)
-	msg.Metadata.Set(kafkabus.KeyMetadata, n.Alert.AlertID)
+	msg.Metadata.Set(schemas.KeyMetadata, n.Alert.AlertID)
 	if err := p.deps.Publisher.Publish(p.deps.Topics.Alerts, msg); err != nil {
 		return fmt.Errorf("alerting: publish alert %s (%s) to %s: %w", n.Alert.AlertID, n.Kind, p.deps.Topics.Alerts, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -324,8 +325,9 @@ func TestHandleReadsKafkaPartitions(t *testing.T) {
 	}
 	handle := func(partition string, ev schemas.CallEvent) {
 		msg := message.NewMessage(ev.EventID, nil)
-		msg.Metadata.Set("kafka_partition", partition)
-		if err := p.Handle(context.Background(), consumers.Delivery{Event: ev, Message: msg}); err != nil {
+		n, _ := strconv.Atoi(partition)
+		d := consumers.Delivery{Event: ev, Message: msg, Position: schemas.Position{Partition: int32(n)}, HasPosition: true}
+		if err := p.Handle(context.Background(), d); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -21,7 +21,6 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/callstream/callstream/consumers"
-	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -100,10 +99,9 @@ func sameHour(events []schemas.CallEvent) {
 // delivery wraps an event as the runtime hands it over from Kafka.
 func delivery(e schemas.CallEvent, partition int, offset int64) consumers.Delivery {
 	msg := message.NewMessage(e.EventID, nil)
-	msg.Metadata[kafkabus.PartitionMetadata] = strconv.Itoa(partition)
-	msg.Metadata[kafkabus.OffsetMetadata] = strconv.FormatInt(offset, 10)
-	msg.Metadata[kafkabus.TopicMetadata] = "test.calls"
-	return consumers.Delivery{Event: e, Message: msg}
+	pos := schemas.Position{Topic: "test.calls", Partition: int32(partition), Offset: offset}
+	schemas.SetPosition(msg.Metadata, pos)
+	return consumers.Delivery{Event: e, Message: msg, Position: pos, HasPosition: true}
 }
 
 // handleAll calls Handle for every delivery at once, as the router does,

@@ -3,20 +3,17 @@ package lake
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/parquet-go/parquet-go/compress"
 
 	"github.com/callstream/callstream/consumers"
-	"github.com/callstream/callstream/pkg/kafkabus"
 )
 
 // Name is the plug-in's name: its consumer group is callstream-lake.
@@ -403,21 +400,8 @@ func (l *Lake) Close() error {
 // position reads the Kafka partition, offset and topic of a delivery; kafka
 // is false when the message carries none (the in-process bus).
 func position(d consumers.Delivery) (partition int32, offset int64, topic string, kafka bool, err error) {
-	if d.Message == nil {
+	if !d.HasPosition {
 		return localPartition, 0, "", false, nil
 	}
-	ps, okP := d.Message.Metadata[kafkabus.PartitionMetadata]
-	offs, okO := d.Message.Metadata[kafkabus.OffsetMetadata]
-	if !okP && !okO {
-		return localPartition, 0, "", false, nil
-	}
-	p, err := strconv.ParseInt(ps, 10, 32)
-	if err != nil || p < 0 {
-		return 0, 0, "", false, fmt.Errorf("lake: message %s: bad %s %q", d.Message.UUID, kafkabus.PartitionMetadata, ps)
-	}
-	o, err := strconv.ParseInt(offs, 10, 64)
-	if err != nil || o < 0 {
-		return 0, 0, "", false, fmt.Errorf("lake: message %s: bad %s %q", d.Message.UUID, kafkabus.OffsetMetadata, offs)
-	}
-	return int32(p), o, d.Message.Metadata[kafkabus.TopicMetadata], true, nil
+	return d.Position.Partition, d.Position.Offset, d.Position.Topic, true, nil
 }

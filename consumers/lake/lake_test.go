@@ -15,7 +15,6 @@ import (
 
 	"github.com/callstream/callstream/consumers"
 	"github.com/callstream/callstream/pkg/config"
-	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -437,22 +436,6 @@ func TestLocalEvents(t *testing.T) {
 		p, first, _ := parseFileName(filepath.Base(f.rel))
 		if p != localPartition || first != int64(i*10) {
 			t.Errorf("file %s: partition %d first %d", f.rel, p, first)
-		}
-	}
-}
-
-func TestBadPositionIsPermanent(t *testing.T) {
-	l := newLake(t, Config{})
-	e := genEvents(1, []string{"unpod"}, 1, base, 8)[0]
-	for _, md := range []map[string]string{
-		{kafkabus.PartitionMetadata: "x", kafkabus.OffsetMetadata: "1"},
-		{kafkabus.PartitionMetadata: "0", kafkabus.OffsetMetadata: "-4"},
-		{kafkabus.PartitionMetadata: "0"},
-	} {
-		d := delivery(e, 0, 0)
-		d.Message.Metadata = md
-		if err := l.Handle(context.Background(), d); !consumers.IsPermanent(err) {
-			t.Errorf("metadata %v: err = %v, want a permanent error", md, err)
 		}
 	}
 }

@@ -16,8 +16,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/cenkalti/backoff/v4"
 
-	"github.com/callstream/callstream/consumers"
-	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -224,11 +222,11 @@ func (p *Plugin) finishToDLQ(ctx context.Context, ep *endpoint, e *entry, reason
 	msg.Metadata.Set(schemas.HeaderType, typ)
 	msg.Metadata.Set(schemas.HeaderSubject, e.ev.callKey)
 	msg.Metadata.Set(schemas.HeaderContentType, schemas.JSONContentType)
-	msg.Metadata.Set(kafkabus.KeyMetadata, e.ev.callKey)
-	msg.Metadata.Set(consumers.DLQReasonMetadata, reason)
-	msg.Metadata.Set(consumers.DLQHandlerMetadata, Name)
-	msg.Metadata.Set(consumers.DLQTopicMetadata, p.deps.Topics.Calls)
-	msg.Metadata.Set(consumers.DLQTimeMetadata, p.now().UTC().Format(time.RFC3339Nano))
+	msg.Metadata.Set(schemas.KeyMetadata, e.ev.callKey)
+	msg.Metadata.Set(schemas.DLQReasonMetadata, reason)
+	msg.Metadata.Set(schemas.DLQHandlerMetadata, Name)
+	msg.Metadata.Set(schemas.DLQTopicMetadata, p.deps.Topics.Calls)
+	msg.Metadata.Set(schemas.DLQTimeMetadata, p.now().UTC().Format(time.RFC3339Nano))
 	msg.Metadata.Set(EndpointMetadata, ep.name)
 	msg.SetContext(ctx)
 	if err := p.deps.Publisher.Publish(p.deps.Topics.DLQ, msg); err != nil {

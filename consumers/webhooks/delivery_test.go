@@ -121,13 +121,13 @@ func TestExhaustedDeliveryGoesToDLQ(t *testing.T) {
 		t.Fatalf("%d attempts, want %d", n, 1+len(cfg.RetrySchedule))
 	}
 	m := d.messages()[0]
-	reason := m.Metadata.Get(consumers.DLQReasonMetadata)
+	reason := m.Metadata.Get(schemas.DLQReasonMetadata)
 	for _, want := range []string{"exhausted", "last status 502", "status 502"} {
 		if !contains(reason, want) {
 			t.Fatalf("reason %q lacks %q", reason, want)
 		}
 	}
-	if m.Metadata.Get(consumers.DLQHandlerMetadata) != "webhooks" || m.Metadata.Get(EndpointMetadata) != "down" {
+	if m.Metadata.Get(schemas.DLQHandlerMetadata) != "webhooks" || m.Metadata.Get(EndpointMetadata) != "down" {
 		t.Fatalf("metadata %v", m.Metadata)
 	}
 	if !bytes.Equal(m.Payload, dl.Message.Payload) {
@@ -171,12 +171,12 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 	p := start(t, cfg, store, d)
 	handle(t, p.Plugin, testEvent(1, "c1", 1))
 	eventually(t, 5*time.Second, "the first DLQ message", func() bool { return len(d.messages()) == 1 })
-	if r := d.messages()[0].Metadata.Get(consumers.DLQReasonMetadata); !contains(r, "410") {
+	if r := d.messages()[0].Metadata.Get(schemas.DLQReasonMetadata); !contains(r, "410") {
 		t.Fatalf("reason %q does not mention 410", r)
 	}
 	handle(t, p.Plugin, testEvent(2, "c2", 1))
 	eventually(t, 5*time.Second, "the second DLQ message", func() bool { return len(d.messages()) == 2 })
-	if r := d.messages()[1].Metadata.Get(consumers.DLQReasonMetadata); !contains(r, "disabled") {
+	if r := d.messages()[1].Metadata.Get(schemas.DLQReasonMetadata); !contains(r, "disabled") {
 		t.Fatalf("reason %q does not say the endpoint is disabled", r)
 	}
 	p.stop(t)
@@ -209,7 +209,7 @@ func TestAbortMessageStopsRetries(t *testing.T) {
 	if n := len(l.requests()); n != 2 {
 		t.Fatalf("%d requests, want 2: the aborted message must not be retried", n)
 	}
-	if r := d.messages()[0].Metadata.Get(consumers.DLQReasonMetadata); !contains(r, "abort") {
+	if r := d.messages()[0].Metadata.Get(schemas.DLQReasonMetadata); !contains(r, "abort") {
 		t.Fatalf("reason %q", r)
 	}
 }
@@ -303,7 +303,7 @@ func TestDisableAfterFailingTooLong(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "all three in the DLQ", func() bool { return len(d.messages()) == 3 })
 	for _, m := range d.messages() {
-		if r := m.Metadata.Get(consumers.DLQReasonMetadata); !contains(r, "disabled") {
+		if r := m.Metadata.Get(schemas.DLQReasonMetadata); !contains(r, "disabled") {
 			t.Fatalf("reason %q", r)
 		}
 	}
@@ -457,7 +457,7 @@ func TestResponseBodyIsBounded(t *testing.T) {
 	if w := written.Load(); w >= 100<<20 {
 		t.Fatalf("the whole 100 MiB body was accepted by the client")
 	}
-	if r := d.messages()[0].Metadata.Get(consumers.DLQReasonMetadata); len(r) > 400 {
+	if r := d.messages()[0].Metadata.Get(schemas.DLQReasonMetadata); len(r) > 400 {
 		t.Fatalf("reason is %d bytes; the response body should be cut to a short excerpt", len(r))
 	}
 }

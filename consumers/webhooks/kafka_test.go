@@ -78,7 +78,7 @@ func TestKafkaEndToEndAcrossRestart(t *testing.T) {
 		m.Metadata.Set(schemas.HeaderType, ev.Type())
 		m.Metadata.Set(schemas.HeaderSpecVersion, schemas.SpecVersion)
 		m.Metadata.Set(schemas.HeaderID, ev.EventID)
-		m.Metadata.Set(kafkabus.KeyMetadata, ev.CallKey)
+		m.Metadata.Set(schemas.KeyMetadata, ev.CallKey)
 		msgs = append(msgs, m)
 	}
 	if err := pub.Publish(topics.Calls, msgs...); err != nil {
@@ -151,7 +151,7 @@ func TestKafkaEndToEndAcrossRestart(t *testing.T) {
 		for _, x := range m.Headers {
 			h[x.Key] = string(x.Value)
 		}
-		if h[consumers.DLQHandlerMetadata] != Name || h[EndpointMetadata] != "doomed" || !contains(h[consumers.DLQReasonMetadata], "last status 503") {
+		if h[schemas.DLQHandlerMetadata] != Name || h[EndpointMetadata] != "doomed" || !contains(h[schemas.DLQReasonMetadata], "last status 503") {
 			t.Fatalf("DLQ record headers %v", h)
 		}
 		var ev schemas.CallEvent

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callstream/callstream/consumers"
+	"github.com/callstream/callstream/schemas"
 )
 
 // Pending retries survive a crash: what Handle acknowledged is delivered by
@@ -82,7 +82,7 @@ func TestRestartDeliversPendingRetries(t *testing.T) {
 		if ep := m.Metadata.Get(EndpointMetadata); ep != "doomed" {
 			t.Fatalf("DLQ message for endpoint %q", ep)
 		}
-		if r := m.Metadata.Get(consumers.DLQReasonMetadata); !contains(r, "last status 500") {
+		if r := m.Metadata.Get(schemas.DLQReasonMetadata); !contains(r, "last status 500") {
 			t.Fatalf("DLQ reason %q lacks the last status", r)
 		}
 		seen[string(m.Payload)] = true

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/callstream/callstream/consumers"
+	"github.com/callstream/callstream/schemas"
 )
 
 func TestAddrGuard(t *testing.T) {
@@ -68,7 +69,7 @@ func refusedReason(t *testing.T, cfg Config) string {
 	p := start(t, cfg, newFileStore(t), d)
 	handle(t, p.Plugin, testEvent(1, "c", 1))
 	eventually(t, 10*time.Second, "the refused delivery in the DLQ", func() bool { return len(d.messages()) == 1 })
-	reason := d.messages()[0].Metadata.Get(consumers.DLQReasonMetadata)
+	reason := d.messages()[0].Metadata.Get(schemas.DLQReasonMetadata)
 	t.Logf("DLQ reason: %s", reason)
 	return reason
 }
@@ -136,7 +137,7 @@ func TestSecretsAreNeverLogged(t *testing.T) {
 	cancel()
 	<-done
 	key := strings.TrimPrefix(secret, SecretPrefix)
-	out := buf.String() + d.messages()[0].Metadata.Get(consumers.DLQReasonMetadata)
+	out := buf.String() + d.messages()[0].Metadata.Get(schemas.DLQReasonMetadata)
 	if !strings.Contains(buf.String(), "retry scheduled") {
 		t.Fatalf("expected debug logs of the failures, got %q", buf.String())
 	}

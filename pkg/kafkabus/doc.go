@@ -14,7 +14,7 @@
 // RequireAll). A partial batch waits at most BatchTimeout (default 5 ms;
 // kafka-go's own default of 1 s is a latency trap) before it is sent.
 //
-// The record key is the message's KeyMetadata ("partition_key") value;
+// The record key is the message's schemas.KeyMetadata ("partition_key") value;
 // callstream sets it to the event's call_key. Partitions are chosen with
 // kafka-go's Murmur2Balancer, the same hash (murmur2 of the key, positive,
 // modulo the partition count) as the Java client and librdkafka, so every
@@ -56,9 +56,9 @@
 //     blocks until its batch is durable (the watermill Router runs each
 //     message's handler in its own goroutine).
 //
-// Delivered messages carry TopicMetadata ("kafka_topic"), PartitionMetadata
-// ("kafka_partition"), OffsetMetadata ("kafka_offset"), TimestampMetadata
-// ("kafka_timestamp", RFC 3339 with nanoseconds, UTC), KeyMetadata (the
+// Delivered messages carry their position (topic, partition and offset under
+// the keys schemas.PositionOf reads), schemas.TimestampMetadata (the record
+// timestamp, RFC 3339 with nanoseconds, UTC), schemas.KeyMetadata (the
 // record key, when it has one) and every Kafka header. Each message's
 // context is canceled once it is acked or nacked, or when its subscription
 // stops.

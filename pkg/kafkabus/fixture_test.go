@@ -15,6 +15,7 @@ import (
 
 	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/pkg/testenv"
+	"github.com/callstream/callstream/schemas"
 )
 
 // fixture is one topic on the real broker plus the settings to reach it.
@@ -121,7 +122,7 @@ func (f *fixture) publishN(p *kafkabus.Publisher, n int, key func(i int) string)
 	for i := range msgs {
 		msgs[i] = message.NewMessage(watermill.NewUUID(), []byte(strconv.Itoa(i)))
 		if key != nil {
-			msgs[i].Metadata.Set(kafkabus.KeyMetadata, key(i))
+			msgs[i].Metadata.Set(schemas.KeyMetadata, key(i))
 		}
 	}
 	if err := p.Publish(f.topic, msgs...); err != nil {
@@ -158,7 +159,7 @@ func expectNone(t *testing.T, ch <-chan *message.Message, within time.Duration) 
 	select {
 	case m, ok := <-ch:
 		if ok {
-			t.Fatalf("unexpected delivery of offset %s while the in-flight limit is reached", m.Metadata.Get(kafkabus.OffsetMetadata))
+			t.Fatalf("unexpected delivery of offset %s while the in-flight limit is reached", m.Metadata.Get(schemas.OffsetMetadata))
 		}
 	case <-time.After(within):
 	}
@@ -166,9 +167,9 @@ func expectNone(t *testing.T, ch <-chan *message.Message, within time.Duration) 
 
 func offsetOf(t *testing.T, m *message.Message) int64 {
 	t.Helper()
-	o, err := strconv.ParseInt(m.Metadata.Get(kafkabus.OffsetMetadata), 10, 64)
+	o, err := strconv.ParseInt(m.Metadata.Get(schemas.OffsetMetadata), 10, 64)
 	if err != nil {
-		t.Fatalf("offset metadata %q: %v", m.Metadata.Get(kafkabus.OffsetMetadata), err)
+		t.Fatalf("offset metadata %q: %v", m.Metadata.Get(schemas.OffsetMetadata), err)
 	}
 	return o
 }

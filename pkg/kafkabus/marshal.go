@@ -2,35 +2,20 @@ package kafkabus
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/callstream/callstream/schemas"
 )
 
-// Metadata keys set on every delivered message. KeyMetadata also works the
-// other way: on publish, its value becomes the record key.
+// Metadata keys of delivered messages are schemas.KeyMetadata and the
+// position keys (see schemas.Position); on publish, schemas.KeyMetadata
+// becomes the record key.
+// A record the configured Unmarshaler rejects is delivered as
+// DefaultMarshaler reads it, with schemas.UnmarshalErrorMetadata set.
 const (
-	// KeyMetadata holds the Kafka record key. Set it before Publish to choose
-	// the partition (DESIGN.md: the event's call_key).
-	KeyMetadata = "partition_key"
-	// TopicMetadata holds the topic the message was read from.
-	TopicMetadata = "kafka_topic"
-	// PartitionMetadata holds the partition number, in decimal.
-	PartitionMetadata = "kafka_partition"
-	// OffsetMetadata holds the record offset, in decimal.
-	OffsetMetadata = "kafka_offset"
-	// TimestampMetadata holds the record timestamp in RFC 3339 with
-	// nanoseconds, UTC.
-	TimestampMetadata = "kafka_timestamp"
-
-	// UnmarshalErrorMetadata is set, with the error text, on a message whose
-	// record the configured Unmarshaler rejected; the message then holds the
-	// raw record as DefaultMarshaler reads it, so a handler or poison queue
-	// can deal with it instead of the subscription dropping or blocking on it.
-	UnmarshalErrorMetadata = "kafkabus_unmarshal_error"
-
 	// UUIDHeader carries the watermill message UUID. The name matches
 	// watermill-kafka, so either implementation can read the other's records.
 	UUIDHeader = "_watermill_message_uuid"
@@ -49,8 +34,8 @@ type Unmarshaler interface {
 }
 
 // DefaultMarshaler maps a message's metadata to Kafka headers one to one,
-// except KeyMetadata, which becomes the record key (and no header). A message
-// without KeyMetadata gets a nil key, which the Publisher's balancer spreads
+// except schemas.KeyMetadata, which becomes the record key (and no header). A message
+// without a key gets a nil key, which the Publisher's balancer spreads
 // over the partitions.
 type DefaultMarshaler struct{}
 
@@ -63,7 +48,7 @@ func (DefaultMarshaler) Marshal(topic string, msg *message.Message) (kafka.Messa
 	headers = append(headers, kafka.Header{Key: UUIDHeader, Value: []byte(msg.UUID)})
 	var key []byte
 	for k, v := range msg.Metadata {
-		if k == KeyMetadata {
+		if k == schemas.KeyMetadata {
 			key = []byte(v)
 			continue
 		}
@@ -96,11 +81,9 @@ func (DefaultMarshaler) Unmarshal(km kafka.Message) (*message.Message, error) {
 // setDeliveryMetadata records where a message came from. It overwrites
 // headers of the same names: the broker's word is the truth.
 func setDeliveryMetadata(msg *message.Message, km kafka.Message) {
-	msg.Metadata[TopicMetadata] = km.Topic
-	msg.Metadata[PartitionMetadata] = strconv.Itoa(km.Partition)
-	msg.Metadata[OffsetMetadata] = strconv.FormatInt(km.Offset, 10)
-	msg.Metadata[TimestampMetadata] = km.Time.UTC().Format(time.RFC3339Nano)
+	schemas.SetPosition(msg.Metadata, schemas.Position{Topic: km.Topic, Partition: int32(km.Partition), Offset: km.Offset})
+	msg.Metadata[schemas.TimestampMetadata] = km.Time.UTC().Format(time.RFC3339Nano)
 	if km.Key != nil {
-		msg.Metadata[KeyMetadata] = string(km.Key)
+		msg.Metadata[schemas.KeyMetadata] = string(km.Key)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/callstream/callstream/schemas"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -14,9 +15,9 @@ func TestDefaultMarshalerRoundTrip(t *testing.T) {
 		md      message.Metadata
 		wantKey []byte
 	}{
-		{"key and cloudevents headers", message.Metadata{KeyMetadata: "call-1", "ce_id": "e1", "ce_type": "callstream.call.created.v1", "content-type": "application/json"}, []byte("call-1")},
+		{"key and cloudevents headers", message.Metadata{schemas.KeyMetadata: "call-1", "ce_id": "e1", "ce_type": "callstream.call.created.v1", "content-type": "application/json"}, []byte("call-1")},
 		{"no key", message.Metadata{"ce_id": "e2"}, nil},
-		{"empty key is a key", message.Metadata{KeyMetadata: ""}, []byte{}},
+		{"empty key is a key", message.Metadata{schemas.KeyMetadata: ""}, []byte{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,14 +40,14 @@ func TestDefaultMarshalerRoundTrip(t *testing.T) {
 				}
 				headers[h.Key] = string(h.Value)
 			}
-			if _, ok := headers[KeyMetadata]; ok {
+			if _, ok := headers[schemas.KeyMetadata]; ok {
 				t.Fatalf("key metadata also written as a header: %v", headers)
 			}
 			if headers[UUIDHeader] != "uuid-1" {
 				t.Fatalf("uuid header = %q", headers[UUIDHeader])
 			}
 			for k, v := range tt.md {
-				if k != KeyMetadata && headers[k] != v {
+				if k != schemas.KeyMetadata && headers[k] != v {
 					t.Fatalf("header %s = %q, want %q", k, headers[k], v)
 				}
 			}
@@ -68,7 +69,7 @@ func TestDefaultMarshalerRoundTrip(t *testing.T) {
 					t.Fatalf("metadata %s = %q, want %q", k, back.Metadata.Get(k), v)
 				}
 			}
-			want := map[string]string{TopicMetadata: "calls", PartitionMetadata: "3", OffsetMetadata: "42", TimestampMetadata: "2026-01-02T03:04:05.000000006Z"}
+			want := map[string]string{schemas.TopicMetadata: "calls", schemas.PartitionMetadata: "3", schemas.OffsetMetadata: "42", schemas.TimestampMetadata: "2026-01-02T03:04:05.000000006Z"}
 			for k, v := range want {
 				if back.Metadata.Get(k) != v {
 					t.Fatalf("delivery metadata %s = %q, want %q", k, back.Metadata.Get(k), v)

@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/callstream/callstream/pkg/kafkabus"
+	"github.com/callstream/callstream/schemas"
 )
 
 // TestOffsetsHelpers checks EndOffsets, OffsetsAt and ReadRange against what
@@ -47,7 +48,7 @@ func TestOffsetsHelpers(t *testing.T) {
 	msgs := make([]*message.Message, phase2)
 	for i := range msgs {
 		msgs[i] = message.NewMessage(watermill.NewUUID(), []byte("p2-"+strconv.Itoa(i)))
-		msgs[i].Metadata.Set(kafkabus.KeyMetadata, key(i))
+		msgs[i].Metadata.Set(schemas.KeyMetadata, key(i))
 	}
 	if err := pub.Publish(f.topic, msgs...); err != nil {
 		t.Fatal(err)

@@ -9,8 +9,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-
-	"github.com/callstream/callstream/pkg/kafkabus"
+	"github.com/callstream/callstream/schemas"
 )
 
 // TestPipelinedCommitPrefix: with MaxInFlight=N at most N messages are
@@ -137,7 +136,7 @@ func TestPipelinedRandomAcksNeverCommitPastUnacked(t *testing.T) {
 	var handlers sync.WaitGroup
 	for got := 0; got < total; got++ {
 		m := receive(t, ch, 20*time.Second)
-		p, _ := strconv.ParseInt(m.Metadata.Get(kafkabus.PartitionMetadata), 10, 64)
+		p, _ := strconv.ParseInt(m.Metadata.Get(schemas.PartitionMetadata), 10, 64)
 		id := [2]int64{p, offsetOf(t, m)}
 		// Leave a few messages near the end unacked.
 		if got > total-40 && rng.IntN(8) == 0 {
@@ -175,7 +174,7 @@ func TestPipelinedRandomAcksNeverCommitPastUnacked(t *testing.T) {
 	}
 	for len(missing) > 0 {
 		m := receive(t, ch2, 20*time.Second)
-		p, _ := strconv.ParseInt(m.Metadata.Get(kafkabus.PartitionMetadata), 10, 64)
+		p, _ := strconv.ParseInt(m.Metadata.Get(schemas.PartitionMetadata), 10, 64)
 		delete(missing, [2]int64{p, offsetOf(t, m)})
 		m.Ack()
 	}
@@ -238,8 +237,8 @@ func TestPipelinedRebalanceLosesNothing(t *testing.T) {
 			case <-quit:
 				return
 			}
-			p, _ := strconv.ParseInt(m.Metadata.Get(kafkabus.PartitionMetadata), 10, 64)
-			o, _ := strconv.ParseInt(m.Metadata.Get(kafkabus.OffsetMetadata), 10, 64)
+			p, _ := strconv.ParseInt(m.Metadata.Get(schemas.PartitionMetadata), 10, 64)
+			o, _ := strconv.ParseInt(m.Metadata.Get(schemas.OffsetMetadata), 10, 64)
 			rngMu.Lock()
 			delay := time.Duration(rng.IntN(6)) * time.Millisecond
 			rngMu.Unlock()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/pkg/testenv"
+	"github.com/callstream/callstream/schemas"
 )
 
 // TestHeadersAndKeyRoundTrip checks the record on the wire (key, headers)
@@ -21,7 +22,7 @@ import (
 func TestHeadersAndKeyRoundTrip(t *testing.T) {
 	f := newFixture(t, 3)
 	msg := message.NewMessage(watermill.NewUUID(), []byte(`{"call_key":"c-42"}`))
-	msg.Metadata.Set(kafkabus.KeyMetadata, "c-42")
+	msg.Metadata.Set(schemas.KeyMetadata, "c-42")
 	msg.Metadata.Set("ce_id", "evt-1")
 	msg.Metadata.Set("ce_type", "callstream.call.created.v1")
 	msg.Metadata.Set("content-type", "application/json")
@@ -45,7 +46,7 @@ func TestHeadersAndKeyRoundTrip(t *testing.T) {
 	for _, h := range rec.Headers {
 		headers[h.Key] = string(h.Value)
 	}
-	if _, ok := headers[kafkabus.KeyMetadata]; ok {
+	if _, ok := headers[schemas.KeyMetadata]; ok {
 		t.Fatal("partition key also sent as a header")
 	}
 	if headers["ce_id"] != "evt-1" || headers["content-type"] != "application/json" || headers[kafkabus.UUIDHeader] != msg.UUID {
@@ -58,22 +59,22 @@ func TestHeadersAndKeyRoundTrip(t *testing.T) {
 		t.Fatalf("got %s %s", got.UUID, got.Payload)
 	}
 	want := map[string]string{
-		kafkabus.KeyMetadata:       "c-42",
-		"ce_id":                    "evt-1",
-		"ce_type":                  "callstream.call.created.v1",
-		"content-type":             "application/json",
-		kafkabus.TopicMetadata:     f.topic,
-		kafkabus.PartitionMetadata: strconv.Itoa(rec.Partition),
-		kafkabus.OffsetMetadata:    strconv.FormatInt(rec.Offset, 10),
+		schemas.KeyMetadata:       "c-42",
+		"ce_id":                   "evt-1",
+		"ce_type":                 "callstream.call.created.v1",
+		"content-type":            "application/json",
+		schemas.TopicMetadata:     f.topic,
+		schemas.PartitionMetadata: strconv.Itoa(rec.Partition),
+		schemas.OffsetMetadata:    strconv.FormatInt(rec.Offset, 10),
 	}
 	for k, v := range want {
 		if got.Metadata.Get(k) != v {
 			t.Errorf("metadata %s = %q, want %q", k, got.Metadata.Get(k), v)
 		}
 	}
-	ts, err := time.Parse(time.RFC3339Nano, got.Metadata.Get(kafkabus.TimestampMetadata))
+	ts, err := time.Parse(time.RFC3339Nano, got.Metadata.Get(schemas.TimestampMetadata))
 	if err != nil || ts.Before(before) || ts.After(time.Now().Add(time.Second)) {
-		t.Errorf("timestamp metadata %q (%v)", got.Metadata.Get(kafkabus.TimestampMetadata), err)
+		t.Errorf("timestamp metadata %q (%v)", got.Metadata.Get(schemas.TimestampMetadata), err)
 	}
 }
 
@@ -146,7 +147,7 @@ func TestUnmarshalErrorDeliversRawRecord(t *testing.T) {
 	defer s.Close()
 	m := receive(t, f.subscribe(s), 20*time.Second)
 	defer m.Ack()
-	if m.UUID != sent[0].UUID || string(m.Payload) != "0" || m.Metadata.Get(kafkabus.UnmarshalErrorMetadata) != "bad schema" {
+	if m.UUID != sent[0].UUID || string(m.Payload) != "0" || m.Metadata.Get(schemas.UnmarshalErrorMetadata) != "bad schema" {
 		t.Fatalf("got %s %q metadata %v", m.UUID, m.Payload, m.Metadata)
 	}
 }

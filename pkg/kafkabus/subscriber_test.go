@@ -8,9 +8,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/callstream/callstream/schemas"
 	"github.com/segmentio/kafka-go"
-
-	"github.com/callstream/callstream/pkg/kafkabus"
 )
 
 // TestAckThenCommit: an acked message is committed, the one delivered but
@@ -124,7 +123,7 @@ func TestOrderingPerKeyAcrossRebalance(t *testing.T) {
 		batch := make([]*message.Message, 0, to-from)
 		for i := from; i < to; i++ {
 			m := message.NewMessage(watermill.NewUUID(), []byte(strconv.Itoa(i)))
-			m.Metadata.Set(kafkabus.KeyMetadata, keyOf(i))
+			m.Metadata.Set(schemas.KeyMetadata, keyOf(i))
 			batch = append(batch, m)
 		}
 		return pub.Publish(f.topic, batch...)
@@ -161,7 +160,7 @@ func TestOrderingPerKeyAcrossRebalance(t *testing.T) {
 			if i >= keys*perKey/2 {
 				secondHalfBy[d.member]++
 			}
-			k := m.Metadata.Get(kafkabus.KeyMetadata)
+			k := m.Metadata.Get(schemas.KeyMetadata)
 			if k != keyOf(i) {
 				t.Fatalf("message %d has key %q, want %q", i, k, keyOf(i))
 			}
@@ -169,7 +168,7 @@ func TestOrderingPerKeyAcrossRebalance(t *testing.T) {
 				t.Fatalf("key %s: message %d after %d", k, i, last)
 			}
 			lastIdx[k] = i
-			p := m.Metadata.Get(kafkabus.PartitionMetadata)
+			p := m.Metadata.Get(schemas.PartitionMetadata)
 			if prev, ok := partOf[k]; ok && prev != p {
 				t.Fatalf("key %s moved from partition %s to %s", k, prev, p)
 			}

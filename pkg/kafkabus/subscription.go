@@ -10,6 +10,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/callstream/callstream/schemas"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 )
@@ -131,7 +132,7 @@ func (sub *subscription) send(km kafka.Message) (msg *message.Message, done cont
 		// handler (or the poison-queue middleware) decides what it is worth.
 		sub.s.metrics.errors.WithLabelValues("unmarshal").Inc()
 		msg, _ = DefaultMarshaler{}.Unmarshal(km)
-		msg.Metadata[UnmarshalErrorMetadata] = fmt.Sprint(err)
+		msg.Metadata[schemas.UnmarshalErrorMetadata] = fmt.Sprint(err)
 	}
 	if msg.Metadata == nil {
 		msg.Metadata = message.Metadata{}
