@@ -93,3 +93,18 @@ const DLQMetadataPrefix = "callstream_dlq_"
 // not publish as events (an unknown status, an undecodable or oversized
 // record); their payload is the raw record as the API sent it.
 const HandlerProducer = "producer"
+
+// Targeted replay. `callstream dlq replay` puts a dead-lettered message back
+// on the retry topic of the one that failed it (RetryTopic, named from its
+// DLQHandlerMetadata), never on the shared calls topic, so no other
+// consumer sees it twice. A consumer reads its retry topic beside the calls
+// topic.
+const (
+	// ReplayEndpointMetadata names, on a replayed message, the webhook
+	// endpoint that failed it: only that endpoint is sent it again.
+	ReplayEndpointMetadata = "callstream_replay_endpoint"
+)
+
+// RetryTopic is the retry topic of a plug-in (or of the producer, handler
+// HandlerProducer): TopicName(prefix, "retry.<handler>.v1").
+func RetryTopic(prefix, handler string) string { return TopicName(prefix, "retry."+handler+".v1") }
