@@ -23,8 +23,8 @@ type Config struct {
 	RetryInitialInterval time.Duration `yaml:"retry_initial_interval" doc:"Wait before the first retry; later waits grow exponentially with jitter."`
 	RetryMaxInterval     time.Duration `yaml:"retry_max_interval" doc:"Longest wait between two retries."`
 
-	MaxInFlight int           `yaml:"max_in_flight" doc:"Unacknowledged messages a plug-in may hold at once, unless it asks for another number; batch plug-ins get at least their batch size."`
-	BatchSize   int           `yaml:"batch_size" doc:"Most events in one batch of a batch plug-in, unless it asks for another size."`
+	MaxInFlight int           `yaml:"max_in_flight" doc:"Unacknowledged messages a plug-in may hold at once, unless it asks for another number; at least enough for the batches it handles at once and one being filled."`
+	BatchSize   int           `yaml:"batch_size" doc:"Most events in one batch, unless the plug-in asks for another size."`
 	BatchWait   time.Duration `yaml:"batch_wait" doc:"Longest wait for a batch to fill before it is handled anyway."`
 
 	CloseTimeout time.Duration `yaml:"close_timeout" doc:"How long shutdown waits for in-flight messages and batches to finish."`
@@ -38,9 +38,9 @@ func DefaultConfig() Config {
 		MaxRetries:           5,
 		RetryInitialInterval: 100 * time.Millisecond,
 		RetryMaxInterval:     5 * time.Second,
-		MaxInFlight:          16,
-		BatchSize:            100,
-		BatchWait:            200 * time.Millisecond,
+		MaxInFlight:          1000,
+		BatchSize:            500,
+		BatchWait:            20 * time.Millisecond,
 		CloseTimeout:         30 * time.Second,
 		LagInterval:          15 * time.Second,
 	}
@@ -88,6 +88,10 @@ func (c Config) GroupID(plugin string) string {
 	return prefix + plugin
 }
 
+// RetryGroupID returns the consumer group in which a plug-in reads its
+// retry topic: its group and ".retry".
+func (c Config) RetryGroupID(plugin string) string { return c.GroupID(plugin) + ".retry" }
+
 // tuning resolves a plug-in's delivery settings against the defaults.
 func (c Config) tuning(p Plugin) Tuning {
 	var t Tuning
@@ -100,14 +104,15 @@ func (c Config) tuning(p Plugin) Tuning {
 	if t.BatchWait <= 0 {
 		t.BatchWait = c.BatchWait
 	}
+	if t.Concurrency <= 0 {
+		t.Concurrency = 1
+	}
 	if t.MaxInFlight <= 0 {
 		t.MaxInFlight = c.MaxInFlight
 	}
-	if _, batch := p.(BatchHandler); batch && t.MaxInFlight < t.BatchSize {
-		// Fewer messages in flight than a batch holds would make every
-		// batch wait out BatchWait.
-		t.MaxInFlight = t.BatchSize
-	}
+	// Fewer messages in flight than the batches being handled hold, plus
+	// one filling, would make every batch wait out BatchWait.
+	t.MaxInFlight = max(t.MaxInFlight, t.BatchSize*(t.Concurrency+1))
 	return t
 }
 

@@ -1,13 +1,9 @@
 package consumers
 
 import (
-	"errors"
-	"fmt"
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/segmentio/kafka-go"
 )
 
 func TestSelect(t *testing.T) {
@@ -77,11 +73,14 @@ func TestTuning(t *testing.T) {
 		plugin Plugin
 		want   Tuning
 	}{
-		{"handler takes defaults", newRecorder("r"), Tuning{MaxInFlight: 4, BatchSize: 50, BatchWait: cfg.BatchWait}},
-		{"batch gets at least its batch size in flight", newBatchRecorder("b", Tuning{BatchSize: 10}),
-			Tuning{MaxInFlight: 10, BatchSize: 10, BatchWait: cfg.BatchWait}},
+		// In flight: at least the batches handled at once plus one filling.
+		{"handler takes defaults", newRecorder("r"), Tuning{MaxInFlight: 100, BatchSize: 50, BatchWait: cfg.BatchWait, Concurrency: 1}},
+		{"two batches' worth in flight", newBatchRecorder("b", Tuning{BatchSize: 10}),
+			Tuning{MaxInFlight: 20, BatchSize: 10, BatchWait: cfg.BatchWait, Concurrency: 1}},
+		{"concurrent batches need more", newBatchRecorder("b", Tuning{BatchSize: 10, Concurrency: 4}),
+			Tuning{MaxInFlight: 50, BatchSize: 10, BatchWait: cfg.BatchWait, Concurrency: 4}},
 		{"explicit in-flight kept when larger", newBatchRecorder("b", Tuning{MaxInFlight: 500, BatchSize: 10}),
-			Tuning{MaxInFlight: 500, BatchSize: 10, BatchWait: cfg.BatchWait}},
+			Tuning{MaxInFlight: 500, BatchSize: 10, BatchWait: cfg.BatchWait, Concurrency: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,19 +94,5 @@ func TestTuning(t *testing.T) {
 func TestGroupID(t *testing.T) {
 	if got := DefaultConfig().GroupID("storage"); got != "callstream-storage" {
 		t.Fatalf("GroupID = %q", got)
-	}
-}
-
-func TestCoordinatorNotReady(t *testing.T) {
-	for err, want := range map[error]bool{
-		kafka.NotCoordinatorForGroup:                         true,
-		fmt.Errorf("wrapped: %w", kafka.GroupLoadInProgress): true,
-		kafka.GroupCoordinatorNotAvailable:                   true,
-		kafka.UnknownTopicOrPartition:                        false,
-		errors.New("connection refused"):                     false,
-	} {
-		if got := coordinatorNotReady(err); got != want {
-			t.Errorf("coordinatorNotReady(%v) = %v, want %v", err, got, want)
-		}
 	}
 }

@@ -84,7 +84,7 @@ func TestCrashChild(t *testing.T) {
 	rt, err := New(cfg, RuntimeDeps{
 		Logger: logger, Registerer: reg, Topics: topics,
 		Plugins:   []Factory{factoryOf(&fileSink{f: f})},
-		Subscribe: KafkaSubscribe(kcfg, cfg, reg, logger),
+		Subscribe: testenv.KafkaSubscribers(kcfg, reg),
 		Publisher: pub,
 	})
 	if err != nil {
@@ -105,6 +105,7 @@ func TestCrashChild(t *testing.T) {
 func TestKafkaCrashNoLoss(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	k := newKafkaEnv(t, 3)
+	k.ensure(t, "filesink")
 	const n = 1500
 	want := k.publish(t, 0, n)
 	out := filepath.Join(t.TempDir(), "sink.log")

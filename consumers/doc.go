@@ -43,65 +43,81 @@
 // # Running plug-ins
 //
 // New selects the plug-ins (Config.Enabled, Config.Only) and builds them;
-// Runtime.Run runs them on one watermill Router, one handler per plug-in on
-// the calls topic. What a handler reads from is the caller's choice through
-// RuntimeDeps.Subscribe: on Kafka (callstream consume) KafkaSubscribe gives
-// each plug-in its own consumer group, callstream-<name>, so each sees every
-// event and scales by adding processes; in embedded mode (callstream run)
-// every plug-in subscribes to the in-process GoChannel, wrapped in
-// SharedSubscriber. State is FileState in embedded mode, TopicState (a
-// compacted topic) on Kafka.
+// Runtime.Run runs each on a lane of its own (lane.go): a subscription to
+// the calls topic in the plug-in's consumer group, callstream-<name>, so
+// each plug-in sees every event and scales by adding processes, and one to
+// its retry topic (see Replay below). The bus is the caller's choice
+// through RuntimeDeps.Subscribe: kafkabus in Kafka mode (callstream
+// consume), the embedded SQLite log in embedded mode (callstream run).
+// State is FileState in embedded mode, SharedState on a compacted topic in
+// Kafka mode. Run's phases (start, subscribe, deliver, drain, commit,
+// close) are methods of Runtime, in that order.
 //
-// # The middleware chain
+// # The batch path
 //
-// Every plug-in gets the same chain, outermost first:
+// A lane takes batches from the bus: up to Tuning.BatchSize messages, or
+// what arrived within Tuning.BatchWait of the first, natively from a bus
+// that implements BatchSubscriber (one channel operation and one goroutine
+// per batch, not per message: the runtime's cost per event is what a
+// router goroutine per message made 40-100 µs before). Every batch goes
+// through the same steps, each written once (lane.go, settle.go,
+// poison.go):
 //
-//  1. panic recovery: a panic in the runtime's own code nacks the message.
-//  2. metrics: callstream_consumer_messages_total{plugin,outcome} (handled,
-//     poisoned, failed), callstream_consumer_processing_seconds (delivery
-//     to acknowledgement, retries and batching included), and the
-//     callstream_consumer_lag gauge, sampled from the group's committed
-//     offsets; callstream_consumer_failed_attempts_total counts every failed
-//     attempt and callstream_consumer_batch_size the batches.
-//  3. poison queue: a message that failed for good is published to
-//     callstream.dlq.v1 with the DLQ*Metadata keys (reason, plug-in,
-//     original topic, partition and offset, time) and its payload, metadata
-//     and key unchanged, then acknowledged. If the DLQ publish fails, the
-//     message is nacked: nothing is dropped.
-//  4. decode and validate: the ce_type header's major version must be v1
-//     (ErrUnknownVersion), the payload must be JSON (ErrNotJSON) matching
-//     schemas/call_event.v1.json (ErrSchema). Such messages go to the DLQ
-//     without retries and never reach a plug-in.
-//  5. retry: exponential backoff with jitter (cenkalti/backoff),
-//     Config.MaxRetries times; Permanent errors are not retried. When
-//     shutdown starts, waiting retries give up and the message is nacked,
-//     not poisoned.
-//  6. panic recovery: a panicking plug-in counts as a failing one (retried,
-//     then poisoned with the panic as the reason).
+//  1. decode: the ce_type header's major version must be v1
+//     (ErrUnknownVersion), the payload JSON (ErrNotJSON) matching
+//     schemas/call_event.v1.json (ErrSchema); a message that fails is
+//     poisoned without reaching the plug-in. The others are sorted by
+//     topic, partition and offset.
+//  2. settle: the plug-in gets the batch (HandleBatch, or Handle for each
+//     delivery in order), with panics recovered. Failures are classified
+//     (errors.go): Permanent ones poison their deliveries at once;
+//     Transient ones (and network errors) are retried with backoff for as
+//     long as it takes, the lane reported paused
+//     (callstream_consumer_paused, Runtime.Ready) and nothing
+//     dead-lettered; other errors are retried Config.MaxRetries times, and
+//     then the deliveries still failing are split in halves until the one
+//     at fault is alone, which is poisoned after its own retries.
+//     *ItemErrors fail single items; only those are handed over again.
+//  3. dead-letter: a poisoned message is published to callstream.dlq.v1
+//     with the schemas.DLQ*Metadata keys (reason, plug-in, original
+//     topic, partition and offset, time) and its payload, metadata and key
+//     unchanged. A failed publish is retried with backoff: the message is
+//     acknowledged only once its copy is in the DLQ. A message too large
+//     even for the DLQ (schemas.ErrTooLarge) is recorded in the plug-in's
+//     state (Undeliverables) and callstream_consumer_undeliverable_total,
+//     and acknowledged: its partition never loops on it.
+//  4. verdicts: every message is acked, in batch order, once handled or
+//     dead-lettered; at shutdown what is not done is nacked.
 //
-// For a BatchHandler the innermost step hands the delivery to a batcher,
-// which gathers the Router's concurrent deliveries into batches of up to
-// BatchSize, or whatever arrived within BatchWait, sorted by partition and
-// offset, and answers each delivery only after HandleBatch returned.
+// Metrics per plug-in: callstream_consumer_messages_total{plugin,outcome}
+// (handled, poisoned, failed), callstream_consumer_processing_seconds
+// (batch delivery to acknowledgement), callstream_consumer_batch_size,
+// callstream_consumer_failed_attempts_total, callstream_consumer_paused,
+// and callstream_consumer_lag, sampled from the group's committed offsets.
 //
 // # Delivery semantics
 //
-// At least once. A message is acknowledged only after its handler (or the
-// HandleBatch call holding it) returned nil, or after its copy is in the
-// DLQ; on Kafka, offsets are committed only up to the contiguous
-// acknowledged prefix of each partition. So a crash loses nothing, but can
-// deliver again what was handled and not yet committed: sinks must be
-// idempotent by event_id. With MaxInFlight 1 a partition's events arrive
-// in order; with more (and for batch plug-ins) they are handled
+// At least once. A message is acknowledged only after the plug-in's
+// HandleBatch holding it returned nil, or after its copy is in the DLQ; the
+// bus commits offsets only up to the contiguous acknowledged prefix of each
+// partition. So a crash loses nothing, but can deliver again what was
+// handled and not yet committed: sinks must be idempotent by event_id. With
+// Tuning.Concurrency 1 (the default) a plug-in gets a partition's events in
+// order, one batch after the other; with more, batches are handled
 // concurrently, so sinks that keep the latest revision compare revisions.
 //
-// Graceful shutdown (ctx cancelled): the Router stops taking messages,
-// Flusher plug-ins are asked to flush what they hold, and the Router waits
-// up to Config.CloseTimeout for the messages in flight; their batches finish
-// and are acknowledged, then the subscriptions commit what was
-// acknowledged and close, Runner plug-ins are stopped and Closer plug-ins
-// closed. What was not acknowledged by then is delivered again next time.
+// Graceful shutdown (ctx cancelled): the lanes stop taking batches,
+// Flusher plug-ins are asked to flush what they hold, and the batches in
+// flight get Config.CloseTimeout to finish and be acknowledged; then the
+// subscriptions commit what was acknowledged and close, Runner plug-ins are
+// stopped and Closer plug-ins closed. What was not acknowledged by then is
+// delivered again next time.
 //
-// ReplayDLQ (callstream dlq replay) puts dead-lettered messages back on
-// their original topic after a fix; every consumer group sees them again.
+// # Replay
+//
+// ReplayDLQ (callstream dlq replay) puts each dead-lettered message, after
+// a fix, on the retry topic of the plug-in that failed it
+// (callstream.retry.<plugin>.v1, read in group callstream-<plugin>.retry),
+// never on the calls topic: no other plug-in sees it twice, and a webhook
+// endpoint's failure is retried for that endpoint alone.
 package consumers

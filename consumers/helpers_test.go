@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -93,8 +94,11 @@ type recorder struct {
 	failN    map[string]int // call key -> fail this many attempts
 	panicKey string
 	permKey  string
-	delay    time.Duration
-	closed   bool
+	// transient makes the failures of failN a dependency's (a refused
+	// connection) rather than unclassified errors.
+	transient bool
+	delay     time.Duration
+	closed    bool
 }
 
 func newRecorder(name string) *recorder {
@@ -110,13 +114,16 @@ func (r *recorder) Handle(ctx context.Context, d Delivery) error {
 	fail := n <= r.failN[d.Event.CallKey]
 	doPanic := d.Event.CallKey == r.panicKey
 	perm := d.Event.CallKey == r.permKey
-	delay := r.delay
+	delay, transient := r.delay, r.transient
 	r.mu.Unlock()
 	if doPanic {
 		panic("boom on " + d.Event.CallKey)
 	}
 	if perm {
 		return Permanent(errors.New("refused for good"))
+	}
+	if fail && transient {
+		return Transient(fmt.Errorf("attempt %d: %w", n, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}))
 	}
 	if fail {
 		return fmt.Errorf("transient failure %d", n)

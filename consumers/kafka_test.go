@@ -35,7 +35,7 @@ func newKafkaEnv(t *testing.T, partitions int) *kafkaEnv {
 	if err := kafkabus.EnsureTopic(ctx, kcfg, kafkabus.TopicSpec{Name: topics.Calls, Partitions: partitions}); err != nil {
 		t.Fatal(err)
 	}
-	if err := EnsureKafkaTopics(ctx, kcfg, topics); err != nil {
+	if err := kafkabus.EnsureTopics(ctx, kcfg, topics.Outputs(nil)...); err != nil {
 		t.Fatal(err)
 	}
 	pc := kafkabus.DefaultPublisherConfig()
@@ -53,9 +53,11 @@ func newKafkaEnv(t *testing.T, partitions int) *kafkaEnv {
 func (k *kafkaEnv) start(t *testing.T, cfg Config, plugins ...Plugin) func() error {
 	t.Helper()
 	facts := make([]Factory, len(plugins))
+	names := make([]string, len(plugins))
 	for i, p := range plugins {
-		facts[i] = factoryOf(p)
+		facts[i], names[i] = factoryOf(p), p.Name()
 	}
+	k.ensure(t, names...)
 	reg := prometheus.NewRegistry()
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	rt, err := New(cfg, RuntimeDeps{
@@ -63,23 +65,23 @@ func (k *kafkaEnv) start(t *testing.T, cfg Config, plugins ...Plugin) func() err
 		Registerer: reg,
 		Topics:     k.topics,
 		Plugins:    facts,
-		Subscribe:  KafkaSubscribe(k.kcfg, cfg, reg, logger),
+		Subscribe:  testenv.KafkaSubscribers(k.kcfg, reg),
 		Publisher:  k.pub,
-		Lag:        KafkaLag(k.kcfg, cfg, k.topics.Calls),
+		Lag:        kafkabus.NewAdmin(k.kcfg),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	runCtx, stopRun := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
+	go func() { done <- rt.Run(runCtx) }()
 	stopped := false
 	stop := func() error {
 		if stopped {
 			return nil
 		}
 		stopped = true
-		cancel()
+		stopRun()
 		select {
 		case err := <-done:
 			return err
@@ -90,6 +92,17 @@ func (k *kafkaEnv) start(t *testing.T, cfg Config, plugins ...Plugin) func() err
 	}
 	t.Cleanup(func() { _ = stop() })
 	return stop
+}
+
+// ensure creates the output topics of the plug-ins, as callstream consume
+// does before it starts them.
+func (k *kafkaEnv) ensure(t *testing.T, plugins ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := kafkabus.EnsureTopics(ctx, k.kcfg, k.topics.Outputs(plugins)...); err != nil {
+		t.Fatal(err)
+	}
 }
 
 type testWriter struct{ t *testing.T }
@@ -125,11 +138,7 @@ func readAll(t *testing.T, kcfg kafkabus.Config, topic string) []kafka.Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := kcfg.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ends, err := listOffsets(ctx, client, topic, ids, kafka.LastOffset)
+	ends, err := kafkabus.EndOffsets(ctx, kcfg, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +199,7 @@ func TestKafkaPoisonAndNeighbours(t *testing.T) {
 	cfg.GroupPrefix = "test-" + k.topics.Prefix
 	lagCtx, lagCancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer lagCancel()
-	if lag, err := GroupLag(lagCtx, k.kcfg, k.topics.Calls, cfg.GroupID("rec")); err != nil || lag != 63 {
+	if lag, err := kafkabus.GroupLag(lagCtx, k.kcfg, k.topics.Calls, cfg.GroupID("rec")); err != nil || lag != 63 {
 		t.Fatalf("lag before consuming = %d, %v; want 63 (60 events, 3 poison)", lag, err)
 	}
 	stop := k.start(t, cfg, rec, batch)
@@ -256,7 +265,7 @@ func TestKafkaPoisonAndNeighbours(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, p := range []string{"rec", "batch"} {
-		lag, err := GroupLag(ctx, k.kcfg, k.topics.Calls, cfg.GroupID(p))
+		lag, err := kafkabus.GroupLag(ctx, k.kcfg, k.topics.Calls, cfg.GroupID(p))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -310,21 +319,17 @@ func TestKafkaGracefulShutdownExactlyOnce(t *testing.T) {
 	t.Logf("run 1 handled %d, run 2 handled %d", len(seen1), len(seen2))
 }
 
-// The topics plug-ins publish to exist before any plug-in runs: the alerts
-// topic was once missing, and alerting retried forever.
-func TestEnsureKafkaTopicsCreatesOutputs(t *testing.T) {
-	brokers := testenv.Kafka(t)
-	kcfg := kafkabus.DefaultConfig()
-	kcfg.Brokers = brokers
-	topics := NewTopics(testenv.Prefix(t))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := EnsureKafkaTopics(ctx, kcfg, topics); err != nil {
-		t.Fatal(err)
+// The topics the runtime and plug-ins write to are named by Outputs, so the
+// commands create them before any plug-in runs: the alerts topic was once
+// missing, and alerting retried forever.
+func TestTopicsOutputs(t *testing.T) {
+	topics := NewTopics("p.")
+	got := topics.Outputs([]string{"storage", "webhooks"})
+	want := []string{"p.dlq.v1", "p.alerts.v1", "p.retry.storage.v1", "p.retry.webhooks.v1"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("Outputs = %v, want %v", got, want)
 	}
-	for _, topic := range []string{topics.DLQ, topics.Alerts} {
-		if ids, err := kafkabus.PartitionIDs(ctx, kcfg, topic); err != nil || len(ids) == 0 {
-			t.Errorf("topic %s: partitions %v, err %v", topic, ids, err)
-		}
+	if r := topics.Retry("lake"); r != schemas.RetryTopic("p.", "lake") {
+		t.Fatalf("Retry(lake) = %s", r)
 	}
 }

@@ -6,24 +6,30 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/callstream/callstream/pkg/kafkabus"
+	"github.com/callstream/callstream/pkg/testenv"
 	"github.com/callstream/callstream/schemas"
 )
 
-// TestReplayDLQ: a plug-in refuses one event, which lands in the DLQ; after
-// the "fix", a dry run changes nothing, a replay puts the record back on the
-// calls topic with its key and without DLQ metadata, the fixed plug-in gets
-// exactly that event, and a second replay finds nothing left.
+// TestReplayDLQ: one of two plug-ins refuses one event, which lands in the
+// DLQ; after the "fix", a dry run changes nothing, a replay puts the record
+// on that plug-in's retry topic (never on the calls topic) with its key and
+// without DLQ metadata, the fixed plug-in gets exactly that event, the other
+// plug-in, which had handled it, does not get it again, and a second replay
+// finds nothing left.
 func TestReplayDLQ(t *testing.T) {
 	k := newKafkaEnv(t, 2)
 	want := k.publish(t, 0, 10)
 	cfg := fastConfig()
 	cfg.GroupPrefix = "test-" + k.topics.Prefix
 
-	broken := newRecorder("sink")
+	broken, other := newRecorder("sink"), newRecorder("other")
 	broken.permKey = "call-0003"
-	stop := k.start(t, cfg, broken)
-	waitFor(t, 60*time.Second, "9 events handled and 1 poisoned", func() bool {
-		return broken.count() == len(want)-1 && len(readAll(t, k.kcfg, k.topics.DLQ)) == 1
+	stop := k.start(t, cfg, broken, other)
+	waitFor(t, 60*time.Second, "9+10 events handled and 1 poisoned", func() bool {
+		return broken.count() == len(want)-1 && other.count() == len(want) && len(readAll(t, k.kcfg, k.topics.DLQ)) == 1
 	})
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -32,7 +38,8 @@ func TestReplayDLQ(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	rc := ReplayConfig{
-		Kafka: k.kcfg, DLQ: k.topics.DLQ, Group: cfg.GroupID("dlq-replay"),
+		Topics: k.topics, Group: cfg.GroupID("dlq-replay"),
+		Subscribe: testenv.KafkaSubscribers(k.kcfg, nil), Lag: kafkabus.NewAdmin(k.kcfg),
 		Publisher: k.pub, Idle: 10 * time.Second,
 	}
 	var seen []ReplayRecord
@@ -43,14 +50,14 @@ func TestReplayDLQ(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Backlog != 1 || stats.Read != 1 || stats.Replayed != 0 || stats.ByTopic[k.topics.Calls] != 1 {
+	if stats.Backlog != 1 || stats.Read != 1 || stats.Replayed != 0 || stats.ByHandler["sink"] != 1 {
 		t.Fatalf("dry run stats %+v", stats)
 	}
-	if len(seen) != 1 || seen[0].Handler != "sink" || !strings.Contains(seen[0].Reason, "refused for good") {
+	if len(seen) != 1 || seen[0].Handler != "sink" || seen[0].RetryTopic != k.topics.Retry("sink") || !strings.Contains(seen[0].Reason, "refused for good") {
 		t.Fatalf("dry run records %+v", seen)
 	}
-	if n := len(readAll(t, k.kcfg, k.topics.Calls)); n != 10 {
-		t.Fatalf("dry run published: calls topic holds %d records", n)
+	if n := len(readAll(t, k.kcfg, k.topics.Retry("sink"))); n != 0 {
+		t.Fatalf("dry run published: the retry topic holds %d records", n)
 	}
 
 	stats, err = ReplayDLQ(ctx, rc)
@@ -60,36 +67,32 @@ func TestReplayDLQ(t *testing.T) {
 	if stats.Backlog != 1 || stats.Replayed != 1 {
 		t.Fatalf("replay stats %+v (the dry run must not have committed)", stats)
 	}
-	calls := readAll(t, k.kcfg, k.topics.Calls)
-	if len(calls) != 11 {
-		t.Fatalf("calls topic holds %d records after replay, want 11", len(calls))
+	if n := len(readAll(t, k.kcfg, k.topics.Calls)); n != 10 {
+		t.Fatalf("calls topic holds %d records after replay, want the 10 it had", n)
 	}
-	var replayed []string // ce_type of each calls record keyed call-0003
-	for _, m := range calls {
-		if string(m.Key) != "call-0003" {
-			continue
-		}
-		for _, h := range m.Headers {
-			if strings.HasPrefix(h.Key, "callstream_dlq_") {
-				t.Fatalf("a calls record carries DLQ header %s", h.Key)
-			}
-		}
-		replayed = append(replayed, header(m, schemas.HeaderType))
+	retried := readAll(t, k.kcfg, k.topics.Retry("sink"))
+	if len(retried) != 1 || string(retried[0].Key) != "call-0003" || header(retried[0], schemas.HeaderType) != schemas.TypeCallCreated {
+		t.Fatalf("retry topic holds %d records, want call-0003 with its key and ce_type", len(retried))
 	}
-	if len(replayed) != 2 || replayed[1] != schemas.TypeCallCreated {
-		t.Fatalf("want the original and the replayed record under key call-0003 with their ce_type, got %v", replayed)
+	for _, h := range retried[0].Headers {
+		if strings.HasPrefix(h.Key, schemas.DLQMetadataPrefix) {
+			t.Fatalf("the replayed record carries DLQ header %s", h.Key)
+		}
 	}
 
-	fixed := newRecorder("sink")
-	stop = k.start(t, cfg, fixed)
+	fixed, other2 := newRecorder("sink"), newRecorder("other")
+	stop = k.start(t, cfg, fixed, other2)
 	ev := testEvent(3)
 	waitFor(t, 60*time.Second, "the fixed plug-in to get the replayed event", func() bool { return fixed.count() >= 1 })
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(time.Second) // give a wrong delivery to the other plug-in the time to show
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if got := fixed.snapshot(); len(got) != 1 || got[ev.EventID] != 1 {
 		t.Fatalf("after replay the plug-in saw %v, want only %s once", got, ev.EventID)
+	}
+	if got := other2.snapshot(); len(got) != 0 {
+		t.Fatalf("the plug-in that had handled the event got %v after the replay, want nothing", got)
 	}
 
 	stats, err = ReplayDLQ(ctx, rc)
@@ -98,5 +101,32 @@ func TestReplayDLQ(t *testing.T) {
 	}
 	if stats.Backlog != 0 || stats.Read != 0 {
 		t.Fatalf("second replay stats %+v, want nothing left", stats)
+	}
+}
+
+// TestRestoredKeepsTheEndpoint: a webhook endpoint's dead letter is
+// replayed for that endpoint only; the DLQ and delivery metadata go.
+func TestRestoredKeepsTheEndpoint(t *testing.T) {
+	m := message.NewMessage("id-1", []byte(`{}`))
+	m.Metadata.Set(schemas.KeyMetadata, "call-1")
+	m.Metadata.Set(schemas.HeaderType, schemas.TypeCallCreated)
+	m.Metadata.Set(schemas.DLQHandlerMetadata, "webhooks")
+	m.Metadata.Set(schemas.DLQEndpointMetadata, "billing")
+	m.Metadata.Set(schemas.DLQReasonMetadata, "503 for 10h")
+	schemas.SetPosition(m.Metadata, schemas.Position{Topic: "p.dlq.v1", Partition: 0, Offset: 9})
+	r := restored(m)
+	if r.UUID != "id-1" || r.Metadata.Get(schemas.KeyMetadata) != "call-1" || r.Metadata.Get(schemas.HeaderType) != schemas.TypeCallCreated {
+		t.Fatalf("restored lost the message's identity: %s %v", r.UUID, r.Metadata)
+	}
+	if r.Metadata.Get(schemas.ReplayEndpointMetadata) != "billing" {
+		t.Fatalf("restored metadata %v: want the endpoint named for the replay", r.Metadata)
+	}
+	for k := range r.Metadata {
+		if strings.HasPrefix(k, schemas.DLQMetadataPrefix) || k == schemas.OffsetMetadata || k == schemas.PartitionMetadata {
+			t.Fatalf("restored keeps %s", k)
+		}
+	}
+	if rec := replayRecord(m, NewTopics("p.")); rec.RetryTopic != "p.retry.webhooks.v1" || rec.Endpoint != "billing" {
+		t.Fatalf("replay record %+v", rec)
 	}
 }

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,8 +18,8 @@ import (
 )
 
 // RuntimeDeps is what a Runtime is built from. The bus-specific parts are
-// functions, so the same runtime runs on Kafka (callstream consume) and on
-// the in-process GoChannel (callstream run).
+// functions and small interfaces, so the same runtime runs on Kafka
+// (callstream consume) and on the embedded SQLite bus (callstream run).
 type RuntimeDeps struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -26,38 +27,55 @@ type RuntimeDeps struct {
 	// Plugins are the registered plug-in factories; Config.Enabled and
 	// Config.Only choose among them.
 	Plugins []Factory
-	// Subscribe returns the subscriber a plug-in reads the calls topic
-	// with: on Kafka, one in consumer group Config.GroupID(plugin) with
-	// tuning.MaxInFlight. The runtime closes it when it stops; wrap a
-	// subscriber shared with others in SharedSubscriber.
-	Subscribe func(plugin string, tuning Tuning) (message.Subscriber, error)
+	// Subscribe returns a subscriber in consumer group group (a plug-in's
+	// is Config.GroupID of its name) allowing maxInFlight unacknowledged
+	// messages. The runtime subscribes it to the calls topic and to the
+	// plug-in's retry topic, and closes it when it stops. A subscriber that
+	// implements BatchSubscriber hands out batches itself; any other is
+	// read message by message and batched by the runtime.
+	Subscribe func(group string, maxInFlight int) (message.Subscriber, error)
 	// Publisher carries DLQ messages and plug-in output.
 	Publisher message.Publisher
 	// State returns a plug-in's state store; nil gives plug-ins none.
 	State func(plugin string) StateStore
-	// Lag, when set, reports a plug-in's consumer lag; the runtime samples
-	// it every Config.LagInterval into the callstream_consumer_lag gauge.
-	Lag func(ctx context.Context, plugin string) (int64, error)
+	// Lag, when set, reports the plug-ins' consumer lag on the calls topic;
+	// the runtime samples it every Config.LagInterval.
+	Lag Lagger
 }
 
-// Runtime runs a set of plug-ins on one watermill Router.
+// BatchSubscriber is a bus that hands out messages in batches (pkg/kafkabus
+// and pkg/sqlitebus are): up to maxMessages at a time, or what arrived
+// within linger of the first, in order per partition. Each message is still
+// acked or nacked on its own, and the runtime gives the verdicts in batch
+// order.
+type BatchSubscriber interface {
+	SubscribeBatches(ctx context.Context, topic string, maxMessages int, linger time.Duration) (<-chan []*message.Message, error)
+}
+
+// Runtime runs a set of plug-ins, each on its own lane: its own
+// subscription, batches and retries, so a slow or failing plug-in never
+// delays another.
 type Runtime struct {
-	cfg       Config
-	deps      RuntimeDeps
-	logger    *slog.Logger
-	validator *schemas.Validator
-	metrics   *metrics
-	plugins   []*entry
-	ready     atomic.Bool
-	ran       atomic.Bool
-	closeOnce sync.Once
-	closeErr  error
+	cfg        Config
+	deps       RuntimeDeps
+	logger     *slog.Logger
+	validator  *schemas.Validator
+	metrics    *metrics
+	plugins    []*entry
+	lanes      []*lane
+	delivering atomic.Bool
+	ran        atomic.Bool
+	closeOnce  sync.Once
+	closeErr   error
 }
 
+// entry is a built plug-in and what the runtime resolved for it.
 type entry struct {
 	name   string
 	plugin Plugin
 	tuning Tuning
+	handle batchFunc
+	state  StateStore
 }
 
 // New selects the plug-ins to run and builds them. On error, the plug-ins
@@ -71,7 +89,7 @@ func New(cfg Config, deps RuntimeDeps) (*Runtime, error) {
 		return nil, errors.New("consumers: runtime needs the calls and DLQ topic names (see NewTopics)")
 	}
 	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	selected, err := Select(deps.Plugins, cfg.Enabled, cfg.Only)
 	if err != nil {
@@ -84,36 +102,50 @@ func New(cfg Config, deps RuntimeDeps) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consumers: %w", err)
 	}
-	r := &Runtime{cfg: cfg, deps: deps, logger: deps.Logger, validator: v, metrics: newMetrics(deps.Registerer)}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	r := &Runtime{cfg: cfg, deps: deps, logger: deps.Logger, validator: v, metrics: m}
 	for _, f := range selected {
-		pd := Deps{
-			Logger:     deps.Logger.With("plugin", f.Name),
-			Registerer: deps.Registerer,
-			Publisher:  deps.Publisher,
-			Topics:     deps.Topics,
-		}
-		if deps.State != nil {
-			pd.State = deps.State(f.Name)
-		}
-		p, err := f.New(pd)
-		if err == nil && p == nil {
-			err = errors.New("factory returned no plug-in")
-		}
-		if err == nil {
-			_, h := p.(Handler)
-			_, bh := p.(BatchHandler)
-			if !h && !bh {
-				err = fmt.Errorf("plug-in %T implements neither Handler nor BatchHandler", p)
-				closePlugin(p)
-			}
-		}
+		e, err := r.build(f)
 		if err != nil {
 			r.closeAll()
 			return nil, fmt.Errorf("consumers: build plug-in %s: %w", f.Name, err)
 		}
-		r.plugins = append(r.plugins, &entry{name: f.Name, plugin: p, tuning: cfg.tuning(p)})
+		r.plugins = append(r.plugins, e)
 	}
 	return r, nil
+}
+
+func (r *Runtime) build(f Factory) (*entry, error) {
+	pd := Deps{
+		Logger:     r.logger.With("plugin", f.Name),
+		Registerer: r.deps.Registerer,
+		Publisher:  r.deps.Publisher,
+		Topics:     r.deps.Topics,
+	}
+	if r.deps.State != nil {
+		pd.State = r.deps.State(f.Name)
+	}
+	p, err := f.New(pd)
+	if err == nil && p == nil {
+		err = errors.New("factory returned no plug-in")
+	}
+	if err != nil {
+		return nil, err
+	}
+	e := &entry{name: f.Name, plugin: p, tuning: r.cfg.tuning(p), state: pd.State}
+	switch h := p.(type) {
+	case BatchHandler:
+		e.handle = h.HandleBatch
+	case Handler:
+		e.handle = oneByOne(h)
+	default:
+		closePlugin(p)
+		return nil, fmt.Errorf("plug-in %T implements neither Handler nor BatchHandler", p)
+	}
+	return e, nil
 }
 
 // Plugins returns the names of the plug-ins this runtime runs.
@@ -125,191 +157,180 @@ func (r *Runtime) Plugins() []string {
 	return names
 }
 
-// Ready is a readiness check: nil while the router is delivering.
+// Ready is a readiness check: nil while every plug-in's lane is delivering;
+// a lane paused by a failing dependency (see Transient) makes it an error
+// naming the plug-in and the failure.
 func (r *Runtime) Ready(context.Context) error {
-	if !r.ready.Load() {
-		return errors.New("consumer router not running")
+	if !r.delivering.Load() {
+		return errors.New("consumers not delivering")
+	}
+	var paused []string
+	for _, l := range r.lanes {
+		if err := l.pausedBy(); err != nil {
+			paused = append(paused, fmt.Sprintf("plug-in %s paused: %v", l.name, err))
+		}
+	}
+	if len(paused) > 0 {
+		sort.Strings(paused)
+		return errors.New(strings.Join(paused, "; "))
 	}
 	return nil
 }
 
 // Run delivers events to the plug-ins until ctx is done or a Runner
-// plug-in fails, then shuts down gracefully: the router stops taking
-// messages, Flusher plug-ins are flushed, and the router waits (up to
-// Config.CloseTimeout) for the messages in flight, whose batches finish and
-// are acknowledged; then the subscriptions commit what
-// was acknowledged and close, Runner plug-ins are stopped and Closer
-// plug-ins closed. Run may be called once; it closes the plug-ins even when
-// it fails to start.
+// plug-in fails, then shuts down gracefully. Its phases, in order:
+//
+//  1. start: Runner plug-ins begin their background work;
+//  2. subscribe: every plug-in's lane subscribes to the calls topic and its
+//     retry topic;
+//  3. deliver: lanes hand batches to their plug-ins, until the stop signal;
+//  4. drain: lanes stop taking batches, Flusher plug-ins are flushed, and
+//     the batches in flight get up to Config.CloseTimeout to finish; what
+//     is still in flight then is abandoned (delivered again next time);
+//  5. commit: the subscriptions commit what was acknowledged and close;
+//  6. close: Runner plug-ins are stopped, then Closer plug-ins closed.
+//
+// Run may be called once; it closes the plug-ins even when it fails to
+// start.
 func (r *Runtime) Run(ctx context.Context) error {
 	if r.ran.Swap(true) {
 		return errors.New("consumers: runtime already ran")
 	}
 	defer r.closeAll() // on early returns; a no-op after the one below
+	stop, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 
-	stopCtx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	// Plug-ins and the subscriptions outlive ctx: in-flight work must be
-	// able to finish, and acknowledged offsets to be committed, after the
-	// signal to stop.
-	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
-	busCtx, cancelBus := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelBus()
-	// Cancelled when shutdown begins: the handlers stop taking messages
-	// (router.Close then waits for those in flight).
-	routerCtx, stopIntake := context.WithCancel(context.Background())
-	defer stopIntake()
-
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: r.cfg.CloseTimeout}, watermillLogger{r.logger})
+	runners := r.start(func(err error) { cancel(err) })
+	lanes, err := r.subscribe()
 	if err != nil {
-		return fmt.Errorf("consumers: new router: %w", err)
+		return errors.Join(err, runners.stop())
 	}
-	var subs []message.Subscriber
-	closeSubs := func() error {
-		var errs []error
-		for _, s := range subs {
-			if err := s.Close(); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		return errors.Join(errs...)
+	r.deliver(stop, lanes)
+	var errs []error
+	if ctx.Err() == nil {
+		errs = append(errs, context.Cause(stop)) // stopped from inside: a Runner failed
 	}
-	batchCtx, stopBatchers := context.WithCancel(context.Background())
-	defer stopBatchers()
-	var batchWG sync.WaitGroup
-	for _, e := range r.plugins {
-		sub, err := r.deps.Subscribe(e.name, e.tuning)
-		if err != nil {
-			cancelBus()
-			return errors.Join(fmt.Errorf("consumers: subscriber for %s: %w", e.name, err), closeSubs())
-		}
-		subs = append(subs, sub)
-		var b *batcher
-		if bh, ok := e.plugin.(BatchHandler); ok {
-			name := e.name
-			b = newBatcher(bh, e.tuning.BatchSize, e.tuning.BatchWait, func(n int) {
-				r.metrics.batchSize.WithLabelValues(name).Observe(float64(n))
-			})
-			batchWG.Add(1)
-			go func() {
-				defer batchWG.Done()
-				b.run(batchCtx, workCtx)
-			}()
-		}
-		h := r.handler(e, b, workCtx, stopCtx)
-		slots := make(chan struct{}, e.tuning.MaxInFlight)
-		router.AddConsumerHandler(e.name, r.deps.Topics.Calls, heldSubscriber{sub: sub, bus: busCtx, slots: slots},
-			func(msg *message.Message) error {
-				defer func() { <-slots }()
-				_, err := h(msg)
-				return err
-			})
-	}
+	r.drain(lanes)
+	errs = append(errs, r.commit(lanes), runners.stop(), r.closeAll())
+	r.logger.Info("consumers stopped")
+	return errors.Join(errs...)
+}
 
-	runCtx, stopRunners := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRunners()
-	var runWG sync.WaitGroup
+// runners are the background loops of Runner plug-ins.
+type runners struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// start runs every Runner plug-in on a context of its own, which outlives
+// the stop signal (a plug-in's background work, such as the lake's file
+// rotation, is needed while in-flight batches finish). A Runner that fails
+// calls fail.
+func (r *Runtime) start(fail func(error)) *runners {
+	ctx, cancel := context.WithCancel(context.Background())
+	rs := &runners{cancel: cancel}
 	for _, e := range r.plugins {
 		rn, ok := e.plugin.(Runner)
 		if !ok {
 			continue
 		}
-		runWG.Add(1)
+		rs.wg.Add(1)
 		go func() {
-			defer runWG.Done()
-			if err := rn.Run(runCtx); err != nil && runCtx.Err() == nil {
+			defer rs.wg.Done()
+			if err := rn.Run(ctx); err != nil && ctx.Err() == nil {
 				r.logger.Error("consumer plug-in stopped with an error", "plugin", e.name, "err", err)
-				stop(fmt.Errorf("consumers: plug-in %s: %w", e.name, err))
+				fail(fmt.Errorf("consumers: plug-in %s: %w", e.name, err))
 			}
 		}()
 	}
+	return rs
+}
+
+// stop cancels the Runner plug-ins and waits for them.
+func (rs *runners) stop() error {
+	rs.cancel()
+	rs.wg.Wait()
+	return nil
+}
+
+// subscribe opens every plug-in's lane. On error the lanes opened so far
+// are closed.
+func (r *Runtime) subscribe() ([]*lane, error) {
+	var lanes []*lane
+	for _, e := range r.plugins {
+		l, err := r.openLane(e)
+		if err != nil {
+			for _, opened := range lanes {
+				_ = opened.close()
+			}
+			return nil, err
+		}
+		lanes = append(lanes, l)
+	}
+	r.lanes = lanes
+	return lanes, nil
+}
+
+// deliver runs the lanes until stop is done.
+func (r *Runtime) deliver(stop context.Context, lanes []*lane) {
+	for _, l := range lanes {
+		l.start(stop)
+	}
+	r.delivering.Store(true)
+	r.logger.Info("consumers running", "plugins", r.Plugins(), "topic", r.deps.Topics.Calls)
 	var lagWG sync.WaitGroup
 	if r.deps.Lag != nil {
 		lagWG.Add(1)
-		go func() { defer lagWG.Done(); r.sampleLag(stopCtx) }()
+		go func() { defer lagWG.Done(); r.sampleLag(stop) }()
 	}
-
-	routerDone := make(chan error, 1)
-	go func() { routerDone <- router.Run(routerCtx) }()
-	select {
-	case <-router.Running():
-		r.ready.Store(true)
-		r.logger.Info("consumers running", "plugins", r.Plugins(), "topic", r.deps.Topics.Calls)
-	case err := <-routerDone:
-		stop(fmt.Errorf("consumers: router: %w", err))
-	case <-stopCtx.Done():
-	}
-
-	<-stopCtx.Done()
-	r.ready.Store(false)
-	r.logger.Info("consumers stopping: waiting for in-flight messages", "timeout", r.cfg.CloseTimeout)
-	var errs []error
-	if ctx.Err() == nil {
-		// Stopped from inside: a Runner or the router failed.
-		errs = append(errs, context.Cause(stopCtx))
-	}
-	stopIntake()
-	var flushWG sync.WaitGroup
-	for _, e := range r.plugins {
-		if f, ok := e.plugin.(Flusher); ok {
-			flushWG.Add(1)
-			go func() { defer flushWG.Done(); f.Flush() }()
-		}
-	}
-	if err := router.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("consumers: close router: %w", err))
-	}
-	flushWG.Wait()
-	select {
-	case <-router.Running():
-		if err := <-routerDone; err != nil {
-			errs = append(errs, fmt.Errorf("consumers: router: %w", err))
-		}
-	default:
-	}
-	// Anything still in flight after the timeout is abandoned: its message
-	// was not acknowledged, so it is delivered again.
-	cancelWork()
-	stopBatchers()
-	batchWG.Wait()
-	cancelBus()
-	if err := closeSubs(); err != nil {
-		errs = append(errs, fmt.Errorf("consumers: close subscribers: %w", err))
-	}
-	stopRunners()
-	runWG.Wait()
+	<-stop.Done()
+	r.delivering.Store(false)
 	lagWG.Wait()
-	if err := r.closeAll(); err != nil {
-		errs = append(errs, err)
-	}
-	r.logger.Info("consumers stopped")
-	return errors.Join(errs...)
 }
 
-// handler builds one plug-in's middleware chain, outermost first.
-func (r *Runtime) handler(e *entry, b *batcher, work, stop context.Context) message.HandlerFunc {
-	inner := func(msg *message.Message) ([]*message.Message, error) {
-		ev, ok := eventFrom(msg)
-		if !ok {
-			return nil, Permanent(errors.New("consumers: message reached the plug-in without a decoded event"))
-		}
-		d := Delivery{Event: ev, Message: msg}
-		d.Position, d.HasPosition = schemas.PositionOf(msg.Metadata)
-		if b != nil {
-			return nil, b.Do(work, d)
-		}
-		return nil, e.plugin.(Handler).Handle(work, d)
+// drain stops every lane's intake, flushes Flusher plug-ins and waits up to
+// Config.CloseTimeout for the batches in flight; then it abandons the rest.
+func (r *Runtime) drain(lanes []*lane) {
+	r.logger.Info("consumers stopping: waiting for in-flight batches", "timeout", r.cfg.CloseTimeout.String())
+	for _, l := range lanes {
+		l.stopIntake()
 	}
-	failed := r.metrics.attempts.WithLabelValues(e.name)
-	return chain(inner,
-		recoverMiddleware(r.logger, e.name, "consumer runtime of plug-in "+e.name),
-		metricsMiddleware(r.metrics, e.name),
-		poisonMiddleware(r.deps.Publisher, r.deps.Topics.DLQ, e.name, r.deps.Topics.Calls, r.logger),
-		decodeMiddleware(r.validator),
-		retryMiddleware(r.cfg, stop, e.name, func(error) { failed.Inc() }),
-		recoverMiddleware(r.logger, e.name, "plug-in "+e.name),
-	)
+	var wg sync.WaitGroup
+	for _, l := range lanes {
+		if f, ok := l.plugin.(Flusher); ok {
+			wg.Add(1)
+			go func() { defer wg.Done(); f.Flush() }()
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		for _, l := range lanes {
+			l.wait()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(r.cfg.CloseTimeout):
+		r.logger.Warn("consumers: in-flight batches did not finish in time; they will be delivered again", "timeout", r.cfg.CloseTimeout.String())
+	}
+	for _, l := range lanes {
+		l.abandon()
+	}
+	<-done
+	wg.Wait()
+}
+
+// commit closes every lane's subscription, which commits what was
+// acknowledged.
+func (r *Runtime) commit(lanes []*lane) error {
+	var errs []error
+	for _, l := range lanes {
+		if err := l.close(); err != nil {
+			errs = append(errs, fmt.Errorf("consumers: close subscriber of %s: %w", l.name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (r *Runtime) sampleLag(ctx context.Context) {
@@ -318,7 +339,7 @@ func (r *Runtime) sampleLag(ctx context.Context) {
 	for {
 		for _, e := range r.plugins {
 			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			lag, err := r.deps.Lag(lctx, e.name)
+			lag, err := r.deps.Lag.Lag(lctx, r.deps.Topics.Calls, r.cfg.GroupID(e.name))
 			cancel()
 			if err != nil {
 				if ctx.Err() == nil {

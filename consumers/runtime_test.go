@@ -18,181 +18,6 @@ import (
 	"github.com/callstream/callstream/schemas"
 )
 
-// capturePublisher records what a plug-in chain publishes to the DLQ.
-type capturePublisher struct {
-	mu   sync.Mutex
-	msgs map[string][]*message.Message // topic -> messages
-	fail error
-}
-
-func (c *capturePublisher) Publish(topic string, msgs ...*message.Message) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.fail != nil {
-		return c.fail
-	}
-	if c.msgs == nil {
-		c.msgs = map[string][]*message.Message{}
-	}
-	c.msgs[topic] = append(c.msgs[topic], msgs...)
-	return nil
-}
-
-func (c *capturePublisher) Close() error { return nil }
-
-func (c *capturePublisher) on(topic string) []*message.Message {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]*message.Message(nil), c.msgs[topic]...)
-}
-
-// newTestRuntime builds a runtime around one plug-in with a capturing
-// publisher, for tests of the handler chain without a bus.
-func newTestRuntime(t *testing.T, p Plugin, pub message.Publisher, reg prometheus.Registerer) *Runtime {
-	t.Helper()
-	rt, err := New(fastConfig(), RuntimeDeps{
-		Registerer: reg,
-		Topics:     NewTopics("test."),
-		Plugins:    []Factory{factoryOf(p)},
-		Subscribe:  func(string, Tuning) (message.Subscriber, error) { return nil, errors.New("unused") },
-		Publisher:  pub,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rt
-}
-
-// TestHandlerChain runs single messages through one plug-in's middleware
-// chain. Each case depends on the order of the middlewares: decoding sits
-// outside retries (a poison message is tried once), panic recovery inside
-// them (a panic is retried), the poison queue outside retries (it sees only
-// the final error) and metrics outermost (a poisoned message counts as
-// poisoned, not handled).
-func TestHandlerChain(t *testing.T) {
-	poison := poisonMessages(t)
-	tests := []struct {
-		name         string
-		msg          func() *message.Message
-		setup        func(r *recorder)
-		pubFail      error
-		wantErr      bool
-		wantDLQ      string // substring of the DLQ reason; "" means no DLQ message
-		wantAttempts int    // calls of the plug-in for this message's key
-		wantOutcome  string
-	}{
-		{name: "valid event handled once", msg: func() *message.Message { return eventMessage(t, testEvent(1)) },
-			wantAttempts: 1, wantOutcome: outcomeHandled},
-		{name: "transient errors retried then success", msg: func() *message.Message { return eventMessage(t, testEvent(1)) },
-			setup: func(r *recorder) { r.failN["call-0001"] = 2 }, wantAttempts: 3, wantOutcome: outcomeHandled},
-		{name: "errors past the retry budget go to DLQ", msg: func() *message.Message { return eventMessage(t, testEvent(1)) },
-			setup: func(r *recorder) { r.failN["call-0001"] = 100 }, wantDLQ: "failed 4 times: transient failure 4",
-			wantAttempts: 4, wantOutcome: outcomePoisoned},
-		{name: "panic recovered, retried, then DLQ", msg: func() *message.Message { return eventMessage(t, testEvent(1)) },
-			setup: func(r *recorder) { r.panicKey = "call-0001" }, wantDLQ: "panicked: boom on call-0001",
-			wantAttempts: 4, wantOutcome: outcomePoisoned},
-		{name: "permanent error not retried", msg: func() *message.Message { return eventMessage(t, testEvent(1)) },
-			setup: func(r *recorder) { r.permKey = "call-0001" }, wantDLQ: "refused for good",
-			wantAttempts: 1, wantOutcome: outcomePoisoned},
-		{name: "not JSON never reaches the plug-in", msg: func() *message.Message { return poison["poison-not-json"].msg },
-			wantDLQ: poison["poison-not-json"].reason, wantOutcome: outcomePoisoned},
-		{name: "schema failure never reaches the plug-in", msg: func() *message.Message { return poison["poison-schema"].msg },
-			wantDLQ: "call_status", wantOutcome: outcomePoisoned},
-		{name: "unknown major version never reaches the plug-in", msg: func() *message.Message { return poison["poison-v2"].msg },
-			wantDLQ: `ce_type "callstream.call.created.v2" has major version "v2"`, wantOutcome: outcomePoisoned},
-		{name: "DLQ down: nacked, not lost", msg: func() *message.Message { return poison["poison-not-json"].msg },
-			pubFail: errors.New("broker down"), wantErr: true, wantOutcome: outcomeFailed},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			rec := newRecorder("rec")
-			if tt.setup != nil {
-				tt.setup(rec)
-			}
-			pub := &capturePublisher{fail: tt.pubFail}
-			reg := prometheus.NewRegistry()
-			rt := newTestRuntime(t, rec, pub, reg)
-			h := rt.handler(rt.plugins[0], nil, context.Background(), context.Background())
-
-			msg := tt.msg()
-			_, err := h(msg)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("handler error = %v, want error %v", err, tt.wantErr)
-			}
-			dlq := pub.on("test." + schemas.DLQTopic)
-			if tt.wantDLQ == "" {
-				if len(dlq) != 0 {
-					t.Fatalf("unexpected DLQ message: %v", dlq[0].Metadata)
-				}
-			} else {
-				if len(dlq) != 1 {
-					t.Fatalf("DLQ got %d messages, want 1", len(dlq))
-				}
-				md := dlq[0].Metadata
-				if r := md.Get(schemas.DLQReasonMetadata); !strings.Contains(r, tt.wantDLQ) {
-					t.Fatalf("DLQ reason %q does not contain %q", r, tt.wantDLQ)
-				}
-				if md.Get(schemas.DLQHandlerMetadata) != "rec" || md.Get(schemas.DLQTopicMetadata) != "test."+schemas.CallsTopic {
-					t.Fatalf("DLQ metadata %v: wrong handler or topic", md)
-				}
-				if _, err := time.Parse(time.RFC3339Nano, md.Get(schemas.DLQTimeMetadata)); err != nil {
-					t.Fatalf("DLQ time: %v", err)
-				}
-				if string(dlq[0].Payload) != string(msg.Payload) {
-					t.Fatal("DLQ payload differs from the original")
-				}
-				if _, ok := msg.Metadata[schemas.DLQReasonMetadata]; ok {
-					t.Fatal("the original message's metadata was modified")
-				}
-			}
-			if got := rec.attemptsOf("call-0001"); got != tt.wantAttempts {
-				t.Fatalf("plug-in attempts = %d, want %d", got, tt.wantAttempts)
-			}
-			for _, o := range []string{outcomeHandled, outcomePoisoned, outcomeFailed} {
-				want := 0.0
-				if o == tt.wantOutcome {
-					want = 1
-				}
-				if got := testutil.ToFloat64(rt.metrics.messages.WithLabelValues("rec", o)); got != want {
-					t.Fatalf("messages{outcome=%s} = %v, want %v", o, got, want)
-				}
-			}
-		})
-	}
-}
-
-// TestRetryStopsAtShutdown: a message in retry backoff when shutdown starts
-// is nacked (delivered again next run), not sent to the DLQ.
-func TestRetryStopsAtShutdown(t *testing.T) {
-	rec := newRecorder("rec")
-	rec.failN["call-0001"] = 1000
-	pub := &capturePublisher{}
-	cfg := fastConfig()
-	cfg.MaxRetries = 1000
-	cfg.RetryInitialInterval = 50 * time.Millisecond
-	rt, err := New(cfg, RuntimeDeps{
-		Topics: NewTopics("test."), Plugins: []Factory{factoryOf(rec)}, Publisher: pub,
-		Subscribe: func(string, Tuning) (message.Subscriber, error) { return nil, nil },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(150*time.Millisecond, cancel)
-	h := rt.handler(rt.plugins[0], nil, context.Background(), stop)
-	start := time.Now()
-	_, err = h(eventMessage(t, testEvent(1)))
-	if !errors.Is(err, errShuttingDown) {
-		t.Fatalf("err = %v, want errShuttingDown", err)
-	}
-	if time.Since(start) > 5*time.Second {
-		t.Fatal("retries did not stop promptly at shutdown")
-	}
-	if n := len(pub.on("test." + schemas.DLQTopic)); n != 0 {
-		t.Fatalf("%d messages went to the DLQ at shutdown", n)
-	}
-}
-
 // startGoChannelRuntime runs a runtime on an in-process GoChannel, as
 // callstream run does, and returns the bus and a stop function that returns
 // Run's error.
@@ -208,7 +33,7 @@ func startGoChannelRuntime(t *testing.T, cfg Config, plugins ...Plugin) (*gochan
 		Registerer: prometheus.NewRegistry(),
 		Topics:     NewTopics("test."),
 		Plugins:    facts,
-		Subscribe:  SharedSubscribe(bus),
+		Subscribe:  Shared(bus),
 		Publisher:  bus,
 		State:      FileStates(t.TempDir()),
 	})
@@ -346,7 +171,7 @@ func TestRunnerFailureStopsRuntime(t *testing.T) {
 	defer bus.Close()
 	rt, err := New(fastConfig(), RuntimeDeps{
 		Topics: NewTopics("test."), Plugins: []Factory{factoryOf(p)}, Publisher: bus,
-		Subscribe: func(string, Tuning) (message.Subscriber, error) { return SharedSubscriber(bus), nil },
+		Subscribe: Shared(bus),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -380,7 +205,7 @@ func (f *failingRunner) Run(ctx context.Context) error {
 func TestNewRejects(t *testing.T) {
 	bus := gochannel.NewGoChannel(gochannel.Config{}, nil)
 	defer bus.Close()
-	sub := func(string, Tuning) (message.Subscriber, error) { return SharedSubscriber(bus), nil }
+	sub := Shared(bus)
 	type nothing struct{ Plugin }
 	tests := map[string]RuntimeDeps{
 		"no subscribe":    {Topics: NewTopics("t."), Publisher: bus, Plugins: []Factory{factoryOf(newRecorder("a"))}},
@@ -403,8 +228,8 @@ func TestNewRejects(t *testing.T) {
 	}
 }
 
-// concurrency is a Handler plug-in that records the most calls it had at
-// once.
+// concurrency is a BatchHandler plug-in that records the most batches it
+// had at once.
 type concurrency struct {
 	tuning    Tuning
 	mu        sync.Mutex
@@ -414,7 +239,7 @@ type concurrency struct {
 
 func (c *concurrency) Name() string   { return "conc" }
 func (c *concurrency) Tuning() Tuning { return c.tuning }
-func (c *concurrency) Handle(context.Context, Delivery) error {
+func (c *concurrency) HandleBatch(_ context.Context, b []Delivery) error {
 	c.mu.Lock()
 	c.now++
 	c.peak = max(c.peak, c.now)
@@ -422,18 +247,17 @@ func (c *concurrency) Handle(context.Context, Delivery) error {
 	time.Sleep(5 * time.Millisecond)
 	c.mu.Lock()
 	c.now--
-	c.done++
+	c.done += len(b)
 	c.mu.Unlock()
 	return nil
 }
 
-// TestMaxInFlightOnGoChannel: the in-process bus hands out every message
-// at once; the runtime still keeps a plug-in's concurrent deliveries within
-// its MaxInFlight.
-func TestMaxInFlightOnGoChannel(t *testing.T) {
+// TestConcurrencyBound: a plug-in gets at most Tuning.Concurrency batches
+// at once, and more than one when it asks for more.
+func TestConcurrencyBound(t *testing.T) {
 	for _, limit := range []int{1, 3} {
 		t.Run(fmt.Sprint(limit), func(t *testing.T) {
-			c := &concurrency{tuning: Tuning{MaxInFlight: limit}}
+			c := &concurrency{tuning: Tuning{Concurrency: limit, BatchSize: 2, BatchWait: time.Millisecond}}
 			bus, _, stop := startGoChannelRuntime(t, fastConfig(), c)
 			for i := 0; i < 30; i++ {
 				if err := bus.Publish("test."+schemas.CallsTopic, eventMessage(t, testEvent(i))); err != nil {
@@ -445,7 +269,7 @@ func TestMaxInFlightOnGoChannel(t *testing.T) {
 				t.Fatal(err)
 			}
 			if c.peak > limit || (limit > 1 && c.peak < 2) {
-				t.Fatalf("peak concurrency %d with MaxInFlight %d", c.peak, limit)
+				t.Fatalf("peak concurrency %d with Concurrency %d", c.peak, limit)
 			}
 		})
 	}
@@ -460,11 +284,14 @@ type holder struct {
 }
 
 func (h *holder) Name() string { return "holder" }
-func (h *holder) Handle(ctx context.Context, _ Delivery) error {
-	h.waiting.Add(1)
+func (h *holder) Tuning() Tuning {
+	return Tuning{Concurrency: 3, BatchSize: 3, BatchWait: time.Millisecond}
+}
+func (h *holder) HandleBatch(ctx context.Context, b []Delivery) error {
+	h.waiting.Add(int32(len(b)))
 	select {
 	case <-h.flushed:
-		h.done.Add(1)
+		h.done.Add(int32(len(b)))
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -515,6 +342,12 @@ func TestRunReportsCloseErrors(t *testing.T) {
 	}
 }
 
+type lagFunc func(ctx context.Context, topic, group string) (int64, error)
+
+func (f lagFunc) Lag(ctx context.Context, topic, group string) (int64, error) {
+	return f(ctx, topic, group)
+}
+
 // TestLagGauge: the runtime samples each plug-in's lag into its gauge.
 func TestLagGauge(t *testing.T) {
 	bus := gochannel.NewGoChannel(gochannel.Config{}, nil)
@@ -524,14 +357,17 @@ func TestLagGauge(t *testing.T) {
 	var calls atomic.Int64
 	rt, err := New(cfg, RuntimeDeps{
 		Topics: NewTopics("test."), Plugins: []Factory{factoryOf(newRecorder("a")), factoryOf(newRecorder("b"))},
-		Publisher: bus, Subscribe: SharedSubscribe(bus),
-		Lag: func(_ context.Context, plugin string) (int64, error) {
+		Publisher: bus, Subscribe: Shared(bus),
+		Lag: lagFunc(func(_ context.Context, topic, group string) (int64, error) {
 			calls.Add(1)
-			if plugin == "b" {
+			if topic != "test."+schemas.CallsTopic {
+				return 0, fmt.Errorf("lag asked for topic %s", topic)
+			}
+			if group == cfg.GroupID("b") {
 				return 0, errors.New("coordinator not available")
 			}
 			return 42, nil
-		},
+		}),
 	})
 	if err != nil {
 		t.Fatal(err)

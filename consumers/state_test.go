@@ -83,30 +83,34 @@ func TestFileState(t *testing.T) {
 	}
 }
 
-func TestTopicState(t *testing.T) {
+// TestSharedState runs the StateStore contract on the Kafka-mode store, a
+// compacted topic through kafkabus.KV.
+func TestSharedState(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	kcfg := kafkabus.DefaultConfig()
 	kcfg.Brokers = brokers
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	topic := testenv.Prefix(t) + ConsumerStateTopic
-	ts, err := NewTopicState(ctx, kcfg, topic)
+	kv, err := kafkabus.NewKV(ctx, kcfg, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ts.Close()
+	defer kv.Close()
+	ts := NewSharedState(kv)
 	testStateStore(t, ts.For("storage"))
 
-	// Keys are scoped per plug-in, and a new TopicState (a restarted
+	// Keys are scoped per plug-in, and a new SharedState (a restarted
 	// process) reads what the old one saved.
 	if err := ts.For("lake").Save(ctx, "window", []byte("lake-value")); err != nil {
 		t.Fatal(err)
 	}
-	ts2, err := NewTopicState(ctx, kcfg, topic)
+	kv2, err := kafkabus.NewKV(ctx, kcfg, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ts2.Close()
+	defer kv2.Close()
+	ts2 := NewSharedState(kv2)
 	for plugin, want := range map[string]string{"storage": "v2", "lake": "lake-value"} {
 		got, err := ts2.For(plugin).Load(ctx, "window")
 		if err != nil {

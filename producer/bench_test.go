@@ -73,7 +73,7 @@ func TestBenchMemoryAndRebuild(t *testing.T) {
 		}
 	}
 	p, err := New(DefaultConfig(), Deps{Source: noSource{}, Publisher: nopPublisher{}, Topic: topic,
-		Store: NewFileStore(t.TempDir() + "/s"), EventLog: NewKafkaEventLog(kcfg, topic)})
+		Store: NewFileStore(t.TempDir() + "/s"), EventLog: kafkabus.NewTopicLog(kcfg, topic)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,11 +98,12 @@ func TestChaosKillRestart(t *testing.T) {
 	// rather than the clock so that a loaded machine only makes it slower.
 	kcfg := kafkabus.DefaultConfig()
 	kcfg.Brokers = brokers
-	store, err := NewKafkaStore(context.Background(), kcfg, schemas.TopicName(prefix, schemas.ProducerStateTopic))
+	kv, err := kafkabus.NewKV(context.Background(), kcfg, schemas.TopicName(prefix, schemas.ProducerStateTopic))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	defer kv.Close()
+	store := NewKVStore(kv)
 	cmd, path := start(kills)
 	deadline := time.Now().Add(120 * time.Second)
 	for {

@@ -26,11 +26,12 @@ func kafkaDeps(t testing.TB, src Source, logger *slog.Logger) (Deps, kafkabus.Co
 	if err := kafkabus.EnsureTopic(ctx, kcfg, kafkabus.TopicSpec{Name: topic, Partitions: 3}); err != nil {
 		t.Fatal(err)
 	}
-	store, err := NewKafkaStore(ctx, kcfg, schemas.TopicName(prefix, schemas.ProducerStateTopic))
+	kv, err := kafkabus.NewKV(ctx, kcfg, schemas.TopicName(prefix, schemas.ProducerStateTopic))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
+	t.Cleanup(func() { kv.Close() })
+	store := NewKVStore(kv)
 	pcfg := kafkabus.DefaultPublisherConfig()
 	pcfg.Config = kcfg
 	pub, err := kafkabus.NewPublisher(pcfg, watermill.NopLogger{})
@@ -38,7 +39,7 @@ func kafkaDeps(t testing.TB, src Source, logger *slog.Logger) (Deps, kafkabus.Co
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pub.Close() })
-	return Deps{Source: src, Publisher: pub, Topic: topic, Store: store, EventLog: NewKafkaEventLog(kcfg, topic), Logger: logger}, kcfg
+	return Deps{Source: src, Publisher: pub, Topic: topic, Store: store, EventLog: kafkabus.NewTopicLog(kcfg, topic), Logger: logger}, kcfg
 }
 
 // TestLateAndChangedRecords steps a simulated clock shared by the simulator

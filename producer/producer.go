@@ -24,7 +24,7 @@ type Source interface {
 }
 
 // EventLog reads back the events topic, so that the dedup memory can be
-// rebuilt from what was really published. NewKafkaEventLog returns one.
+// rebuilt from what was really published; kafkabus.TopicLog is one.
 type EventLog interface {
 	// EndOffsets returns the offset the next record of each partition gets.
 	EndOffsets(ctx context.Context) (map[int]int64, error)

@@ -5,10 +5,11 @@ import (
 
 	"bytes"
 	"context"
-	"github.com/callstream/callstream/pkg/config"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/callstream/callstream/pkg/config"
 )
 
 // The configuration reference is generated from the code; this fails when

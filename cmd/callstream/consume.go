@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/callstream/callstream/consumers"
-	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/pkg/telemetry"
-	"github.com/callstream/callstream/schemas"
 )
 
 // cmdConsume runs consumer plug-ins against Kafka, each in its own consumer
@@ -34,64 +31,56 @@ func cmdConsume(ctx context.Context, e *env, args []string) error {
 
 // consume runs the plug-ins of registry that cfg selects.
 func consume(ctx context.Context, e *env, cfg *Config, registry []consumers.Factory) error {
-	if _, err := consumers.Select(registry, cfg.Consumers.Enabled, cfg.Consumers.Only); err != nil {
+	selected, err := consumers.Select(registry, cfg.Consumers.Enabled, cfg.Consumers.Only)
+	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if len(cfg.Kafka.Brokers) == 0 {
-		return fmt.Errorf("%w: this command reads from Kafka: set KAFKA_BROKERS (or kafka.brokers in the config file); `callstream run` uses the in-process bus instead", errUsage)
-	}
-	if err := cfg.Kafka.Validate(); err != nil {
-		return err
 	}
 	logger, err := telemetry.NewLogger(e.stderr, cfg.Log)
 	if err != nil {
 		return err
 	}
 	reg := telemetry.NewRegistry()
-	topics := consumers.NewTopics(cfg.TopicPrefix)
-	if err := consumers.EnsureKafkaTopics(ctx, cfg.Kafka, topics); err != nil {
-		return err
-	}
-	// Consumers may start before the first producer: create the calls
-	// topic as the producer would (same partition setting), so the groups
-	// do not start on a missing topic.
-	if err := kafkabus.EnsureTopic(ctx, cfg.Kafka, kafkabus.TopicSpec{Name: topics.Calls, Partitions: cfg.Producer.Partitions}); err != nil {
-		return err
-	}
-	state, err := consumers.NewTopicState(ctx, cfg.Kafka, schemas.TopicName(cfg.TopicPrefix, consumers.ConsumerStateTopic))
-	if err != nil {
-		return err
-	}
-	defer state.Close()
-	pcfg := kafkabus.DefaultPublisherConfig()
-	pcfg.Config, pcfg.Registerer = cfg.Kafka, reg
-	pub, err := kafkabus.NewPublisher(pcfg, watermill.NewSlogLogger(logger))
+	k, err := openKafka(cfg, "reads from", logger, reg)
 	if err != nil {
 		return err
 	}
 	// Closed after the runtime: DLQ and plug-in output are published until
 	// the last in-flight message is done.
-	defer pub.Close()
-
+	defer k.close()
+	topics := consumers.NewTopics(cfg.TopicPrefix)
+	names := make([]string, len(selected))
+	for i, f := range selected {
+		names[i] = f.Name
+	}
+	// Consumers may start before the first producer: create the calls
+	// topic as the producer would (same partition setting), so the groups
+	// do not start on a missing topic.
+	if err := k.ensure(ctx, cfg.Producer.Partitions, topics.Calls); err != nil {
+		return err
+	}
+	if err := k.ensure(ctx, 0, topics.Outputs(names)...); err != nil {
+		return err
+	}
+	state, err := k.consumerState(ctx)
+	if err != nil {
+		return err
+	}
 	rt, err := consumers.New(cfg.Consumers, consumers.RuntimeDeps{
 		Logger:     logger,
 		Registerer: reg,
 		Topics:     topics,
 		Plugins:    registry,
-		Subscribe:  consumers.KafkaSubscribe(cfg.Kafka, cfg.Consumers, reg, logger),
-		Publisher:  pub,
-		State:      state.For,
-		Lag:        consumers.KafkaLag(cfg.Kafka, cfg.Consumers, topics.Calls),
+		Subscribe:  k.subscribers(),
+		Publisher:  k.publisher(),
+		State:      state,
+		Lag:        k.lagger(),
 	})
 	if err != nil {
 		return err
 	}
 	ops := telemetry.NewServer(cfg.HTTP, reg, logger)
 	ops.AddReadiness("consumers", rt.Ready)
-	ops.AddReadiness("kafka", func(ctx context.Context) error {
-		_, err := kafkabus.PartitionIDs(ctx, cfg.Kafka, topics.DLQ)
-		return err
-	})
+	ops.AddReadiness("kafka", k.ready(topics.DLQ))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return rt.Run(gctx) })
 	g.Go(func() error { return ops.Run(gctx) })

@@ -57,7 +57,7 @@ func TestDLQReplayEmpty(t *testing.T) {
 	prefix := testenv.Prefix(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := consumers.EnsureKafkaTopics(ctx, kcfg, consumers.NewTopics(prefix)); err != nil {
+	if err := kafkabus.EnsureTopics(ctx, kcfg, consumers.NewTopics(prefix).Outputs(nil)...); err != nil {
 		t.Fatal(err)
 	}
 	vars := map[string]string{"KAFKA_BROKERS": strings.Join(kcfg.Brokers, ","), "CALLSTREAM_TOPIC_PREFIX": prefix}

@@ -7,15 +7,13 @@ import (
 	"sort"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-
 	"github.com/callstream/callstream/consumers"
-	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/pkg/telemetry"
 )
 
 // cmdDLQ handles the dead-letter topic: `callstream dlq replay` puts
-// poisoned messages back on their original topics after a fix.
+// poisoned messages back, after a fix, each to the plug-in (and webhook
+// endpoint) that failed it.
 func cmdDLQ(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || args[0] != "replay" {
 		return fmt.Errorf("%w: want `dlq replay [--limit N] [--dry-run]`", errUsage)
@@ -36,40 +34,33 @@ func cmdDLQ(ctx context.Context, e *env, args []string) error {
 	if limit < 0 {
 		return fmt.Errorf("%w: --limit must not be negative", errUsage)
 	}
-	if len(cfg.Kafka.Brokers) == 0 {
-		return fmt.Errorf("%w: the DLQ lives on Kafka: set KAFKA_BROKERS (or kafka.brokers in the config file)", errUsage)
-	}
-	if err := cfg.Kafka.Validate(); err != nil {
-		return err
-	}
 	logger, err := telemetry.NewLogger(e.stderr, cfg.Log)
 	if err != nil {
 		return err
 	}
+	k, err := openKafka(cfg, "replays the DLQ on", logger, nil)
+	if err != nil {
+		return err
+	}
+	defer k.close()
 	topics := consumers.NewTopics(cfg.TopicPrefix)
 	rc := consumers.ReplayConfig{
-		Kafka:  cfg.Kafka,
-		DLQ:    topics.DLQ,
-		Group:  cfg.Consumers.GroupID("dlq-replay"),
-		Limit:  limit,
-		DryRun: dryRun,
-		Idle:   idle,
-		Logger: logger,
+		Topics:    topics,
+		Group:     cfg.Consumers.GroupID("dlq-replay"),
+		Subscribe: k.subscribers(),
+		Lag:       k.lagger(),
+		Publisher: k.publisher(),
+		Limit:     limit,
+		DryRun:    dryRun,
+		Idle:      idle,
+		Logger:    logger,
 	}
 	if dryRun {
 		rc.OnRecord = func(r consumers.ReplayRecord) {
-			fmt.Fprintf(e.stdout, "%d/%d -> %s (was %s/%s, handler %s): %s\n",
-				r.Partition, r.Offset, r.Topic, r.OriginPartition, r.OriginOffset, r.Handler, r.Reason)
+			fmt.Fprintf(e.stdout, "%d/%d -> %s (was %s %s/%s, handler %s%s): %s\n",
+				r.Position.Partition, r.Position.Offset, r.RetryTopic, r.Topic, r.OriginPartition, r.OriginOffset,
+				r.Handler, endpointNote(r.Endpoint), r.Reason)
 		}
-	} else {
-		pcfg := kafkabus.DefaultPublisherConfig()
-		pcfg.Config = cfg.Kafka
-		pub, err := kafkabus.NewPublisher(pcfg, watermill.NewSlogLogger(logger))
-		if err != nil {
-			return err
-		}
-		defer pub.Close()
-		rc.Publisher = pub
 	}
 	stats, err := consumers.ReplayDLQ(ctx, rc)
 	verb := "replayed"
@@ -77,15 +68,22 @@ func cmdDLQ(ctx context.Context, e *env, args []string) error {
 	if dryRun {
 		verb, n = "would replay", stats.Read-stats.Skipped
 	}
-	fmt.Fprintf(e.stdout, "%s: backlog %d, read %d, %s %d, skipped %d (no original topic)\n",
+	fmt.Fprintf(e.stdout, "%s: backlog %d, read %d, %s %d, skipped %d (no handler named)\n",
 		topics.DLQ, stats.Backlog, stats.Read, verb, n, stats.Skipped)
-	names := make([]string, 0, len(stats.ByTopic))
-	for t := range stats.ByTopic {
-		names = append(names, t)
+	names := make([]string, 0, len(stats.ByHandler))
+	for h := range stats.ByHandler {
+		names = append(names, h)
 	}
 	sort.Strings(names)
-	for _, t := range names {
-		fmt.Fprintf(e.stdout, "  %s: %d\n", t, stats.ByTopic[t])
+	for _, h := range names {
+		fmt.Fprintf(e.stdout, "  to %s (%s): %d\n", h, topics.Retry(h), stats.ByHandler[h])
 	}
 	return err
+}
+
+func endpointNote(ep string) string {
+	if ep == "" {
+		return ""
+	}
+	return ", endpoint " + ep
 }

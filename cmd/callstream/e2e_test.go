@@ -245,11 +245,12 @@ lake:
 	// 4. Let the top rung pass the cut, so every call created before it is
 	// final on the topic; then stop the producer.
 	cut := clock.Now()
-	store, err := producer.NewKafkaStore(context.Background(), kcfg, schemas.TopicName(prefix, schemas.ProducerStateTopic))
+	kv, err := kafkabus.NewKV(context.Background(), kcfg, schemas.TopicName(prefix, schemas.ProducerStateTopic))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	defer kv.Close()
+	store := producer.NewKVStore(kv)
 	if !e2eWaitFor(150*time.Second, time.Second, func() bool {
 		alive("waiting for the top rung")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

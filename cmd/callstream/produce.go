@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/pkg/telemetry"
 	"github.com/callstream/callstream/pkg/unpod"
 	"github.com/callstream/callstream/producer"
@@ -35,10 +33,7 @@ func cmdProduce(ctx context.Context, e *env, args []string) error {
 	defer k.close()
 
 	ops := telemetry.NewServer(cfg.HTTP, reg, logger)
-	ops.AddReadiness("kafka", func(ctx context.Context) error {
-		_, err := kafkabus.PartitionIDs(ctx, cfg.Kafka, k.topic)
-		return err
-	})
+	ops.AddReadiness("kafka", k.bus.ready(k.topic))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return k.producer.Run(gctx) })
 	g.Go(func() error { return ops.Run(gctx) })
@@ -50,56 +45,50 @@ func cmdProduce(ctx context.Context, e *env, args []string) error {
 type kafkaProducer struct {
 	producer *producer.Producer
 	topic    string
-	pub      *kafkabus.Publisher
-	store    *producer.KafkaStore
+	bus      *kafkaBus
 }
 
-func (k *kafkaProducer) close() {
-	k.pub.Close()
-	k.store.Close()
-}
+func (k *kafkaProducer) close() { _ = k.bus.close() }
 
 func newKafkaProducer(ctx context.Context, cfg *Config, logger *slog.Logger, reg *prometheus.Registry) (*kafkaProducer, error) {
-	if len(cfg.Kafka.Brokers) == 0 {
-		return nil, fmt.Errorf("%w: this command publishes to Kafka: set KAFKA_BROKERS (or kafka.brokers in the config file); `callstream run` uses the in-process bus instead", errUsage)
-	}
-	if err := cfg.Kafka.Validate(); err != nil {
+	k, err := openKafka(cfg, "publishes to", logger, reg)
+	if err != nil {
 		return nil, err
 	}
+	p, topic, err := buildProducer(ctx, cfg, logger, reg, k)
+	if err != nil {
+		_ = k.close()
+		return nil, err
+	}
+	return &kafkaProducer{producer: p, topic: topic, bus: k}, nil
+}
+
+func buildProducer(ctx context.Context, cfg *Config, logger *slog.Logger, reg *prometheus.Registry, k *kafkaBus) (*producer.Producer, string, error) {
 	ucfg := cfg.Unpod
 	ucfg.Logger, ucfg.Registerer = logger, reg
 	client, err := unpod.New(ucfg)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	topic := schemas.TopicName(cfg.TopicPrefix, schemas.CallsTopic)
-	if err := kafkabus.EnsureTopic(ctx, cfg.Kafka, kafkabus.TopicSpec{Name: topic, Partitions: cfg.Producer.Partitions}); err != nil {
-		return nil, err
+	if err := k.ensure(ctx, cfg.Producer.Partitions, topic); err != nil {
+		return nil, "", err
 	}
-	store, err := producer.NewKafkaStore(ctx, cfg.Kafka, schemas.TopicName(cfg.TopicPrefix, schemas.ProducerStateTopic))
+	store, err := k.producerState(ctx)
 	if err != nil {
-		return nil, err
-	}
-	pcfg := kafkabus.DefaultPublisherConfig()
-	pcfg.Config, pcfg.Registerer = cfg.Kafka, reg
-	pub, err := kafkabus.NewPublisher(pcfg, watermill.NewSlogLogger(logger))
-	if err != nil {
-		store.Close()
-		return nil, err
+		return nil, "", err
 	}
 	p, err := producer.New(cfg.Producer, producer.Deps{
 		Source:     client,
-		Publisher:  pub,
+		Publisher:  k.publisher(),
 		Topic:      topic,
 		Store:      store,
-		EventLog:   producer.NewKafkaEventLog(cfg.Kafka, topic),
+		EventLog:   k.eventLog(topic),
 		Logger:     logger,
 		Registerer: reg,
 	})
 	if err != nil {
-		pub.Close()
-		store.Close()
-		return nil, fmt.Errorf("%w: %v", errUsage, err)
+		return nil, "", fmt.Errorf("%w: %v", errUsage, err)
 	}
-	return &kafkaProducer{producer: p, topic: topic, pub: pub, store: store}, nil
+	return p, topic, nil
 }

@@ -75,7 +75,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		Registerer: reg,
 		Topics:     topics,
 		Plugins:    plugins(cfg),
-		Subscribe:  consumers.SharedSubscribe(bus),
+		Subscribe:  consumers.Shared(bus),
 		Publisher:  bus,
 		State:      consumers.FileStates(cfg.statePath("consumers")),
 	})

@@ -39,11 +39,12 @@ func TestKafkaStateAndAlertsTopic(t *testing.T) {
 
 	// Each "process" opens the state topic afresh.
 	newPlugin := func() *Plugin {
-		ts, err := consumers.NewTopicState(ctx, kcfg, stateTopic)
+		kv, err := kafkabus.NewKV(ctx, kcfg, stateTopic)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = ts.Close() })
+		t.Cleanup(func() { _ = kv.Close() })
+		ts := consumers.NewSharedState(kv)
 		p, err := New(testConfig(""), consumers.Deps{Publisher: pub, Topics: topics, State: ts.For(Name)})
 		if err != nil {
 			t.Fatal(err)

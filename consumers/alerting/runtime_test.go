@@ -51,7 +51,7 @@ func runEmbedded(t *testing.T, stateDir string, events []schemas.CallEvent) []sc
 	reg := prometheus.NewRegistry()
 	rt, err := consumers.New(consumers.Config{Enabled: []string{Name}}, consumers.RuntimeDeps{
 		Registerer: reg, Topics: topics, Plugins: []consumers.Factory{Factory(testConfig(""))},
-		Subscribe: consumers.SharedSubscribe(bus), Publisher: bus, State: consumers.FileStates(stateDir),
+		Subscribe: consumers.Shared(bus), Publisher: bus, State: consumers.FileStates(stateDir),
 	})
 	if err != nil {
 		t.Fatal(err)

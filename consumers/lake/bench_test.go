@@ -3,8 +3,6 @@ package lake
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -102,7 +100,7 @@ func TestBenchLake(t *testing.T) {
 func runtimeBench(t *testing.T, brokers []string, topics consumers.Topics, n int) {
 	kcfg := kafkabus.DefaultConfig()
 	kcfg.Brokers = brokers
-	if err := consumers.EnsureKafkaTopics(context.Background(), kcfg, topics); err != nil {
+	if err := kafkabus.EnsureTopics(context.Background(), kcfg, topics.Outputs(nil)...); err != nil {
 		t.Fatal(err)
 	}
 	pc := kafkabus.DefaultPublisherConfig()
@@ -119,7 +117,7 @@ func runtimeBench(t *testing.T, brokers []string, topics consumers.Topics, n int
 	rt, err := consumers.New(cfg, consumers.RuntimeDeps{
 		Registerer: reg, Topics: topics, Publisher: pub,
 		Plugins:   []consumers.Factory{Factory(Config{Dir: dir, IdleClose: time.Second})},
-		Subscribe: consumers.KafkaSubscribe(kcfg, cfg, reg, slog.New(slog.NewTextHandler(io.Discard, nil))),
+		Subscribe: testenv.KafkaSubscribers(kcfg, reg),
 	})
 	if err != nil {
 		t.Fatal(err)

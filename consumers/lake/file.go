@@ -15,9 +15,9 @@ import (
 	"github.com/parquet-go/parquet-go/compress/zstd"
 )
 
-// localPartition stands for "no Kafka partition": events from the in-process
-// bus, numbered by a sequence of the lake's own.
-const localPartition int32 = -1
+// retryTag marks the files of the lake's retry topic (events replayed from
+// the DLQ), whose offsets are the retry topic's own: "part-r<partition>-".
+const retryTag = "r"
 
 // Key-value metadata written in every file's footer.
 const (
@@ -28,42 +28,40 @@ const (
 	metaLast      = "callstream.last_offset"
 )
 
-// fileName names a file by its partition and the smallest offset it holds:
-// the same first record always gives the same name.
-func fileName(partition int32, first int64) string {
-	p := "local"
-	if partition != localPartition {
-		p = strconv.Itoa(int(partition))
-	}
-	return fmt.Sprintf("part-%s-%010d.parquet", p, first)
+// fileName names a file by its source (the calls topic, or the retry topic
+// with retryTag), partition and the smallest offset it holds: the same
+// first record always gives the same name.
+func fileName(k partKey, first int64) string {
+	return fmt.Sprintf("part-%s%d-%010d.parquet", k.tag, k.partition, first)
 }
 
 // parseFileName is fileName's inverse; ok is false for any other name.
-func parseFileName(name string) (partition int32, first int64, ok bool) {
+func parseFileName(name string) (k partKey, first int64, ok bool) {
 	rest, found := strings.CutPrefix(name, "part-")
 	if !found {
-		return 0, 0, false
+		return k, 0, false
 	}
 	rest, found = strings.CutSuffix(rest, ".parquet")
 	if !found {
-		return 0, 0, false
+		return k, 0, false
 	}
 	p, off, found := strings.Cut(rest, "-")
 	if !found {
-		return 0, 0, false
+		return k, 0, false
 	}
 	first, err := strconv.ParseInt(off, 10, 64)
 	if err != nil || first < 0 {
-		return 0, 0, false
+		return k, 0, false
 	}
-	if p == "local" {
-		return localPartition, first, true
+	if rest, ok := strings.CutPrefix(p, retryTag); ok {
+		k.tag, p = retryTag, rest
 	}
 	n, err := strconv.ParseInt(p, 10, 32)
 	if err != nil || n < 0 {
-		return 0, 0, false
+		return partKey{}, 0, false
 	}
-	return int32(n), first, true
+	k.partition = int32(n)
+	return k, first, true
 }
 
 // isTemp reports whether name is a file being written (or left by a crash).

@@ -32,21 +32,12 @@ func (l *Lake) scan() error {
 			}
 			return nil
 		}
-		partition, first, ok := parseFileName(name)
+		key, first, ok := parseFileName(name)
 		if !ok {
 			return nil
 		}
-		p := l.part(partition)
+		p := l.part(key)
 		p.files = append(p.files, &fileRef{path: path, first: first, last: -1})
-		if partition == localPartition {
-			last, _, err := fileOffsets(path, false)
-			if err != nil {
-				// Its name still gives a lower bound for the sequence.
-				l.log.Error("lake: cannot read an existing file", "file", path, "err", err)
-				last = first
-			}
-			l.localSeq = max(l.localSeq, last+1)
-		}
 		return nil
 	})
 	if err != nil {
@@ -103,7 +94,7 @@ func (l *Lake) ensureIndexed(p *partState, offset int64) {
 // no offset (its records may be written again). l.mu is held.
 func (l *Lake) unreadable(p *partState, f *fileRef, err error) {
 	l.log.Error("lake: cannot read the offsets of an existing file; its events may be written again",
-		"partition", p.id, "file", f.path, "err", err)
+		"partition", p.key.String(), "file", f.path, "err", err)
 	l.metrics.indexErrors.Inc()
 	f.indexed = true // never retried: the error would repeat for every record
 	f.last = -1
@@ -164,14 +155,14 @@ func (l *Lake) relist(p *partState) {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		partition, first, ok := parseFileName(d.Name())
-		if ok && partition == p.id && known[path] == nil {
+		key, first, ok := parseFileName(d.Name())
+		if ok && key == p.key && known[path] == nil {
 			p.files = append(p.files, &fileRef{path: path, first: first, last: -1})
 		}
 		return nil
 	})
 	if err != nil {
-		l.log.Error("lake: list files again", "partition", p.id, "err", err)
+		l.log.Error("lake: list files again", "partition", p.key.String(), "err", err)
 		return
 	}
 	p.forgotFiles = false

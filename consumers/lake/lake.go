@@ -8,12 +8,14 @@ import (
 	"math"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/parquet-go/parquet-go/compress"
 
 	"github.com/callstream/callstream/consumers"
+	"github.com/callstream/callstream/schemas"
 )
 
 // Name is the plug-in's name: its consumer group is callstream-lake.
@@ -28,17 +30,23 @@ func Factory(cfg Config) consumers.Factory {
 
 var errClosed = errors.New("lake: closed")
 
+// errNoPosition refuses a delivery without a bus position: files are named
+// by partition and offset, which is what makes a rewrite after a crash
+// replace the same file instead of duplicating rows.
+var errNoPosition = errors.New("lake: the message has no bus position (partition and offset); the lake needs one")
+
 var (
-	_ consumers.Handler = (*Lake)(nil)
-	_ consumers.Runner  = (*Lake)(nil)
-	_ consumers.Closer  = (*Lake)(nil)
-	_ consumers.Tuner   = (*Lake)(nil)
-	_ consumers.Flusher = (*Lake)(nil)
+	_ consumers.BatchHandler = (*Lake)(nil)
+	_ consumers.Runner       = (*Lake)(nil)
+	_ consumers.Closer       = (*Lake)(nil)
+	_ consumers.Tuner        = (*Lake)(nil)
+	_ consumers.Flusher      = (*Lake)(nil)
 )
 
-// Lake writes call events to Parquet files. It implements consumers.Handler,
-// Runner, Closer, Tuner and Flusher. It is safe for concurrent use: the runtime calls
-// Handle from many goroutines at once.
+// Lake writes call events to Parquet files. It implements
+// consumers.BatchHandler, Runner, Closer, Tuner and Flusher. It is safe for
+// concurrent use: the runtime hands it several batches at once, each
+// waiting until its rows are in renamed files.
 type Lake struct {
 	cfg     Config
 	codec   compress.Codec
@@ -46,7 +54,7 @@ type Lake struct {
 	metrics *metrics
 	now     func() time.Time
 	sem     chan struct{} // bounds concurrent file writes
-	flushes sync.WaitGroup
+	retry   string        // the lake's retry topic: its files are tagged retryTag
 
 	// noIndex turns off the skip of offsets already in renamed files. Only
 	// tests set it, to show that the crash tests catch the duplicates the
@@ -54,15 +62,24 @@ type Lake struct {
 	noIndex bool
 
 	mu       sync.Mutex
-	parts    map[int32]*partState
-	openRows int   // rows in files still open
-	localSeq int64 // next offset given to an event without a Kafka position
+	parts    map[partKey]*partState
+	writing  map[*openFile]struct{} // handed to a writer, not yet renamed or failed
+	openRows int                    // rows in files still open
 	closed   bool
 }
 
-// partState is what the lake knows about one Kafka partition.
+// partKey names a partition of one of the lake's sources: the calls topic
+// (tag "") or its retry topic (retryTag), whose offsets are their own.
+type partKey struct {
+	tag       string
+	partition int32
+}
+
+func (k partKey) String() string { return k.tag + strconv.Itoa(int(k.partition)) }
+
+// partState is what the lake knows about one partition.
 type partState struct {
-	id    int32
+	key   partKey
 	topic string
 	open  map[dirKey]*openFile
 	// pending holds the offsets in files not yet renamed, so a redelivery
@@ -118,7 +135,8 @@ func New(cfg Config, deps consumers.Deps) (*Lake, error) {
 	}
 	l := &Lake{
 		cfg: cfg, codec: c, log: log.With("plugin", Name), metrics: m, now: time.Now,
-		sem: make(chan struct{}, cfg.FlushWorkers), parts: make(map[int32]*partState),
+		sem: make(chan struct{}, cfg.FlushWorkers), retry: deps.Topics.Retry(Name),
+		parts: make(map[partKey]*partState), writing: make(map[*openFile]struct{}),
 	}
 	if err := l.scan(); err != nil {
 		return nil, err
@@ -129,75 +147,114 @@ func New(cfg Config, deps consumers.Deps) (*Lake, error) {
 // Name implements consumers.Plugin.
 func (l *Lake) Name() string { return Name }
 
-// Tuning asks for as many unacknowledged messages as the open files may hold:
-// Handle acknowledges a message only once its file is renamed.
+// Tuning asks for as many unacknowledged messages as the open files may
+// hold, in batches handled concurrently: HandleBatch returns only once its
+// rows are in renamed files, so while files fill, later batches must be
+// handed over too.
 func (l *Lake) Tuning() consumers.Tuning {
-	return consumers.Tuning{MaxInFlight: l.cfg.MaxBufferedRows}
+	size := min(1000, l.cfg.MaxBufferedRows)
+	return consumers.Tuning{
+		MaxInFlight: l.cfg.MaxBufferedRows, BatchSize: size,
+		Concurrency: max(1, l.cfg.MaxBufferedRows/size-1),
+	}
 }
 
 // part returns the state of a partition, creating it; l.mu is held.
-func (l *Lake) part(id int32) *partState {
-	p := l.parts[id]
+func (l *Lake) part(k partKey) *partState {
+	p := l.parts[k]
 	if p == nil {
 		p = &partState{
-			id: id, open: make(map[dirKey]*openFile), pending: make(map[int64]*openFile),
+			key: k, open: make(map[dirKey]*openFile), pending: make(map[int64]*openFile),
 			covered: make(map[int64]struct{}), floor: math.MaxInt64,
 		}
-		l.parts[id] = p
+		l.parts[k] = p
 	}
 	return p
 }
 
-// Handle appends the event to its partition's open file for its directory
-// and returns once that file is renamed into place, so the runtime
-// acknowledges the message (and the bus commits its offset) only when the
-// event is durable. An event whose offset is already in a renamed file is
-// acknowledged at once: it is a redelivery after a crash.
-//
-// Events without a Kafka position (the in-process bus) are numbered by the
-// lake and acknowledged as soon as they are buffered: that bus delivers one
-// message at a time and keeps nothing across a crash anyway.
-func (l *Lake) Handle(ctx context.Context, d consumers.Delivery) error {
-	partition, offset, topic, kafka, err := position(d)
-	if err != nil {
-		return consumers.Permanent(err)
+// keyOf tells the lake's two sources apart.
+func (l *Lake) keyOf(pos schemas.Position) partKey {
+	if pos.Topic == l.retry {
+		return partKey{tag: retryTag, partition: pos.Partition}
 	}
+	return partKey{partition: pos.Partition}
+}
+
+// HandleBatch appends each event to its partition's open file for its
+// directory and returns once those files are renamed into place, so the
+// runtime acknowledges a message (and the bus commits its offset) only when
+// the event is durable. An event whose offset is already in a renamed file
+// is acknowledged at once: it is a redelivery after a crash. A file that
+// cannot be written fails its events as transient (the disk, not the
+// events, is at fault): they are handed over again.
+func (l *Lake) HandleBatch(ctx context.Context, batch []consumers.Delivery) error {
+	var errs consumers.ItemErrors
+	fail := func(i int, err error) {
+		if errs == nil {
+			errs = consumers.ItemErrors{}
+		}
+		errs[i] = err
+	}
+	files := make([]*openFile, len(batch))
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return errClosed
 	}
-	if !kafka {
-		offset = l.localSeq
-		l.localSeq++
-	}
-	p := l.part(partition)
-	if p.topic == "" {
-		p.topic = topic
-	}
-	if kafka && !l.noIndex {
-		l.ensureIndexed(p, offset)
-		if _, ok := p.covered[offset]; ok {
-			l.mu.Unlock()
-			l.metrics.skipped.Inc()
-			return nil
+	for i := range batch {
+		d := &batch[i]
+		if !d.HasPosition {
+			fail(i, consumers.Permanent(errNoPosition))
+			continue
 		}
-	}
-	f, ok := p.pending[offset]
-	if !ok {
-		f = l.append(p, d.Event.Org, rowOf(&d.Event, partition, offset))
+		p := l.part(l.keyOf(d.Position))
+		if p.topic == "" {
+			p.topic = d.Position.Topic
+		}
+		off := d.Position.Offset
+		if !l.noIndex {
+			l.ensureIndexed(p, off)
+			if _, ok := p.covered[off]; ok {
+				l.metrics.skipped.Inc()
+				continue
+			}
+		}
+		f, ok := p.pending[off]
+		if !ok {
+			f = l.append(p, d.Event.Org, rowOf(&d.Event, d.Position.Partition, off))
+		}
+		files[i] = f
 	}
 	l.mu.Unlock()
-	if !kafka {
-		return nil
+	for i, f := range files {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.done:
+			if f.err != nil {
+				fail(i, consumers.Transient(f.err))
+			}
+		case <-ctx.Done():
+			// The rows stay in their files; a redelivery finds them
+			// pending or covered.
+			return ctx.Err()
+		}
 	}
-	select {
-	case <-f.done:
-		return f.err
-	case <-ctx.Done():
-		// The row stays in its file; a redelivery finds it pending or covered.
-		return ctx.Err()
+	if errs != nil {
+		return &errs
 	}
+	return nil
+}
+
+// Handle is HandleBatch for one event.
+func (l *Lake) Handle(ctx context.Context, d consumers.Delivery) error {
+	err := l.HandleBatch(ctx, []consumers.Delivery{d})
+	var items *consumers.ItemErrors
+	if errors.As(err, &items) {
+		return (*items)[0]
+	}
+	return err
 }
 
 // append adds a row to its open file, rotating on event-time span, rows and
@@ -273,7 +330,7 @@ func maxTime(a, b time.Time) time.Time {
 func (l *Lake) startFlush(f *openFile) {
 	delete(f.part.open, f.key)
 	l.openRows -= len(f.rows)
-	l.flushes.Add(1)
+	l.writing[f] = struct{}{}
 	go l.flush(f)
 }
 
@@ -288,7 +345,6 @@ func (l *Lake) flushAll() {
 
 // flush writes one file and wakes the handlers waiting for it.
 func (l *Lake) flush(f *openFile) {
-	defer l.flushes.Done()
 	l.sem <- struct{}{}
 	defer func() { <-l.sem }()
 
@@ -296,8 +352,8 @@ func (l *Lake) flush(f *openFile) {
 	p := f.part
 	slices.SortFunc(f.rows, func(a, b Row) int { return cmpInt64(a.KafkaOffset, b.KafkaOffset) })
 	spec := fileSpec{
-		root: l.cfg.Dir, dir: f.key.path(), name: fileName(p.id, f.rows[0].KafkaOffset),
-		topic: p.topic, partition: p.id, codec: l.codec, rowGroupRows: l.cfg.RowGroupRows,
+		root: l.cfg.Dir, dir: f.key.path(), name: fileName(p.key, f.rows[0].KafkaOffset),
+		topic: p.topic, partition: p.key.partition, codec: l.codec, rowGroupRows: l.cfg.RowGroupRows,
 	}
 	size, replaced, err := writeFile(spec, f.rows)
 	if replaced {
@@ -307,10 +363,11 @@ func (l *Lake) flush(f *openFile) {
 	}
 
 	l.mu.Lock()
+	delete(l.writing, f)
 	for i := range f.rows {
 		delete(p.pending, f.rows[i].KafkaOffset)
 	}
-	if err == nil && p.id != localPartition {
+	if err == nil {
 		for i := range f.rows {
 			p.covered[f.rows[i].KafkaOffset] = struct{}{}
 		}
@@ -376,13 +433,13 @@ func (l *Lake) closeExpired() {
 }
 
 // Flush writes every open file and waits until all files are renamed. The
-// runtime calls it when shutdown begins, so the handlers waiting on open
+// runtime calls it when shutdown begins, so the batches waiting on open
 // files return (and their messages are acknowledged) at once.
 func (l *Lake) Flush() {
 	l.mu.Lock()
 	l.flushAll()
 	l.mu.Unlock()
-	l.flushes.Wait()
+	l.waitWriting()
 }
 
 // Close writes the open files and waits for every write to finish. Rows of
@@ -393,15 +450,19 @@ func (l *Lake) Close() error {
 	l.closed = true
 	l.flushAll()
 	l.mu.Unlock()
-	l.flushes.Wait()
+	l.waitWriting()
 	return nil
 }
 
-// position reads the Kafka partition, offset and topic of a delivery; kafka
-// is false when the message carries none (the in-process bus).
-func position(d consumers.Delivery) (partition int32, offset int64, topic string, kafka bool, err error) {
-	if !d.HasPosition {
-		return localPartition, 0, "", false, nil
+// waitWriting waits for the files being written when it is called.
+func (l *Lake) waitWriting() {
+	l.mu.Lock()
+	done := make([]chan struct{}, 0, len(l.writing))
+	for f := range l.writing {
+		done = append(done, f.done)
 	}
-	return d.Position.Partition, d.Position.Offset, d.Position.Topic, true, nil
+	l.mu.Unlock()
+	for _, ch := range done {
+		<-ch
+	}
 }

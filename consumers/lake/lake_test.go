@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,26 +36,27 @@ func newLake(t *testing.T, cfg Config) *Lake {
 
 func TestFileName(t *testing.T) {
 	tests := []struct {
-		partition int32
-		first     int64
-		want      string
+		key   partKey
+		first int64
+		want  string
 	}{
-		{0, 0, "part-0-0000000000.parquet"},
-		{12, 1234567, "part-12-0001234567.parquet"},
-		{3, 123456789012, "part-3-123456789012.parquet"},
-		{localPartition, 5, "part-local-0000000005.parquet"},
+		{partKey{partition: 0}, 0, "part-0-0000000000.parquet"},
+		{partKey{partition: 12}, 1234567, "part-12-0001234567.parquet"},
+		{partKey{partition: 3}, 123456789012, "part-3-123456789012.parquet"},
+		{partKey{tag: retryTag, partition: 0}, 5, "part-r0-0000000005.parquet"},
 	}
 	for _, tt := range tests {
-		got := fileName(tt.partition, tt.first)
+		got := fileName(tt.key, tt.first)
 		if got != tt.want {
-			t.Errorf("fileName(%d, %d) = %q, want %q", tt.partition, tt.first, got, tt.want)
+			t.Errorf("fileName(%v, %d) = %q, want %q", tt.key, tt.first, got, tt.want)
 		}
-		p, f, ok := parseFileName(got)
-		if !ok || p != tt.partition || f != tt.first {
-			t.Errorf("parseFileName(%q) = %d, %d, %v", got, p, f, ok)
+		k, f, ok := parseFileName(got)
+		if !ok || k != tt.key || f != tt.first {
+			t.Errorf("parseFileName(%q) = %v, %d, %v", got, k, f, ok)
 		}
 	}
-	for _, bad := range []string{"part-0.parquet", "part-x-1.parquet", "part-0-1.parquet.tmp", ".part-0-1.parquet.123.tmp", "part--1-2.parquet", "x-0-1.parquet"} {
+	for _, bad := range []string{"part-0.parquet", "part-x-1.parquet", "part-0-1.parquet.tmp", ".part-0-1.parquet.123.tmp",
+		"part--1-2.parquet", "x-0-1.parquet", "part-local-0000000005.parquet", "part-r-1.parquet"} {
 		if _, _, ok := parseFileName(bad); ok {
 			t.Errorf("parseFileName(%q) accepted a name the lake never writes", bad)
 		}
@@ -145,7 +147,8 @@ func testRoundTrip(t *testing.T, compression string) {
 		byID[e.EventID] = e
 	}
 	for _, f := range files {
-		partition, first, ok := parseFileName(filepath.Base(f.rel))
+		key, first, ok := parseFileName(filepath.Base(f.rel))
+		partition := key.partition
 		if !ok {
 			t.Fatalf("unexpected file %s", f.rel)
 		}
@@ -367,7 +370,7 @@ func TestCrashRedeliveryNoDuplicates(t *testing.T) {
 				}()
 				waitPending(t, l1, i+1)
 			}
-			l1.flushes.Wait()
+			l1.waitWriting()
 			crash() // a SIGKILL: nothing more is written, y's file is lost
 			if files := readLake(t, dir); len(files) != 4 {
 				t.Fatalf("run 1 wrote %d files, want 4 of org x", len(files))
@@ -404,39 +407,40 @@ func TestCrashRedeliveryNoDuplicates(t *testing.T) {
 	}
 }
 
-// TestLocalEvents covers the in-process bus: no Kafka position, so the lake
-// numbers events itself, acknowledges at once, and continues its numbering
-// after a restart instead of overwriting a file.
-func TestLocalEvents(t *testing.T) {
-	dir := t.TempDir()
-	events := genEvents(20, []string{"unpod"}, 1, base, 7)
+// TestNoPositionIsPermanent: a delivery without a bus position cannot be
+// named in a file, so it is refused for good (dead-lettered) instead of
+// being acknowledged on a promise the lake cannot keep after a crash.
+func TestNoPositionIsPermanent(t *testing.T) {
+	l := newLake(t, Config{})
+	e := genEvents(1, []string{"unpod"}, 1, base, 8)[0]
+	if err := l.Handle(context.Background(), consumers.Delivery{Event: e}); !consumers.IsPermanent(err) {
+		t.Fatalf("err = %v, want a permanent error", err)
+	}
+	if files := readLake(t, l.cfg.Dir); len(files) != 0 {
+		t.Fatalf("%d files written for an event without a position", len(files))
+	}
+}
+
+// TestRetryTopicHasFilesOfItsOwn: offsets of the retry topic are its own,
+// so its events go to files of their own, and an offset of the retry topic
+// is never taken for the same offset of the calls topic.
+func TestRetryTopicHasFilesOfItsOwn(t *testing.T) {
+	l := newLake(t, Config{IdleClose: 50 * time.Millisecond})
+	events := genEvents(2, []string{"unpod"}, 1, base, 9)
 	sameHour(events)
-	for run := range 2 {
-		l, err := New(Config{Dir: dir}, consumers.Deps{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		for _, e := range events[run*10 : run*10+10] {
-			if err := l.Handle(ctx, consumers.Delivery{Event: e}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		cancel()
-		if err := l.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	files := readLake(t, dir)
+	calls := delivery(events[0], 0, 7)
+	retried := delivery(events[1], 0, 7)
+	retried.Position.Topic = l.retry
+	handleAll(t, context.Background(), l, []consumers.Delivery{calls, retried})
+	files := readLake(t, l.cfg.Dir)
 	checkExactlyOnce(t, files, events)
-	if len(files) != 2 {
-		t.Fatalf("%d files, want one per run", len(files))
+	var names []string
+	for _, f := range files {
+		names = append(names, filepath.Base(f.rel))
 	}
-	for i, f := range files {
-		p, first, _ := parseFileName(filepath.Base(f.rel))
-		if p != localPartition || first != int64(i*10) {
-			t.Errorf("file %s: partition %d first %d", f.rel, p, first)
-		}
+	slices.Sort(names)
+	if len(names) != 2 || names[0] != "part-0-0000000007.parquet" || names[1] != "part-r0-0000000007.parquet" {
+		t.Fatalf("files %v, want one per source", names)
 	}
 }
 
@@ -551,7 +555,7 @@ func TestDamagedFileDoesNotBlock(t *testing.T) {
 	if err := os.MkdirAll(sub, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(sub, fileName(0, 0)), []byte("garbage"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(sub, fileName(partKey{}, 0)), []byte("garbage"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	l := newLake(t, Config{Dir: dir})
@@ -611,7 +615,7 @@ func TestPruneThenRedeliver(t *testing.T) {
 		handleAll(t, context.Background(), l, ds[i:i+20])
 	}
 	l.mu.Lock()
-	floor := l.parts[0].floor
+	floor := l.parts[partKey{}].floor
 	l.mu.Unlock()
 	if floor <= 0 || floor == math.MaxInt64 {
 		t.Fatalf("floor %d: nothing was pruned, the test proves nothing", floor)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/callstream/callstream/consumers"
 	"github.com/callstream/callstream/pkg/kafkabus"
+	"github.com/callstream/callstream/pkg/testenv"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -126,7 +127,7 @@ func runConsumer(ctx context.Context, brokers []string, prefix, dsn string, batc
 		Registerer: reg,
 		Topics:     consumers.NewTopics(prefix),
 		Plugins:    []consumers.Factory{Factory(scfg)},
-		Subscribe:  consumers.KafkaSubscribe(kc, ccfg, reg, logger),
+		Subscribe:  testenv.KafkaSubscribers(kc, reg),
 		Publisher:  pub,
 	})
 	if err != nil {

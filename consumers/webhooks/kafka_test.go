@@ -35,7 +35,7 @@ func TestKafkaEndToEndAcrossRestart(t *testing.T) {
 	if err := kafkabus.EnsureTopic(ctx, kcfg, kafkabus.TopicSpec{Name: topics.Calls, Partitions: 3}); err != nil {
 		t.Fatal(err)
 	}
-	if err := consumers.EnsureKafkaTopics(ctx, kcfg, topics); err != nil {
+	if err := kafkabus.EnsureTopics(ctx, kcfg, topics.Outputs(nil)...); err != nil {
 		t.Fatal(err)
 	}
 	pc := kafkabus.DefaultPublisherConfig()
@@ -45,11 +45,12 @@ func TestKafkaEndToEndAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	state, err := consumers.NewTopicState(ctx, kcfg, schemas.TopicName(topics.Prefix, consumers.ConsumerStateTopic))
+	kv, err := kafkabus.NewKV(ctx, kcfg, schemas.TopicName(topics.Prefix, consumers.ConsumerStateTopic))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer state.Close()
+	defer kv.Close()
+	state := consumers.NewSharedState(kv)
 
 	later := newListener(t, func(_ int, r *http.Request, _ []byte) int {
 		if r.Header.Get("X-Phase") == "2" {
@@ -98,7 +99,7 @@ func TestKafkaEndToEndAcrossRestart(t *testing.T) {
 				}
 				return p, err
 			}}},
-			Subscribe: consumers.KafkaSubscribe(kcfg, rcfg, reg, logger),
+			Subscribe: testenv.KafkaSubscribers(kcfg, reg),
 			State:     state.For,
 		})
 		if err != nil {

@@ -164,6 +164,18 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 // the Subscriber is closed; messages delivered and not yet acked by then are
 // not committed, and are delivered again to the next reader.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	sub, err := s.subscribe(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	sub.loops.Add(1)
+	go sub.run()
+	return sub.out, nil
+}
+
+// subscribe registers a subscription of topic that stops with ctx or
+// Close; the caller starts its fetch loop.
+func (s *Subscriber) subscribe(ctx context.Context, topic string) (*subscription, error) {
 	if topic == "" {
 		return nil, errors.New("kafkabus: subscribe: empty topic")
 	}
@@ -178,8 +190,6 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	}
 	sub := newSubscription(s, ctx, topic, src)
 	s.subs[sub] = struct{}{}
-	sub.loops.Add(1)
-	go sub.run()
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -192,7 +202,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		delete(s.subs, sub)
 		s.mu.Unlock()
 	}()
-	return sub.out, nil
+	return sub, nil
 }
 
 func (s *Subscriber) startOffset() int64 {
@@ -279,4 +289,19 @@ func (s *Subscriber) Close() error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// Subscribers returns a function that builds a Subscriber in a given
+// consumer group with a given in-flight limit, from base for everything
+// else: the shape of the consumer runtime's RuntimeDeps.Subscribe.
+func Subscribers(base SubscriberConfig, logger watermill.LoggerAdapter) func(group string, maxInFlight int) (message.Subscriber, error) {
+	return func(group string, maxInFlight int) (message.Subscriber, error) {
+		sc := base
+		sc.ConsumerGroup, sc.MaxInFlight = group, maxInFlight
+		s, err := NewSubscriber(sc, logger)
+		if err != nil {
+			return nil, fmt.Errorf("kafkabus: subscriber in group %s: %w", group, err)
+		}
+		return s, nil
+	}
 }

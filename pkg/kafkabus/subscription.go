@@ -126,6 +126,19 @@ func (sub *subscription) run() {
 // send delivers one record as a new watermill message. ok is false if the
 // subscription stopped first.
 func (sub *subscription) send(km kafka.Message) (msg *message.Message, done context.CancelFunc, ok bool) {
+	msg, ctx := sub.newMessage(km)
+	select {
+	case sub.out <- msg:
+		return msg, ctx.cancel, true
+	case <-sub.ctx.Done():
+		ctx.cancel()
+		return nil, nil, false
+	}
+}
+
+// newMessage turns a record into a message with its delivery metadata and
+// a context canceled once it is acked or nacked.
+func (sub *subscription) newMessage(km kafka.Message) (*message.Message, *deliveryCtx) {
 	msg, err := sub.s.cfg.Unmarshaler.Unmarshal(km)
 	if err != nil || msg == nil {
 		// Deliver the raw record rather than drop or block on it: the
@@ -140,13 +153,7 @@ func (sub *subscription) send(km kafka.Message) (msg *message.Message, done cont
 	setDeliveryMetadata(msg, km)
 	ctx := newDeliveryCtx(sub.valueCtx)
 	msg.SetContext(ctx)
-	select {
-	case sub.out <- msg:
-		return msg, ctx.cancel, true
-	case <-sub.ctx.Done():
-		ctx.cancel()
-		return nil, nil, false
-	}
+	return msg, ctx
 }
 
 // await waits for the handler's verdict on msg and redelivers the record
@@ -154,8 +161,19 @@ func (sub *subscription) send(km kafka.Message) (msg *message.Message, done cont
 // returns false if the subscription stopped first.
 func (sub *subscription) await(km kafka.Message, msg *message.Message, done context.CancelFunc) bool {
 	for {
+		acked := msg.Acked()
+		if sub.ctx.Err() != nil {
+			// Stopping: an ack given before the stop still counts, so it
+			// is the one verdict looked at.
+			select {
+			case <-acked:
+			default:
+				done()
+				return false
+			}
+		}
 		select {
-		case <-msg.Acked():
+		case <-acked:
 			done()
 			<-sub.slots
 			// With a commit interval the committer polls on its ticker
@@ -174,8 +192,7 @@ func (sub *subscription) await(km kafka.Message, msg *message.Message, done cont
 				return false
 			}
 		case <-sub.ctx.Done():
-			done()
-			return false
+			continue // the check above decides
 		}
 		var ok bool
 		msg, done, ok = sub.send(km)

@@ -208,3 +208,14 @@ func closeIdle(c *kafka.Client) {
 		tr.CloseIdleConnections()
 	}
 }
+
+// EnsureTopics is EnsureTopic for several topics with the broker's default
+// partition count.
+func EnsureTopics(ctx context.Context, cfg Config, names ...string) error {
+	for _, n := range names {
+		if err := EnsureTopic(ctx, cfg, TopicSpec{Name: n}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

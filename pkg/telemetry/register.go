@@ -26,3 +26,32 @@ func RegisterOrReuse[C prometheus.Collector](reg prometheus.Registerer, c C) (C,
 	}
 	return c, nil
 }
+
+// Registrar registers a component's collectors with RegisterOrReuse and
+// keeps the first error, so that a constructor registers everything and
+// checks once:
+//
+//	r := telemetry.NewRegistrar(reg)
+//	telemetry.Reuse(r, &m.requests)
+//	telemetry.Reuse(r, &m.latency)
+//	if err := r.Err(); err != nil { ... }
+type Registrar struct {
+	reg prometheus.Registerer
+	err error
+}
+
+// NewRegistrar returns a Registrar on reg; a nil reg registers nothing.
+func NewRegistrar(reg prometheus.Registerer) *Registrar { return &Registrar{reg: reg} }
+
+// Reuse registers *c, or replaces it with the collector already registered
+// under its name.
+func Reuse[C prometheus.Collector](r *Registrar, c *C) {
+	v, err := RegisterOrReuse(r.reg, *c)
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+	*c = v
+}
+
+// Err returns the first registration error.
+func (r *Registrar) Err() error { return r.err }

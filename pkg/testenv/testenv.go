@@ -18,6 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/callstream/callstream/pkg/kafkabus"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -116,4 +120,23 @@ func Prefix(t testing.TB) string {
 	prefix := Topic(t, "") + "."
 	deleteTopicsAfter(t, func(n string) bool { return strings.HasPrefix(n, prefix) })
 	return prefix
+}
+
+// KafkaConfig returns the kafkabus settings of the real broker (see Kafka).
+func KafkaConfig(t testing.TB) kafkabus.Config {
+	t.Helper()
+	cfg := kafkabus.DefaultConfig()
+	cfg.Brokers = Kafka(t)
+	return cfg
+}
+
+// KafkaSubscribers builds consumer-group subscribers on cfg's cluster as
+// callstream consume does: from the first offset of a new group, metrics
+// on reg (which may be nil). Its signature is the consumer runtime's
+// RuntimeDeps.Subscribe.
+func KafkaSubscribers(cfg kafkabus.Config, reg prometheus.Registerer) func(group string, maxInFlight int) (message.Subscriber, error) {
+	sc := kafkabus.DefaultSubscriberConfig()
+	sc.Config, sc.Registerer = cfg, reg
+	sc.InitialOffset = kafkabus.OffsetFirst
+	return kafkabus.Subscribers(sc, watermill.NopLogger{})
 }

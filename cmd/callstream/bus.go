@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callstream/callstream/consumers"
+	"github.com/callstream/callstream/pkg/kafkabus"
+	"github.com/callstream/callstream/producer"
+	"github.com/callstream/callstream/schemas"
+)
+
+// kafkaBus is Kafka as the commands use it: one publisher, group
+// subscribers for the consumer runtime and the DLQ replay, the offset
+// queries, and the compacted topics that hold state.
+type kafkaBus struct {
+	cfg    kafkabus.Config
+	prefix string
+	logger *slog.Logger
+	reg    prometheus.Registerer
+	pub    *kafkabus.Publisher
+	kvs    []*kafkabus.KV
+}
+
+// errNoBrokers is the usage error of a command that needs Kafka.
+func errNoBrokers(what string) error {
+	return fmt.Errorf("%w: this command %s Kafka: set KAFKA_BROKERS (or kafka.brokers in the config file); `callstream run` uses the embedded bus instead", errUsage, what)
+}
+
+// openKafka validates the Kafka settings and builds the publisher. what
+// says what the command does with Kafka, for the error when no broker is set.
+func openKafka(cfg *Config, what string, logger *slog.Logger, reg prometheus.Registerer) (*kafkaBus, error) {
+	if len(cfg.Kafka.Brokers) == 0 {
+		return nil, errNoBrokers(what)
+	}
+	if err := cfg.Kafka.Validate(); err != nil {
+		return nil, err
+	}
+	pcfg := kafkabus.DefaultPublisherConfig()
+	pcfg.Config, pcfg.Registerer = cfg.Kafka, reg
+	pub, err := kafkabus.NewPublisher(pcfg, consumers.WatermillLogger(logger))
+	if err != nil {
+		return nil, err
+	}
+	return &kafkaBus{cfg: cfg.Kafka, prefix: cfg.TopicPrefix, logger: logger, reg: reg, pub: pub}, nil
+}
+
+func (k *kafkaBus) publisher() message.Publisher { return k.pub }
+
+// subscribers builds subscribers in consumer groups, reading a group's
+// topics from the beginning when it has no committed offset.
+func (k *kafkaBus) subscribers() func(group string, maxInFlight int) (message.Subscriber, error) {
+	sc := kafkabus.DefaultSubscriberConfig()
+	sc.Config, sc.Registerer = k.cfg, k.reg
+	sc.InitialOffset = kafkabus.OffsetFirst
+	return kafkabus.Subscribers(sc, consumers.WatermillLogger(k.logger))
+}
+
+func (k *kafkaBus) lagger() consumers.Lagger { return kafkabus.NewAdmin(k.cfg) }
+
+// eventLog reads a topic back by offset, for the producer's restore.
+func (k *kafkaBus) eventLog(topic string) *kafkabus.TopicLog {
+	return kafkabus.NewTopicLog(k.cfg, topic)
+}
+
+// ensure creates the topics when missing, with partitions partitions (0:
+// the broker's default).
+func (k *kafkaBus) ensure(ctx context.Context, partitions int, topics ...string) error {
+	for _, t := range topics {
+		if err := kafkabus.EnsureTopic(ctx, k.cfg, kafkabus.TopicSpec{Name: t, Partitions: partitions}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// kv opens the compacted topic named by suffix as a key-value store,
+// closed with the bus.
+func (k *kafkaBus) kv(ctx context.Context, suffix string) (*kafkabus.KV, error) {
+	kv, err := kafkabus.NewKV(ctx, k.cfg, schemas.TopicName(k.prefix, suffix))
+	if err != nil {
+		return nil, err
+	}
+	k.kvs = append(k.kvs, kv)
+	return kv, nil
+}
+
+// producerState is the producer's checkpoint store.
+func (k *kafkaBus) producerState(ctx context.Context) (producer.StateStore, error) {
+	kv, err := k.kv(ctx, schemas.ProducerStateTopic)
+	if err != nil {
+		return nil, err
+	}
+	return producer.NewKVStore(kv), nil
+}
+
+// consumerState is every plug-in's state store.
+func (k *kafkaBus) consumerState(ctx context.Context) (func(plugin string) consumers.StateStore, error) {
+	kv, err := k.kv(ctx, consumers.ConsumerStateTopic)
+	if err != nil {
+		return nil, err
+	}
+	return consumers.NewSharedState(kv).For, nil
+}
+
+// ready reports whether the brokers answer for topic.
+func (k *kafkaBus) ready(topic string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := kafkabus.PartitionIDs(ctx, k.cfg, topic)
+		return err
+	}
+}
+
+// close flushes the publisher and releases every connection.
+func (k *kafkaBus) close() error {
+	errs := []error{k.pub.Close()}
+	for _, kv := range k.kvs {
+		errs = append(errs, kv.Close())
+	}
+	return errors.Join(errs...)
+}

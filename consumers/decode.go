@@ -1,0 +1,47 @@
+package consumers
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/callstream/callstream/schemas"
+)
+
+// Reasons a message cannot be decoded. They are permanent: such a message
+// goes to the DLQ without retries and never reaches a plug-in, and its DLQ
+// reason starts with the text of one of these.
+var (
+	ErrNotJSON        = errors.New("not JSON")
+	ErrSchema         = errors.New("schema violation")
+	ErrUnknownVersion = errors.New("unknown major version")
+)
+
+// decode turns a bus message into a Delivery: the ce_type header's major
+// version must be v1, the payload JSON matching schemas/call_event.v1.json.
+func (r *Runtime) decode(msg *message.Message) (Delivery, error) {
+	// A record without ce_type (a hand-made test message, an older
+	// producer) is judged by its payload alone.
+	if t := msg.Metadata.Get(schemas.HeaderType); t != "" {
+		if mv := schemas.MajorVersion(t); mv != "v1" {
+			return Delivery{}, fmt.Errorf("%w: ce_type %q has major version %q, this consumer knows v1", ErrUnknownVersion, t, mv)
+		}
+	}
+	if bad := msg.Metadata.Get(schemas.UnmarshalErrorMetadata); bad != "" {
+		return Delivery{}, fmt.Errorf("%w: record could not be unmarshalled: %s", ErrNotJSON, bad)
+	}
+	ev, err := r.validator.DecodeCall(msg.Payload)
+	if err != nil {
+		// Telling the two failures apart only on the error path keeps the
+		// common path at one pass.
+		if !json.Valid(msg.Payload) {
+			return Delivery{}, fmt.Errorf("%w: payload of %d bytes does not parse as JSON", ErrNotJSON, len(msg.Payload))
+		}
+		return Delivery{}, fmt.Errorf("%w: %v", ErrSchema, err)
+	}
+	d := Delivery{Event: ev, Message: msg}
+	d.Position, d.HasPosition = schemas.PositionOf(msg.Metadata)
+	return d, nil
+}
