@@ -314,6 +314,7 @@ type expectation struct {
 	key     string
 	counter bool // monotonic: bracketed exactly by the two scrapes
 	value   func(map[string]*dto.MetricFamily) float64
+	digits  int // significant digits shown, when not the decimals shown
 }
 
 func expectations(mfs map[string]*dto.MetricFamily) []expectation {
@@ -321,34 +322,39 @@ func expectations(mfs map[string]*dto.MetricFamily) []expectation {
 		return func(m map[string]*dto.MetricFamily) float64 { return sumOf(m, name, match) }
 	}
 	ex := []expectation{
-		{"stage:read:total", true, sum("callstream_producer_records_read_total", nil)},
-		{"stage:published:total", true, sum("callstream_producer_events_published_total", nil)},
-		{"dlq:total", true, func(m map[string]*dto.MetricFamily) float64 {
+		{key: "stage:read:total", counter: true, value: sum("callstream_producer_records_read_total", nil)},
+		{key: "stage:published:total", counter: true, value: sum("callstream_producer_events_published_total", nil)},
+		{key: "dlq:total", counter: true, value: func(m map[string]*dto.MetricFamily) float64 {
 			return sumOf(m, "callstream_consumer_messages_total", map[string]string{"outcome": "poisoned"}) +
 				sumOf(m, "callstream_webhooks_outcomes_total", map[string]string{"outcome": "dlq"}) +
 				sumOf(m, "callstream_producer_dead_lettered_total", nil)
 		}},
-		{"alerts:firing", false, sum("callstream_alerting_alerts", map[string]string{"state": "firing"})},
+		{key: "alerts:firing", counter: false, value: sum("callstream_alerting_alerts", map[string]string{"state": "firing"})},
 	}
 	for _, p := range []string{"storage", "alerting", "webhooks", "lake"} {
-		ex = append(ex, expectation{"stage:handled:" + p + ":total", true,
-			sum("callstream_consumer_messages_total", map[string]string{"plugin": p, "outcome": "handled"})})
+		ex = append(ex, expectation{key: "stage:handled:" + p + ":total", counter: true,
+			value: sum("callstream_consumer_messages_total", map[string]string{"plugin": p, "outcome": "handled"})})
 	}
 	for _, org := range []string{"acme", "globex"} {
-		ex = append(ex, expectation{"org:" + org + ":lag", false, sum("callstream_producer_window_lag_seconds", map[string]string{"org": org})})
+		ex = append(ex, expectation{key: "org:" + org + ":lag", counter: false, value: sum("callstream_producer_window_lag_seconds", map[string]string{"org": org})})
 		for _, st := range []string{"completed", "missed", "failed"} {
 			calls := sum("callstream_producer_calls_total", map[string]string{"org": org, "status": st})
 			// The process is younger than the chart's hour: its totals are
 			// the counters.
-			ex = append(ex, expectation{"org:" + org + ":" + st, true, calls}, expectation{"chart:" + org + ":" + st, true, calls})
+			ex = append(ex, expectation{key: "org:" + org + ":" + st, counter: true, value: calls}, expectation{key: "chart:" + org + ":" + st, counter: true, value: calls})
 		}
+	}
+	// Alert values are shown to 3 significant digits.
+	for _, id := range labelValues(mfs, "callstream_alerting_alert_value", "alert_id") {
+		ex = append(ex, expectation{key: "alert:" + id + ":value", digits: 3,
+			value: sum("callstream_alerting_alert_value", map[string]string{"alert_id": id})})
 	}
 	for _, ep := range labelValues(mfs, "callstream_webhooks_queued", "endpoint") {
 		e := map[string]string{"endpoint": ep}
 		ex = append(ex,
-			expectation{"wh:" + ep + ":queued", false, sum("callstream_webhooks_queued", e)},
-			expectation{"wh:" + ep + ":delivered", true, sum("callstream_webhooks_outcomes_total", map[string]string{"endpoint": ep, "outcome": "delivered"})},
-			expectation{"wh:" + ep + ":dlq", true, sum("callstream_webhooks_outcomes_total", map[string]string{"endpoint": ep, "outcome": "dlq"})})
+			expectation{key: "wh:" + ep + ":queued", counter: false, value: sum("callstream_webhooks_queued", e)},
+			expectation{key: "wh:" + ep + ":delivered", counter: true, value: sum("callstream_webhooks_outcomes_total", map[string]string{"endpoint": ep, "outcome": "delivered"})},
+			expectation{key: "wh:" + ep + ":dlq", counter: true, value: sum("callstream_webhooks_outcomes_total", map[string]string{"endpoint": ep, "outcome": "dlq"})})
 	}
 	return ex
 }
@@ -363,6 +369,24 @@ func endpointState(m map[string]*dto.MetricFamily, ep string) string {
 		return "breaker open"
 	}
 	return "healthy"
+}
+
+// alertState is the state label of an alert's value series.
+func alertState(m map[string]*dto.MetricFamily, id string) string {
+	mf := m["callstream_alerting_alert_value"]
+	if mf == nil {
+		return ""
+	}
+	for _, x := range mf.Metric {
+		labels := map[string]string{}
+		for _, l := range x.Label {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["alert_id"] == id {
+			return labels["state"]
+		}
+	}
+	return ""
 }
 
 // checkAgainstMetrics scrapes /metrics, waits for the page to show a sample
@@ -385,6 +409,9 @@ func checkAgainstMetrics(t *testing.T, b *browsertest.Browser, base, when string
 			continue
 		}
 		v, rounding := parseShown(shown)
+		if ex.digits > 0 {
+			rounding = 0.5 * math.Pow(10, math.Floor(math.Log10(math.Abs(v)))-float64(ex.digits-1))
+		}
 		lo, hi := ex.value(before), ex.value(after)
 		if lo > hi {
 			if ex.counter {
@@ -401,6 +428,13 @@ func checkAgainstMetrics(t *testing.T, b *browsertest.Browser, base, when string
 		want, alt := endpointState(before, ep), endpointState(after, ep)
 		if got := d.K["wh:"+ep+":state"]; got != want && got != alt {
 			t.Errorf("%s: endpoint %s shown %q; /metrics says %q", when, ep, got, alt)
+		}
+		checked++
+	}
+	for _, id := range labelValues(after, "callstream_alerting_alert_value", "alert_id") {
+		got := d.K["alert:"+id+":state"]
+		if got != alertState(before, id) && got != alertState(after, id) {
+			t.Errorf("%s: alert %s shown %q; /metrics says %q", when, id, got, alertState(after, id))
 		}
 		checked++
 	}
