@@ -109,32 +109,52 @@ func TestAssetsAreSmallAndSelfContained(t *testing.T) {
 	t.Logf("page assets: %d bytes", total)
 }
 
-// readEvent reads one server-sent event's data.
-func readEvent(t *testing.T, r *bufio.Reader) Snapshot {
+// events decodes the server-sent events of a stream onto a channel, closed
+// when the stream ends.
+func events(t *testing.T, body io.Reader) <-chan Snapshot {
+	ch := make(chan Snapshot, 16)
+	go func() {
+		defer close(ch)
+		r := bufio.NewReader(body)
+		var event, data string
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			line = strings.TrimRight(line, "\n")
+			switch {
+			case line == "" && data != "":
+				var s Snapshot
+				if event != "snapshot" || json.Unmarshal([]byte(data), &s) != nil {
+					t.Errorf("event %q with data %.100q: want a snapshot", event, data)
+					return
+				}
+				ch <- s
+				event, data = "", ""
+			case strings.HasPrefix(line, "event: "):
+				event = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: "):
+				data += strings.TrimPrefix(line, "data: ")
+			}
+		}
+	}()
+	return ch
+}
+
+// next waits for the next event, at most 10 s.
+func next(t *testing.T, ch <-chan Snapshot) Snapshot {
 	t.Helper()
-	var event, data string
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("event stream: %v", err)
+	select {
+	case s, ok := <-ch:
+		if !ok {
+			t.Fatal("the event stream ended")
 		}
-		line = strings.TrimRight(line, "\n")
-		switch {
-		case line == "" && data != "":
-			if event != "snapshot" {
-				t.Fatalf("event %q, want snapshot", event)
-			}
-			var s Snapshot
-			if err := json.Unmarshal([]byte(data), &s); err != nil {
-				t.Fatalf("event data: %v", err)
-			}
-			return s
-		case strings.HasPrefix(line, "event: "):
-			event = strings.TrimPrefix(line, "event: ")
-		case strings.HasPrefix(line, "data: "):
-			data += strings.TrimPrefix(line, "data: ")
-		}
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event within 10 s")
 	}
+	return Snapshot{}
 }
 
 // TestEventsStreamEverySample: a stream starts with the current snapshot
@@ -154,8 +174,8 @@ func TestEventsStreamEverySample(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("Content-Type %q", ct)
 	}
-	r := bufio.NewReader(resp.Body)
-	first := readEvent(t, r)
+	stream := events(t, resp.Body)
+	first := next(t, stream)
 	if first.Seq != 1 {
 		t.Fatalf("first event seq %d, want the current snapshot (1)", first.Seq)
 	}
@@ -166,7 +186,7 @@ func TestEventsStreamEverySample(t *testing.T) {
 		f.read.WithLabelValues("acme").Add(10)
 		clock.Add(2 * time.Second)
 		p.Sample()
-		s := readEvent(t, r)
+		s := next(t, stream)
 		if s.Seq != uint64(i) || s.Stages[0].Total != float64(10*(i-1)) || s.SampledAtMS != clock.Now().UnixMilli() {
 			t.Fatalf("event %d: seq %d, read total %v, sampled at %d; want seq %d, total %d, %d",
 				i, s.Seq, s.Stages[0].Total, s.SampledAtMS, i, 10*(i-1), clock.Now().UnixMilli())
