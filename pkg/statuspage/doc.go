@@ -20,7 +20,7 @@
 // yet say so instead of showing zeros.
 //
 // Routes (Register mounts them): / is the page (HTML, CSS and JavaScript
-// embedded in the binary, no external resources, about 20 KB); /status.json
+// embedded in the binary, no external resources, 16 KB, 6 KB gzipped); /status.json
 // is the current Snapshot; /status/events streams a Snapshot after every
 // sample as server-sent events ("snapshot" events, one JSON object each),
 // which the page listens to, so it updates without reloading. Alerts have
