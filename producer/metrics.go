@@ -2,8 +2,13 @@ package producer
 
 import (
 	"errors"
+	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callstream/callstream/pkg/unpod"
+	"github.com/callstream/callstream/schemas"
 )
 
 // metrics are the producer's Prometheus series. HTTP requests by status are
@@ -17,6 +22,9 @@ type metrics struct {
 	orgErrors     *prometheus.CounterVec // org, kind
 	lag           *prometheus.GaugeVec   // org
 	paused        *prometheus.GaugeVec   // org
+	pauseReason   *prometheus.GaugeVec   // org, reason: 1 for the reason of the current pause
+	calls         *prometheus.CounterVec // org, status: published events by call_status
+	lastPoll      *prometheus.GaugeVec   // org, outcome: Unix time of the last poll with that outcome
 	remembered    prometheus.Gauge
 	stateSaves    *prometheus.CounterVec // result
 	restoredCalls prometheus.Counter
@@ -48,6 +56,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "callstream_producer_org_paused", Help: "1 while an organization is paused after a failed poll.",
 		}, []string{"org"}),
+		pauseReason: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "callstream_producer_org_pause_reason", Help: "1 for the reason an organization is paused (unauthorized, forbidden, not_found, bad_request, rate_limited, server_error, network, publish); absent while it polls normally.",
+		}, []string{"org", "reason"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callstream_producer_calls_total", Help: "Events acknowledged by the bus, by organization and normalised call_status (completed, missed, failed).",
+		}, []string{"org", "status"}),
+		lastPoll: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "callstream_producer_last_poll_timestamp_seconds", Help: "Unix time at which the last poll of an organization with this outcome ended: ok, or the pause reason.",
+		}, []string{"org", "outcome"}),
 		remembered: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "callstream_producer_remembered_calls", Help: "Calls in the dedup memory.",
 		}),
@@ -62,7 +79,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.recordsRead, m.invalid, m.published, m.duplicates, m.windows,
-		m.orgErrors, m.lag, m.paused, m.remembered, m.stateSaves, m.restoredCalls} {
+		m.orgErrors, m.lag, m.paused, m.pauseReason, m.calls, m.lastPoll, m.remembered, m.stateSaves, m.restoredCalls} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -72,4 +89,86 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// Values of the pause reason and last poll outcome labels.
+const (
+	pollOK             = "ok"
+	reasonUnauthorized = "unauthorized" // 401: the token is wrong
+	reasonForbidden    = "forbidden"    // 403: the token may not see the org
+	reasonNotFound     = "not_found"    // 404: no such Org-Handle
+	reasonBadRequest   = "bad_request"  // 400 and other refused requests
+	reasonRateLimited  = "rate_limited" // 429 after the client's retries
+	reasonServerError  = "server_error" // 5xx or a malformed body after retries
+	reasonNetwork      = "network"      // no answer: connection, timeout
+	reasonPublish      = "publish"      // the bus refused the events or the state
+)
+
+var pauseReasons = []string{reasonUnauthorized, reasonForbidden, reasonNotFound, reasonBadRequest,
+	reasonRateLimited, reasonServerError, reasonNetwork, reasonPublish}
+
+// pauseReason names the class of a failed poll, for the operator: what to
+// fix (the token, the handle) or what to wait for (the API, the network).
+func pauseReason(err error) string {
+	var ae *unpod.APIError
+	switch {
+	case errors.Is(err, errPublish):
+		return reasonPublish
+	case errors.Is(err, unpod.ErrUnauthorized):
+		return reasonUnauthorized
+	case errors.Is(err, unpod.ErrForbidden):
+		return reasonForbidden
+	case errors.Is(err, unpod.ErrNotFound):
+		return reasonNotFound
+	case errors.Is(err, unpod.ErrBadRequest):
+		return reasonBadRequest
+	case errors.Is(err, unpod.ErrRateLimited):
+		return reasonRateLimited
+	case errors.Is(err, unpod.ErrServer), errors.Is(err, unpod.ErrMalformed):
+		return reasonServerError
+	case errors.As(err, &ae):
+		// Another status (a 3xx, an undocumented 4xx): a client refused
+		// by the server is a bad request, anything else the server's.
+		if ae.Status >= http.StatusBadRequest && ae.Status < http.StatusInternalServerError {
+			return reasonBadRequest
+		}
+		return reasonServerError
+	}
+	return reasonNetwork
+}
+
+// polled records how a poll of org ended: the outcome's timestamp, and the
+// pause reason while it fails (only the current one is 1).
+func (m *metrics) polled(org string, err error) {
+	outcome := pollOK
+	if err != nil {
+		outcome = pauseReason(err)
+		m.pauseReason.WithLabelValues(org, outcome).Set(1)
+	}
+	// The new reason is set before the old ones go, so a scrape in between
+	// never sees a paused org without a reason.
+	for _, r := range pauseReasons {
+		if r != outcome {
+			m.pauseReason.DeleteLabelValues(org, r)
+		}
+	}
+	m.lastPoll.WithLabelValues(org, outcome).Set(float64(time.Now().UnixNano()) / 1e9)
+}
+
+// publishedCalls counts acknowledged events by call status.
+func (m *metrics) publishedCalls(org string, events []schemas.CallEvent) {
+	var completed, missed, failed int
+	for i := range events {
+		switch events[i].CallStatus {
+		case schemas.StatusCompleted:
+			completed++
+		case schemas.StatusMissed:
+			missed++
+		case schemas.StatusFailed:
+			failed++
+		}
+	}
+	m.calls.WithLabelValues(org, schemas.StatusCompleted).Add(float64(completed))
+	m.calls.WithLabelValues(org, schemas.StatusMissed).Add(float64(missed))
+	m.calls.WithLabelValues(org, schemas.StatusFailed).Add(float64(failed))
 }

@@ -253,6 +253,7 @@ func (p *Producer) orgLoop(ctx context.Context, org string) {
 			bo.Reset()
 			p.m.paused.WithLabelValues(org).Set(0)
 		}
+		p.m.polled(org, err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

@@ -293,6 +293,7 @@ func (p *Producer) send(org string, b *batch) error {
 	p.published.Add(int64(len(events)))
 	p.m.published.WithLabelValues(org, schemas.TypeCallUpdated).Add(float64(updated))
 	p.m.published.WithLabelValues(org, schemas.TypeCallCreated).Add(float64(len(events) - updated))
+	p.m.publishedCalls(org, events)
 	p.m.remembered.Set(float64(p.mem.Len()))
 	if p.deps.OnEvent != nil {
 		p.eventMu.Lock()

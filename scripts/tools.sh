@@ -2,6 +2,7 @@
 # package registries, once (cached afterwards):
 #   kustomize  renders deploy/k8s (Go module proxy, into ~/.cache/callstream/bin)
 #   duckdb     reads the Parquet lake back (DuckDB's Python package, from PyPI)
+#   chromium   headless browser for the status page tests (Debian's package, apt-get)
 
 ensure_tools() {
 	local bin=${XDG_CACHE_HOME:-$HOME/.cache}/callstream/bin
@@ -17,5 +18,12 @@ ensure_tools() {
 		# A Debian system Python refuses plain pip installs (PEP 668).
 		"$py" -m pip install --quiet duckdb 2>/dev/null || "$py" -m pip install --quiet --break-system-packages duckdb \
 			|| { echo "FAIL: could not install duckdb with $py -m pip (needed to query the lake in tests)" >&2; exit 1; }
+	fi
+	# The status page is tested in a real browser (pkg/statuspage/browsertest).
+	if [[ -z ${CHROMIUM:-} ]] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+		command -v apt-get >/dev/null || { echo "FAIL: chromium is needed for the status page tests; install it (Debian/Ubuntu: apt-get install chromium) or set CHROMIUM" >&2; exit 1; }
+		echo "installing chromium (once)"
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+			|| { echo "FAIL: could not install chromium with apt-get (needed to test the status page)" >&2; exit 1; }
 	fi
 }

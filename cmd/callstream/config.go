@@ -92,6 +92,9 @@ func loadConfig(e *env, name string, args []string, sections []string, extra fun
 	if err := bound.Apply(fs); err != nil {
 		return nil, nil, err
 	}
+	if err := cfg.HTTP.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
 	return &cfg, fs, nil
 }
 

@@ -44,6 +44,7 @@ func TestConfigCommands(t *testing.T) {
 		{[]string{"config", "validate", "--config", bad}, nil, 1, "topic_prefx"},
 		{[]string{"config", "print", "--config", good}, map[string]string{"CALLSTREAM_STATE_DIR": "/var/lib/cs"}, 0, `state_dir: "/var/lib/cs"`},
 		{[]string{"config", "print", "--config", good}, nil, 0, `topic_prefix: "acme."`},
+		{[]string{"config", "validate", "--config", good}, map[string]string{"CALLSTREAM_EXTERNAL_URL": "ops.example.com"}, 2, "http.external_url"},
 		{[]string{"config"}, nil, 2, "want"},
 		{[]string{"nonsense"}, nil, 2, "unknown command"},
 		{[]string{"version"}, nil, 0, "callstream"},

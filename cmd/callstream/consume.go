@@ -82,6 +82,9 @@ func consume(ctx context.Context, e *env, cfg *Config, registry []consumers.Fact
 	ops.AddReadiness("consumers", rt.Ready)
 	ops.AddReadiness("kafka", k.ready(topics.DLQ))
 	g, gctx := errgroup.WithContext(ctx)
+	if err := serveStatusPage(gctx, g, ops, cfg.HTTP, reg, logger, "callstream consume", false, rt.Plugins()); err != nil {
+		return err
+	}
 	g.Go(func() error { return rt.Run(gctx) })
 	g.Go(func() error { return ops.Run(gctx) })
 	return g.Wait()

@@ -160,6 +160,23 @@ func TestConsumeKafka(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/readyz = %d while consuming", resp.StatusCode)
 	}
+	// The status page of a consume process shows its plug-ins and no
+	// producer.
+	var snap struct {
+		Process  string   `json:"process"`
+		Producer bool     `json:"producer"`
+		Plugins  []string `json:"plugins"`
+	}
+	resp, err = http.Get("http://" + addr + "/status.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&snap)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || snap.Process != "callstream consume" || snap.Producer ||
+		len(snap.Plugins) != 1 || snap.Plugins[0] != p.Name() {
+		t.Fatalf("/status.json = %d %+v (%v); want the consume process with plug-in %s only", resp.StatusCode, snap, err, p.Name())
+	}
 	stop()
 	select {
 	case err := <-done:

@@ -16,9 +16,11 @@ func plugins(cfg *Config) []consumers.Factory {
 	st.StateDir = cfg.StateDir
 	lk := cfg.Lake
 	lk.Dir = lakeDir(cfg)
+	al := cfg.Alerting
+	al.StatusPageURL = cfg.HTTP.BaseURL()
 	return []consumers.Factory{
 		storage.Factory(st),
-		alerting.Factory(cfg.Alerting),
+		alerting.Factory(al),
 		webhooks.Factory(cfg.Webhooks),
 		lake.Factory(lk),
 	}

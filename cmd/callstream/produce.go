@@ -35,6 +35,9 @@ func cmdProduce(ctx context.Context, e *env, args []string) error {
 	ops := telemetry.NewServer(cfg.HTTP, reg, logger)
 	ops.AddReadiness("kafka", k.bus.ready(k.topic))
 	g, gctx := errgroup.WithContext(ctx)
+	if err := serveStatusPage(gctx, g, ops, cfg.HTTP, reg, logger, "callstream produce", true, nil); err != nil {
+		return err
+	}
 	g.Go(func() error { return k.producer.Run(gctx) })
 	g.Go(func() error { return ops.Run(gctx) })
 	return g.Wait()

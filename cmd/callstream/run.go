@@ -102,6 +102,9 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 
 	ops := telemetry.NewServer(cfg.HTTP, reg, logger)
 	ops.AddReadiness("consumers", rt.Ready)
+	if err := serveStatusPage(ctx, g, ops, cfg.HTTP, reg, logger, "callstream run", true, rt.Plugins()); err != nil {
+		return err
+	}
 	g.Go(func() error { return ops.Run(ctx) })
 	g.Go(func() error { return rt.Run(ctx) })
 	g.Go(func() error {
@@ -111,6 +114,9 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 			return nil
 		}
 		fmt.Fprintf(e.stdout, "consumers running: %v; state in %s\n", rt.Plugins(), cfg.StateDir)
+		if cfg.HTTP.Listen != "" {
+			fmt.Fprintf(e.stdout, "status page: %s/ (live; metrics at /metrics)\n", cfg.HTTP.BaseURL())
+		}
 		return p.Run(ctx)
 	})
 	g.Go(func() error { out.alerts(ctx, alerts); return nil })

@@ -24,6 +24,10 @@ type Config struct {
 	Source             string         `yaml:"source" doc:"The ce_source of published alert events."`
 	Rules              []Rule         `yaml:"rules" doc:"Alerting rules; the defaults are missed-call-spike and failed-call-burst."`
 	Notifiers          NotifierConfig `yaml:"notifiers" doc:"Where notifications go besides the alerts topic."`
+	// StatusPageURL is the base URL of the process's status page, set by
+	// the binary from http.external_url: an alert's link (the Alertmanager
+	// generatorURL) is <StatusPageURL>/#alert-<alert_id>. Empty sends none.
+	StatusPageURL string `yaml:"-"`
 }
 
 // Rule is one alerting rule, applied separately to every group of calls.

@@ -165,6 +165,7 @@ type alertmanagerSender struct {
 	url    string
 	resend time.Duration
 	now    func() time.Time
+	page   string // the status page's base URL, for generatorURL; "" for none
 
 	mu     sync.Mutex
 	active map[string]Notice // firing alerts by alert_id
@@ -179,6 +180,9 @@ func amLabels(n Notice) map[string]string {
 
 func (a *alertmanagerSender) toAM(n Notice) amAlert {
 	out := amAlert{Labels: amLabels(n), Annotations: n.Alert.Annotations, StartsAt: n.Alert.StartsAt}
+	if a.page != "" {
+		out.GeneratorURL = a.page + "/#alert-" + n.Alert.AlertID
+	}
 	if n.Alert.EndsAt != nil {
 		out.EndsAt = *n.Alert.EndsAt
 	} else {

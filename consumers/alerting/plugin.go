@@ -124,7 +124,7 @@ func (p *Plugin) buildNotifiers() {
 	}
 	if nc.Alertmanager.URL != "" {
 		p.am = &alertmanagerSender{client: client, url: nc.Alertmanager.URL + "/api/v2/alerts",
-			resend: nc.Alertmanager.ResendInterval, now: time.Now, active: map[string]Notice{}}
+			resend: nc.Alertmanager.ResendInterval, now: time.Now, active: map[string]Notice{}, page: p.cfg.StatusPageURL}
 		add(NotifierAlertmanager, p.am)
 	}
 }

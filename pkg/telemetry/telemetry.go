@@ -1,8 +1,9 @@
 // Package telemetry gives every callstream process the same operational
 // surface: structured logs (log/slog), a Prometheus registry, and one HTTP
 // listener serving /metrics, /healthz (the process is alive) and /readyz (its
-// bus and sources answer). Components register metrics on the registry and
-// readiness checks on the server instead of building their own.
+// bus and sources answer), plus whatever else is mounted on it with
+// Server.Handle (the status page). Components register metrics on the
+// registry and readiness checks on the server instead of building their own.
 package telemetry
 
 import (
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -60,28 +62,90 @@ func NewRegistry() *prometheus.Registry {
 
 // HTTPConfig configures the operational HTTP listener.
 type HTTPConfig struct {
-	Listen string `yaml:"listen" env:"CALLSTREAM_HTTP_LISTEN" flag:"http-listen" doc:"Address of the /metrics, /healthz and /readyz listener; empty disables it."`
+	Listen string `yaml:"listen" env:"CALLSTREAM_HTTP_LISTEN" flag:"http-listen" doc:"Address of the listener serving the status page (/), /metrics, /healthz and /readyz; empty disables it."`
+	// ExternalURL is where people reach the listener, which may differ from
+	// Listen behind a proxy or in a cluster: links sent out of the process
+	// (the Alertmanager generatorURL of an alert) are built on it.
+	ExternalURL string `yaml:"external_url" env:"CALLSTREAM_EXTERNAL_URL" flag:"external-url" doc:"URL at which operators reach this listener (its status page); alert links such as the Alertmanager generatorURL point there. Empty means http://<listen address>."`
 }
 
 // DefaultHTTPConfig listens on 127.0.0.1:9464.
 func DefaultHTTPConfig() HTTPConfig { return HTTPConfig{Listen: "127.0.0.1:9464"} }
 
+// Validate reports an external URL that is not an absolute http(s) URL.
+func (c HTTPConfig) Validate() error {
+	if c.ExternalURL == "" {
+		return nil
+	}
+	u, err := url.Parse(c.ExternalURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("telemetry: http.external_url %q: want an absolute http(s) URL such as https://callstream.example.com", c.ExternalURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("telemetry: http.external_url %q: want no query or fragment (links append /#alert-<id>)", c.ExternalURL)
+	}
+	return nil
+}
+
+// BaseURL is the external URL without a trailing slash, or, when none is
+// configured, http://<listen address>, with an unspecified host (":9464",
+// "0.0.0.0:9464") written as localhost. It is empty when the listener is
+// disabled and no external URL is set.
+func (c HTTPConfig) BaseURL() string {
+	if c.ExternalURL != "" {
+		return strings.TrimRight(c.ExternalURL, "/")
+	}
+	if c.Listen == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return "http://" + c.Listen
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
 // Check reports whether one dependency is ready; nil means ready.
 type Check func(ctx context.Context) error
 
-// Server serves /metrics, /healthz and /readyz.
+// Server serves /metrics, /healthz, /readyz and the handlers mounted with
+// Handle.
 type Server struct {
 	cfg    HTTPConfig
 	reg    *prometheus.Registry
 	logger *slog.Logger
+	mux    *http.ServeMux
 
-	mu     sync.Mutex
-	checks map[string]Check
+	mu       sync.Mutex
+	checks   map[string]Check
+	patterns []string
 }
 
 // NewServer builds the operational server for reg.
 func NewServer(cfg HTTPConfig, reg *prometheus.Registry, logger *slog.Logger) *Server {
-	return &Server{cfg: cfg, reg: reg, logger: logger, checks: map[string]Check{}}
+	s := &Server{cfg: cfg, reg: reg, logger: logger, checks: map[string]Check{}, mux: http.NewServeMux(),
+		patterns: []string{"/metrics", "/healthz", "/readyz"}}
+	s.mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	s.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.mux.HandleFunc("/readyz", s.ready)
+	return s
+}
+
+// Handle mounts h at pattern (http.ServeMux syntax, e.g. "/{$}" for the
+// root alone) beside the built-in endpoints, so other packages can serve on
+// the one operational listener. Like http.ServeMux.Handle it panics when
+// pattern is invalid or conflicts with one already mounted: that is a
+// programming error, never input. Call it before Run or Serve.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+	s.mu.Lock()
+	s.patterns = append(s.patterns, pattern)
+	s.mu.Unlock()
 }
 
 // AddReadiness registers a named readiness check; /readyz answers 200 only
@@ -93,15 +157,7 @@ func (s *Server) AddReadiness(name string, check Check) {
 }
 
 // Handler returns the server's routes.
-func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("/readyz", s.ready)
-	return mux
-}
+func (s *Server) Handler() http.Handler { return s.mux }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
@@ -149,10 +205,16 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Serve(ctx, ln)
 }
 
-// Serve serves on ln until ctx is done.
+// Serve serves on ln until ctx is done. Requests see ctx's cancellation, so
+// long-lived responses (server-sent events) end when the server stops
+// instead of holding the shutdown up.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	s.logger.Info("operational endpoints up", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	s.mu.Lock()
+	paths := strings.Join(s.patterns, " ")
+	s.mu.Unlock()
+	s.logger.Info("operational endpoints up", "addr", ln.Addr().String(), "paths", paths)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
