@@ -2,12 +2,16 @@ package consumers
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/callstream/callstream/schemas"
 )
@@ -78,30 +82,90 @@ func BenchmarkGoChannelRuntime(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 }
 
-// TestBenchKafkaConsume measures Kafka-mode throughput of a batch plug-in
-// that does nothing, from a topic already full: events/s through fetch,
-// decode, validation, batching and commit. Gated: CALLSTREAM_BENCH=1.
+// TestBenchKafkaConsume compares, on one topic already full of real-sized
+// call events, the consumer runtime handing batches to a plug-in that does
+// nothing with plain kafka-go (FetchMessage, CommitMessages every batch):
+// events/s from the first record to the last (the group join left out) and
+// CPU µs per event of this process, each best of three alternating rounds.
+// Gated: CALLSTREAM_BENCH=1.
 func TestBenchKafkaConsume(t *testing.T) {
 	if os.Getenv("CALLSTREAM_BENCH") != "1" {
 		t.Skip("set CALLSTREAM_BENCH=1")
 	}
 	k := newKafkaEnv(t, 3)
-	const n = 50000
-	for from := 0; from < n; from += 5000 {
-		k.publish(t, from, from+5000)
+	n := 200_000
+	if v, err := strconv.Atoi(os.Getenv("CALLSTREAM_BENCH_MESSAGES")); err == nil && v > 0 {
+		n = v
 	}
-	for _, size := range []int{100, 500} {
-		sink := &nopBatch{size: size}
-		cfg := DefaultConfig()
-		cfg.GroupPrefix = "bench-" + time.Now().Format("150405.000") + "-"
-		start := time.Now()
-		stop := k.start(t, cfg, sink)
-		waitFor(t, 5*time.Minute, "all events", func() bool { return sink.n.Load() >= n })
+	for from := 0; from < n; from += 5000 {
+		k.publish(t, from, min(from+5000, n))
+	}
+	round := 0
+	group := func(what string) string {
+		round++
+		return fmt.Sprintf("bench-%s-%d-%s", what, round, k.topics.Prefix)
+	}
+	plain := func() (float64, float64) {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: k.kcfg.Brokers, GroupID: group("plain"), Topic: k.topics.Calls,
+			StartOffset: kafka.FirstOffset, MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: 1000})
+		defer r.Close()
+		ctx := context.Background()
+		var start time.Time
+		var cpu0 time.Duration
+		pending := make([]kafka.Message, 0, 500)
+		for i := 0; i < n; i++ {
+			m, err := r.FetchMessage(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				start, cpu0 = time.Now(), cpuTime()
+			}
+			pending = append(pending, m)
+			if len(pending) == cap(pending) || i == n-1 {
+				if err := r.CommitMessages(ctx, pending...); err != nil {
+					t.Fatal(err)
+				}
+				pending = pending[:0]
+			}
+		}
 		el := time.Since(start)
+		return float64(n) / el.Seconds(), float64(cpuTime()-cpu0) / float64(time.Microsecond) / float64(n)
+	}
+	runtime := func() (float64, float64) {
+		sink := &nopBatch{size: 500}
+		cfg := DefaultConfig()
+		cfg.GroupPrefix = group("runtime")
+		stop := k.start(t, cfg, sink)
+		waitFor(t, 5*time.Minute, "the first batch", func() bool { return sink.n.Load() > 0 })
+		start, cpu0 := time.Now(), cpuTime()
+		seen0 := sink.n.Load()
+		waitFor(t, 5*time.Minute, "all events", func() bool { return sink.n.Load() >= int64(n) })
+		el, cpu := time.Since(start), cpuTime()-cpu0
 		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("kafka consume, batch size %d: %d events in %s = %.0f events/s (group join included)",
-			size, n, el.Round(time.Millisecond), float64(n)/el.Seconds())
+		got := float64(int64(n) - seen0)
+		return got / el.Seconds(), float64(cpu) / float64(time.Microsecond) / got
 	}
+	var bestPlain, bestRuntime, cpuPlain, cpuRuntime float64
+	for range 3 {
+		if r, c := plain(); r > bestPlain {
+			bestPlain, cpuPlain = r, c
+		}
+		if r, c := runtime(); r > bestRuntime {
+			bestRuntime, cpuRuntime = r, c
+		}
+	}
+	t.Logf("BENCH consume %d events: runtime %.0f events/s, %.2f µs CPU/event | plain kafka-go %.0f events/s, %.2f µs CPU/event | ratio %.0f%%, runtime CPU above kafka-go %.2f µs/event",
+		n, bestRuntime, cpuRuntime, bestPlain, cpuPlain, 100*bestRuntime/bestPlain, cpuRuntime-cpuPlain)
+}
+
+// cpuTime is the CPU time this process used so far (user and system).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
