@@ -28,9 +28,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodePage -fuzztime 60s ./pkg/unpod
 	$(GO) test -run '^$$' -fuzz FuzzDecodeDifferential -fuzztime 60s ./pkg/unpod
 
+## lint: gofmt, vet, staticcheck, go mod tidy, and the layout's dependency rules.
 lint:
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
-	$(GO) vet ./...
+	scripts/lint.sh
 
 kafka-up:
 	deploy/kafka/kafka.sh up

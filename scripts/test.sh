@@ -7,13 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v go >/dev/null || { echo "FAIL: Go is not installed (need Go 1.26 or later)" >&2; exit 1; }
 
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))
-if [[ -n $unformatted ]]; then
-	echo "FAIL: gofmt would change these files:" >&2
-	echo "$unformatted" >&2
-	exit 1
-fi
-go vet ./...
+scripts/lint.sh
 
 source scripts/tools.sh
 ensure_tools

@@ -27,3 +27,16 @@ ensure_tools() {
 			|| { echo "FAIL: could not install chromium with apt-get (needed to test the status page)" >&2; exit 1; }
 	fi
 }
+
+# ensure_lint_tools installs staticcheck (Go module proxy, once) and sets
+# STATICCHECK to it.
+ensure_lint_tools() {
+	local bin=${XDG_CACHE_HOME:-$HOME/.cache}/callstream/bin
+	STATICCHECK=${STATICCHECK:-$(command -v staticcheck || echo "$bin/staticcheck")}
+	if [[ ! -x $STATICCHECK ]]; then
+		echo "installing staticcheck into $bin (once)"
+		GOBIN=$bin go install honnef.co/go/tools/cmd/staticcheck@v0.8.2 \
+			|| { echo "FAIL: could not install staticcheck" >&2; exit 1; }
+		STATICCHECK=$bin/staticcheck
+	fi
+}
