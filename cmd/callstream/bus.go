@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callstream/callstream/consumers"
@@ -25,6 +29,9 @@ type kafkaBus struct {
 	reg    prometheus.Registerer
 	pub    *kafkabus.Publisher
 	kvs    []*kafkabus.KV
+	// waiting holds the last reason the brokers did not answer while the
+	// process waits for them; nil once they did.
+	waiting atomic.Pointer[error]
 }
 
 // errNoBrokers is the usage error of a command that needs Kafka.
@@ -47,7 +54,10 @@ func openKafka(cfg *Config, what string, logger *slog.Logger, reg prometheus.Reg
 	if err != nil {
 		return nil, err
 	}
-	return &kafkaBus{cfg: cfg.Kafka, prefix: cfg.TopicPrefix, logger: logger, reg: reg, pub: pub}, nil
+	k := &kafkaBus{cfg: cfg.Kafka, prefix: cfg.TopicPrefix, logger: logger, reg: reg, pub: pub}
+	connecting := errors.New("not connected yet")
+	k.waiting.Store(&connecting)
+	return k, nil
 }
 
 func (k *kafkaBus) publisher() message.Publisher { return k.pub }
@@ -108,11 +118,53 @@ func (k *kafkaBus) consumerState(ctx context.Context) (func(plugin string) consu
 	return consumers.NewSharedState(kv).For, nil
 }
 
-// ready reports whether the brokers answer for topic.
+// ready reports whether the brokers answer for topic; while the process
+// still waits for them, it reports why.
 func (k *kafkaBus) ready(topic string) func(context.Context) error {
 	return func(ctx context.Context) error {
+		if err := k.waiting.Load(); err != nil {
+			return fmt.Errorf("waiting for the brokers: %w", *err)
+		}
 		_, err := kafkabus.PartitionIDs(ctx, k.cfg, topic)
 		return err
+	}
+}
+
+// startWait bounds the wait for the brokers of the one-shot commands
+// (backfill, dlq replay); produce and consume wait for as long as it takes.
+const startWait = 2 * time.Minute
+
+// wait blocks until the brokers answer, logging what it waits for every
+// few seconds, with the step that fails (connection refused, TLS, SASL).
+func (k *kafkaBus) wait(ctx context.Context) error { return k.waitFor(ctx, 0) }
+
+// waitFor is wait for at most limit (0: no limit).
+func (k *kafkaBus) waitFor(ctx context.Context, limit time.Duration) error {
+	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second),
+		backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(limit))
+	start := time.Now()
+	for {
+		err := kafkabus.Probe(ctx, k.cfg)
+		if err == nil {
+			if k.waiting.Swap(nil) != nil {
+				k.logger.Info("Kafka answers", "brokers", strings.Join(k.cfg.Brokers, ","), "waited", time.Since(start).Round(time.Second).String())
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		k.waiting.Store(&err)
+		next := bo.NextBackOff()
+		if next == backoff.Stop {
+			return fmt.Errorf("the Kafka brokers did not answer within %s: %w", limit, err)
+		}
+		k.logger.Warn("waiting for Kafka", "brokers", strings.Join(k.cfg.Brokers, ","), "err", err, "retry_in", next.Round(100*time.Millisecond).String())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(next):
+		}
 	}
 }
 

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -52,40 +54,54 @@ func consume(ctx context.Context, e *env, cfg *Config, registry []consumers.Fact
 	for i, f := range selected {
 		names[i] = f.Name
 	}
-	// Consumers may start before the first producer: create the calls
-	// topic as the producer would (same partition setting), so the groups
-	// do not start on a missing topic.
-	if err := k.ensure(ctx, cfg.Producer.Partitions, topics.Calls); err != nil {
-		return err
-	}
-	if err := k.ensure(ctx, 0, topics.Outputs(names)...); err != nil {
-		return err
-	}
-	state, err := k.consumerState(ctx)
-	if err != nil {
-		return err
-	}
-	rt, err := consumers.New(cfg.Consumers, consumers.RuntimeDeps{
-		Logger:     logger,
-		Registerer: reg,
-		Topics:     topics,
-		Plugins:    registry,
-		Subscribe:  k.subscribers(),
-		Publisher:  k.publisher(),
-		State:      state,
-		Lag:        k.lagger(),
-	})
-	if err != nil {
-		return err
-	}
+	// The listener comes first: /healthz answers and /readyz says what is
+	// missing while the brokers are awaited.
 	ops := telemetry.NewServer(cfg.HTTP, reg, logger)
-	ops.AddReadiness("consumers", rt.Ready)
+	var running atomic.Pointer[consumers.Runtime]
+	ops.AddReadiness("consumers", func(ctx context.Context) error {
+		if rt := running.Load(); rt != nil {
+			return rt.Ready(ctx)
+		}
+		return errors.New("starting")
+	})
 	ops.AddReadiness("kafka", k.ready(topics.DLQ))
 	g, gctx := errgroup.WithContext(ctx)
-	if err := serveStatusPage(gctx, g, ops, cfg.HTTP, reg, logger, "callstream consume", false, rt.Plugins()); err != nil {
+	if err := serveStatusPage(gctx, g, ops, cfg.HTTP, reg, logger, "callstream consume", false, names); err != nil {
 		return err
 	}
-	g.Go(func() error { return rt.Run(gctx) })
 	g.Go(func() error { return ops.Run(gctx) })
+	g.Go(func() error {
+		if err := k.wait(gctx); err != nil {
+			return err
+		}
+		// Consumers may start before the first producer: create the calls
+		// topic as the producer would (same partition setting), so the
+		// groups do not start on a missing topic.
+		if err := k.ensure(gctx, cfg.Producer.Partitions, topics.Calls); err != nil {
+			return err
+		}
+		if err := k.ensure(gctx, 0, topics.Outputs(names)...); err != nil {
+			return err
+		}
+		state, err := k.consumerState(gctx)
+		if err != nil {
+			return err
+		}
+		rt, err := consumers.New(cfg.Consumers, consumers.RuntimeDeps{
+			Logger:     logger,
+			Registerer: reg,
+			Topics:     topics,
+			Plugins:    registry,
+			Subscribe:  k.subscribers(),
+			Publisher:  k.publisher(),
+			State:      state,
+			Lag:        k.lagger(),
+		})
+		if err != nil {
+			return err
+		}
+		running.Store(rt)
+		return rt.Run(gctx)
+	})
 	return g.Wait()
 }

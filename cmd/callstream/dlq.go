@@ -43,6 +43,9 @@ func cmdDLQ(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer k.close()
+	if err := k.waitFor(ctx, startWait); err != nil {
+		return err
+	}
 	topics := consumers.NewTopics(cfg.TopicPrefix)
 	rc := consumers.ReplayConfig{
 		Topics:    topics,

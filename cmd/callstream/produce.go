@@ -26,20 +26,30 @@ func cmdProduce(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	reg := telemetry.NewRegistry()
-	k, err := newKafkaProducer(ctx, cfg, logger, reg)
+	k, err := openKafka(cfg, "publishes to", logger, reg)
 	if err != nil {
 		return err
 	}
 	defer k.close()
-
+	// The listener comes first: /healthz answers and /readyz says what is
+	// missing while the brokers are awaited.
 	ops := telemetry.NewServer(cfg.HTTP, reg, logger)
-	ops.AddReadiness("kafka", k.bus.ready(k.topic))
+	ops.AddReadiness("kafka", k.ready(schemas.TopicName(cfg.TopicPrefix, schemas.CallsTopic)))
 	g, gctx := errgroup.WithContext(ctx)
 	if err := serveStatusPage(gctx, g, ops, cfg.HTTP, reg, logger, "callstream produce", true, nil); err != nil {
 		return err
 	}
-	g.Go(func() error { return k.producer.Run(gctx) })
 	g.Go(func() error { return ops.Run(gctx) })
+	g.Go(func() error {
+		if err := k.wait(gctx); err != nil {
+			return err
+		}
+		p, _, err := buildProducer(gctx, cfg, logger, reg, k)
+		if err != nil {
+			return err
+		}
+		return p.Run(gctx)
+	})
 	return g.Wait()
 }
 
@@ -56,6 +66,10 @@ func (k *kafkaProducer) close() { _ = k.bus.close() }
 func newKafkaProducer(ctx context.Context, cfg *Config, logger *slog.Logger, reg *prometheus.Registry) (*kafkaProducer, error) {
 	k, err := openKafka(cfg, "publishes to", logger, reg)
 	if err != nil {
+		return nil, err
+	}
+	if err := k.waitFor(ctx, startWait); err != nil {
+		_ = k.close()
 		return nil, err
 	}
 	p, topic, err := buildProducer(ctx, cfg, logger, reg, k)

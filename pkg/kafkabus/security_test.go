@@ -27,7 +27,7 @@ type testPKI struct {
 	caFile, certFile, keyFile  string // CA, client cert and key
 	serverCert                 tls.Certificate
 	caPool                     *x509.CertPool
-	clientCommonName, hostname string
+	clientCommonName           string
 }
 
 func newTestPKI(t *testing.T) *testPKI {
