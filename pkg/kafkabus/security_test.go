@@ -23,11 +23,11 @@ import (
 // testPKI is a throwaway CA with a server certificate for 127.0.0.1 and a
 // client certificate, written as PEM files.
 type testPKI struct {
-	dir                        string
-	caFile, certFile, keyFile  string // CA, client cert and key
-	serverCert                 tls.Certificate
-	caPool                     *x509.CertPool
-	clientCommonName           string
+	dir                       string
+	caFile, certFile, keyFile string // CA, client cert and key
+	serverCert                tls.Certificate
+	caPool                    *x509.CertPool
+	clientCommonName          string
 }
 
 func newTestPKI(t *testing.T) *testPKI {
