@@ -203,7 +203,7 @@ func TestDecodeCallJSONRules(t *testing.T) {
 }
 
 // TestDecodeCallErrors checks that each refusal says which class it is and
-// names what was wrong.
+// names what was wrong (a nil class: no refusal).
 func TestDecodeCallErrors(t *testing.T) {
 	v, err := NewValidator()
 	if err != nil {
@@ -223,6 +223,8 @@ func TestDecodeCallErrors(t *testing.T) {
 		{"trailing bytes", doc + "x", ErrNotJSON, []string{"want the end after the top-level value"}},
 		{"bad JSON after a schema fault", strings.Replace(doc, `"org":"unpod"`, `"org":5`, 1) + "]", ErrNotJSON, nil},
 		{"control character", strings.Replace(doc, `"unpod"`, "\"un\tpod\"", 1), ErrNotJSON, []string{"control character in string"}},
+		{"no colon after a known name", strings.Replace(doc, `"org":`, `"org" `, 1), ErrNotJSON, []string{"':' after a member name"}},
+		{"space before a colon", strings.Replace(doc, `"org":`, `"org" :`, 1), nil, nil},
 		{"array", `[1,2]`, ErrSchema, []string{"schema violation: call event: want an object, got an array"}},
 		{"null", `null`, ErrSchema, []string{"want an object, got null"}},
 		{"empty object", `{}`, ErrSchema, []string{"event_id: missing", "org: missing", "raw: missing"}},
@@ -230,6 +232,9 @@ func TestDecodeCallErrors(t *testing.T) {
 			`"call_status":"no-answer"`, `"org":"unpod"`, `"org":""`).Replace(doc), ErrSchema,
 			[]string{`org: empty; revision: below 1; call_status: "no-answer" is not completed, missed or failed`}},
 		{"bad uuid", strings.Replace(doc, `"6ba7b810-`, `"6ba7b81z-`, 1), ErrSchema, []string{"event_id:", "is not a UUID"}},
+		{"uuid too long", strings.Replace(doc, `"6ba7b810-`, `"6ba7b8100-`, 1), ErrSchema, []string{"event_id:", "is not a UUID"}},
+		{"uuid with a trailing digit", strings.Replace(doc, `430c8"`, `430c80"`, 1), ErrSchema, []string{"is not a UUID"}},
+		{"uuid dash misplaced", strings.Replace(doc, `"6ba7b810-9dad-`, `"6ba7b8109-dad-`, 1), ErrSchema, []string{"is not a UUID"}},
 		{"raw not an object", strings.Replace(doc, `"raw":{"id":"call_abc","bridge":1}`, `"raw":"x"`, 1), ErrSchema,
 			[]string{"raw: want an object, got a string"}},
 		{"call_id wrong type", strings.Replace(doc, `"call_id":"call_abc"`, `"call_id":[]`, 1), ErrSchema,
@@ -244,6 +249,12 @@ func TestDecodeCallErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := v.DecodeCall([]byte(tt.payload))
+			if tt.class == nil {
+				if err != nil {
+					t.Fatalf("err = %v, want none", err)
+				}
+				return
+			}
 			other := ErrSchema
 			if tt.class == ErrSchema {
 				other = ErrNotJSON

@@ -52,6 +52,14 @@ var validitySeeds = []struct {
 	{`{"a":"` + "\xff\xfe" + `"}`, true},
 	{`{"a":"` + "\t" + `"}`, false},
 	{`{"a":"` + "\x7f" + `"}`, true},
+	// The same faults in strings long enough for the eight-byte loop.
+	{`{"a":"0123456789abcdef` + "\x01" + `0123456789abcdef"}`, false},
+	{`{"a":"0123456789abcdef` + "\x1f" + `0123456789abcdef"}`, false},
+	{`{"a":"0123456789abcdef` + "\x7f\x80\xff " + `0123456789abcdef"}`, true},
+	{`{"a":"0123456789abcdef\q0123456789abcdef"}`, false},
+	{`{"a":"0123456789abcdef\"0123456789abcdef"}`, true},
+	{`{"a":"0123456789abcdef\u00e90123456789abcdef"}`, true},
+	{`{"0123456789abcdef` + "\n" + `0123456789abcdef":1}`, false},
 	{`{"a":"unterminated}`, false},
 	{`{"a":"x\`, false},
 	{`{"a":[1,]}`, false},
@@ -219,6 +227,40 @@ func TestScanEmptyContainers(t *testing.T) {
 	sc := New("[1]")
 	if _, err := sc.Enter('{'); err == nil {
 		t.Error(`Enter('{') on "[1]" succeeded`)
+	}
+}
+
+func TestScanKeyIs(t *testing.T) {
+	for _, tt := range []struct {
+		text, quoted string
+		match        bool
+		off          int // the offset after KeyIs: past the colon, or unmoved
+	}{
+		{`"id":1`, `"id"`, true, 5},
+		{` "id":1`, `"id"`, true, 6},
+		{` "ID":1`, `"id"`, false, 1}, // whitespace is skipped either way
+		{`"id" :1`, `"id"`, false, 0}, // valid, but for Key to read
+		{`"id"1`, `"id"`, false, 0},
+		{`"id"`, `"id"`, false, 0},
+		{`"idx":1`, `"id"`, false, 0},
+		{`"i":1`, `"id"`, false, 0},
+		{`"ID":1`, `"id"`, false, 0},
+		{`"\u0069d":1`, `"id"`, false, 0},
+	} {
+		for _, kind := range []string{"string", "[]byte"} {
+			var match bool
+			var off int
+			if kind == "string" {
+				sc := New(tt.text)
+				match, off = sc.KeyIs(tt.quoted), sc.Offset()
+			} else {
+				sc := New([]byte(tt.text))
+				match, off = sc.KeyIs(tt.quoted), sc.Offset()
+			}
+			if match != tt.match || off != tt.off {
+				t.Errorf("%s: KeyIs(%q) on %q = %v at %d, want %v at %d", kind, tt.quoted, tt.text, match, off, tt.match, tt.off)
+			}
+		}
 	}
 }
 
