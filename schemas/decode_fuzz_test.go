@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -69,7 +70,8 @@ func decodeSeeds() []string {
 //     what the reference refuses there. Where the reference accepts and
 //     DecodeCall refuses (the looser time forms), the schema must refuse;
 //   - the event does not alias the payload, and writing to or appending to
-//     Raw changes no string of the event.
+//     Raw changes no string of the event;
+//   - DecodeCallInPlace gives the same event and the same error.
 //
 // Run longer with
 //
@@ -87,6 +89,11 @@ func FuzzDecodeCallDifferential(f *testing.F) {
 		got, gerr := v.DecodeCall(in)
 		for i := range in {
 			in[i] = '#' // reusing the payload's buffer must not reach the event
+		}
+		// Without the copy, the same event and the same error.
+		inPlace, ierr := v.DecodeCallInPlace(bytes.Clone(body))
+		if fmt.Sprint(ierr) != fmt.Sprint(gerr) || !reflect.DeepEqual(inPlace, got) {
+			t.Fatalf("DecodeCallInPlace = %+v, %v\nDecodeCall        %+v, %v", inPlace, ierr, got, gerr)
 		}
 		valid := json.Valid(body)
 		if errors.Is(gerr, ErrNotJSON) != !valid || errors.Is(gerr, ErrSchema) != (gerr != nil && valid) {

@@ -20,7 +20,7 @@ func validCall() CallEvent {
 }
 
 // realisticCall is an event shaped like the producer's from a simulator
-// record with the extra fields: about 700 bytes of JSON.
+// record with the extra fields: about 800 bytes of JSON.
 func realisticCall() CallEvent {
 	e := validCall()
 	end := e.StartTime.Add(207 * time.Second)
