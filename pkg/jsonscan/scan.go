@@ -22,6 +22,9 @@
 //		... read the value at sc.Offset(), or sc.Value() to skip it ...
 //		more, err = sc.More('}')
 //	}
+//
+// A decoder that expects members in a known order tries KeyIs with the
+// next name before Key, which saves scanning the name.
 package jsonscan
 
 import (
