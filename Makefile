@@ -23,10 +23,13 @@ test:
 bench:
 	scripts/bench.sh
 
-## fuzz: the API page decoder, longer than the seed corpus make test runs.
+## fuzz: the API page decoder, the JSON scanner and the call event decoder,
+## longer than the seed corpus make test runs.
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodePage -fuzztime 60s ./pkg/unpod
 	$(GO) test -run '^$$' -fuzz FuzzDecodeDifferential -fuzztime 60s ./pkg/unpod
+	$(GO) test -run '^$$' -fuzz FuzzScanAgreesWithValid -fuzztime 60s ./pkg/jsonscan
+	$(GO) test -run '^$$' -fuzz FuzzDecodeCallDifferential -fuzztime 60s ./schemas
 
 ## lint: gofmt, vet, staticcheck, go mod tidy, and the layout's dependency rules.
 lint:

@@ -19,6 +19,20 @@ func validCall() CallEvent {
 	}
 }
 
+// realisticCall is an event shaped like the producer's from a simulator
+// record with the extra fields: about 800 bytes of JSON.
+func realisticCall() CallEvent {
+	e := validCall()
+	end := e.StartTime.Add(207 * time.Second)
+	e.EndTime = &end
+	e.ObservedAt = e.ObservedAt.Add(123456789 * time.Nanosecond)
+	e.Raw = json.RawMessage(`{"id":"call_abc","source_number":"+911234567890","destination_number":"+919876543210",` +
+		`"call_type":"inbound","call_status":"completed","creation_time":"2026-02-07T05:57:00.000Z",` +
+		`"start_time":"2026-02-07T05:57:10.000Z","end_time":"2026-02-07T06:00:37.000Z","call_duration":"0:03:27",` +
+		`"end_reason":"caller_hangup","bridge":1,"metadata":{"campaign":"sim-1","tags":["simulated"]}}`)
+	return e
+}
+
 func TestValidateCall(t *testing.T) {
 	v, err := NewValidator()
 	if err != nil {
