@@ -21,7 +21,9 @@ import (
 // together, so give it at least maxMessages (times the batches the consumer
 // handles at once, plus one being filled).
 //
-// Verdicts are awaited in batch order, as the consumer runtime gives them: a
+// Unlike with Subscribe, a message's context is the Subscribe context, not
+// one canceled at its ack: a batch consumer has no use for it, and it costs
+// two allocations a message. Verdicts are awaited in batch order, as the consumer runtime gives them: a
 // message left without one holds back the release of the messages after it
 // in its batch (their in-flight slots and commits) until it gets one. A
 // nacked message comes back, after NackResendSleep, at the head of a later
@@ -35,7 +37,7 @@ func (s *Subscriber) SubscribeBatches(ctx context.Context, topic string, maxMess
 		return nil, err
 	}
 	b := &batchLoop{sub: sub, max: min(maxMessages, sub.s.cfg.MaxInFlight), linger: linger,
-		out: make(chan []*message.Message), redeliver: make(chan *pending, sub.s.cfg.MaxInFlight)}
+		out: make(chan []*message.Message), redeliver: make(chan *pending, sub.s.cfg.MaxInFlight), strings: newInterner()}
 	sub.loops.Add(1)
 	go b.run()
 	return b.out, nil
@@ -57,6 +59,8 @@ type batchLoop struct {
 	out       chan []*message.Message
 	redeliver chan *pending // nacked messages, due again
 
+	strings *interner // used by the convert stage alone
+
 	mu        sync.Mutex
 	interrupt context.CancelFunc // cancels the wait for a batch's first record
 }
@@ -64,17 +68,17 @@ type batchLoop struct {
 func (b *batchLoop) run() {
 	sub := b.sub
 	defer sub.loops.Done()
-	defer func() {
-		// close() waits for the loops before closing sub.out; this loop
-		// owns its own channel.
-		<-sub.ctx.Done()
-		close(b.out)
-	}()
 	if sub.src.grouped() {
 		go sub.committer()
 	} else {
 		close(sub.commitEnd)
 	}
+	// Turning records into messages (headers into metadata) runs in a
+	// stage of its own, so the next batch is fetched meanwhile: on a busy
+	// topic the fetch loop is the pipeline's narrowest point.
+	raw := make(chan []*pending, 1)
+	sub.loops.Add(1)
+	go b.convert(raw)
 	backoff := 50 * time.Millisecond
 	for sub.ctx.Err() == nil {
 		batch, err := b.fill()
@@ -98,9 +102,36 @@ func (b *batchLoop) run() {
 		if len(batch) == 0 {
 			continue
 		}
+		select {
+		case raw <- batch:
+		case <-sub.ctx.Done():
+			b.release(batch)
+			return
+		}
+	}
+}
+
+// convert makes the messages of each fetched batch and hands the batch
+// over, in fetch order; it owns the output channel.
+func (b *batchLoop) convert(raw <-chan []*pending) {
+	sub := b.sub
+	defer sub.loops.Done()
+	defer close(b.out)
+	for {
+		var batch []*pending
+		select {
+		case batch = <-raw:
+		case <-sub.ctx.Done():
+			select {
+			case batch = <-raw: // fetched but never handed over
+				b.release(batch)
+			default:
+			}
+			return
+		}
 		msgs := make([]*message.Message, len(batch))
 		for i, p := range batch {
-			msgs[i] = p.msg
+			msgs[i] = b.resend(p).msg
 		}
 		select {
 		case b.out <- msgs:
@@ -182,7 +213,7 @@ func (b *batchLoop) next(ctx context.Context) (*pending, error) {
 	select {
 	case p := <-b.redeliver:
 		<-b.sub.slots // it kept the slot it had; give back the one just taken
-		return b.resend(p), nil
+		return p, nil
 	default:
 	}
 	km, err := b.sub.src.FetchMessage(ctx)
@@ -193,13 +224,14 @@ func (b *batchLoop) next(ctx context.Context) (*pending, error) {
 	if b.sub.src.grouped() {
 		b.sub.tracker.add(km)
 	}
-	return b.resend(&pending{km: km}), nil
+	return &pending{km: km}, nil
 }
 
-// resend turns a record into a fresh watermill message.
+// resend turns a record into a fresh watermill message, for its first
+// delivery or after a nack.
 func (b *batchLoop) resend(p *pending) *pending {
-	msg, ctx := b.sub.newMessage(p.km)
-	p.msg, p.done = msg, ctx.cancel
+	p.msg = b.sub.newMessage(p.km, b.strings, false)
+	p.done = func() {}
 	return p
 }
 

@@ -70,6 +70,8 @@ func (DefaultMarshaler) Unmarshal(km kafka.Message) (*message.Message, error) {
 		}
 	}
 	msg := message.NewMessage(uuid, km.Value)
+	// Room for the headers and the delivery metadata, so the map never grows.
+	msg.Metadata = make(message.Metadata, len(km.Headers)+6)
 	for _, h := range km.Headers {
 		if h.Key != UUIDHeader {
 			msg.Metadata[h.Key] = string(h.Value)
@@ -86,4 +88,62 @@ func setDeliveryMetadata(msg *message.Message, km kafka.Message) {
 	if km.Key != nil {
 		msg.Metadata[schemas.KeyMetadata] = string(km.Key)
 	}
+}
+
+// interner keeps one copy of the values of headers that take few distinct
+// values (ce_type, ce_source, content-type), so a busy subscription does not
+// allocate them again for every record (kafka-go already gives the keys as
+// strings). A key whose values keep changing (ce_id, ce_time) stops being
+// remembered after internLimit distinct values. One goroutine uses it at a
+// time.
+type interner struct {
+	values map[string]*internSet
+}
+
+type internSet struct {
+	m    map[string]string
+	full bool
+}
+
+const internLimit = 32
+
+func newInterner() *interner { return &interner{values: map[string]*internSet{}} }
+
+func (in *interner) value(key string, b []byte) string {
+	set := in.values[key]
+	if set == nil {
+		set = &internSet{m: map[string]string{}}
+		in.values[key] = set
+	}
+	if s, ok := set.m[string(b)]; ok { // the lookup does not allocate
+		return s
+	}
+	s := string(b)
+	if !set.full {
+		if len(set.m) >= internLimit {
+			set.full, set.m = true, nil
+		} else {
+			set.m[s] = s
+		}
+	}
+	return s
+}
+
+// unmarshalInterned is DefaultMarshaler.Unmarshal with the values of in.
+func unmarshalInterned(km kafka.Message, in *interner) *message.Message {
+	var uuid string
+	for _, h := range km.Headers {
+		if h.Key == UUIDHeader {
+			uuid = string(h.Value)
+			break
+		}
+	}
+	msg := message.NewMessage(uuid, km.Value)
+	msg.Metadata = make(message.Metadata, len(km.Headers)+6)
+	for _, h := range km.Headers {
+		if h.Key != UUIDHeader {
+			msg.Metadata[h.Key] = in.value(h.Key, h.Value)
+		}
+	}
+	return msg
 }

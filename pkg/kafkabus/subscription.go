@@ -126,7 +126,8 @@ func (sub *subscription) run() {
 // send delivers one record as a new watermill message. ok is false if the
 // subscription stopped first.
 func (sub *subscription) send(km kafka.Message) (msg *message.Message, done context.CancelFunc, ok bool) {
-	msg, ctx := sub.newMessage(km)
+	msg = sub.newMessage(km, nil, true)
+	ctx := msg.Context().(*deliveryCtx)
 	select {
 	case sub.out <- msg:
 		return msg, ctx.cancel, true
@@ -136,10 +137,19 @@ func (sub *subscription) send(km kafka.Message) (msg *message.Message, done cont
 	}
 }
 
-// newMessage turns a record into a message with its delivery metadata and
-// a context canceled once it is acked or nacked.
-func (sub *subscription) newMessage(km kafka.Message) (*message.Message, *deliveryCtx) {
-	msg, err := sub.s.cfg.Unmarshaler.Unmarshal(km)
+// newMessage turns a record into a message with its delivery metadata and,
+// when withCtx, a context canceled once it is acked or nacked (else the
+// Subscribe context).
+// With an interner (a caller that makes messages from one goroutine) and
+// the default unmarshaler, repeated header values are shared.
+func (sub *subscription) newMessage(km kafka.Message, in *interner, withCtx bool) *message.Message {
+	var msg *message.Message
+	var err error
+	if _, std := sub.s.cfg.Unmarshaler.(DefaultMarshaler); std && in != nil {
+		msg = unmarshalInterned(km, in)
+	} else {
+		msg, err = sub.s.cfg.Unmarshaler.Unmarshal(km)
+	}
 	if err != nil || msg == nil {
 		// Deliver the raw record rather than drop or block on it: the
 		// handler (or the poison-queue middleware) decides what it is worth.
@@ -151,9 +161,12 @@ func (sub *subscription) newMessage(km kafka.Message) (*message.Message, *delive
 		msg.Metadata = message.Metadata{}
 	}
 	setDeliveryMetadata(msg, km)
-	ctx := newDeliveryCtx(sub.valueCtx)
-	msg.SetContext(ctx)
-	return msg, ctx
+	if withCtx {
+		msg.SetContext(newDeliveryCtx(sub.valueCtx))
+	} else {
+		msg.SetContext(sub.valueCtx)
+	}
+	return msg
 }
 
 // await waits for the handler's verdict on msg and redelivers the record
