@@ -94,6 +94,11 @@ type topic struct {
 	changed chan struct{} // closed and replaced when this Bus appends to the topic
 	read    *sql.Stmt     // the fetch query, prepared on rdb
 	inserts map[int]*sql.Stmt
+
+	cacheMu  sync.Mutex
+	tail     []*record // the newest records this Bus wrote: offsets tailFrom, tailFrom+1, ...
+	tailFrom int64
+	tailSize int
 }
 
 // watch returns a channel closed at the next append to t through this Bus.
@@ -327,6 +332,9 @@ func (b *Bus) isActive(group string, topicID int64) bool {
 	defer b.mu.Unlock()
 	return b.active[memberKey{group, topicID}] > 0
 }
+
+// Path is the bus file.
+func (b *Bus) Path() string { return b.cfg.Path }
 
 // Close stops every subscription (committing what was acked), waits for
 // Publish calls under way, stops the writer and closes the file. It is

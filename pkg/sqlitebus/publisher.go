@@ -36,7 +36,8 @@ type row struct {
 	uuid     string
 	key      string
 	hasKey   bool
-	metadata []byte // JSON object of every metadata entry but the key; nil if none
+	md       map[string]string // every metadata entry but the key
+	metadata []byte            // md as a JSON object; nil if empty
 	payload  []byte
 }
 
@@ -62,6 +63,7 @@ func toRow(m *message.Message) (row, error) {
 		}
 		md[k] = v
 	}
+	r.md = md
 	if len(md) > 0 {
 		b, err := json.Marshal(md)
 		if err != nil {

@@ -48,7 +48,7 @@ func (b *Bus) ApplyRetention(ctx context.Context) (int64, error) {
 	for _, tp := range topics {
 		for {
 			var n int64
-			err := b.w.do(func(tx *txn) error {
+			err := b.w.doLazy(func(tx *txn) error {
 				var err error
 				n, err = tx.retain(tp, now()-b.cfg.Retention.Nanoseconds(), now()-b.cfg.GroupRetention.Nanoseconds())
 				return err

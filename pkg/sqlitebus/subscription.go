@@ -4,16 +4,12 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"encoding/json"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/callstream/callstream/schemas"
 )
 
 // ackScanInterval is how long an ack that is not the oldest outstanding
@@ -69,16 +65,6 @@ type subscription struct {
 	commitKick chan struct{} // acker -> committer: the acked prefix grew
 
 	ackerDone, committerDone, done chan struct{}
-}
-
-// record is one stored message.
-type record struct {
-	off      int64
-	ts       int64
-	uuid     string
-	key      sql.NullString
-	metadata []byte
-	payload  []byte
 }
 
 // entry is one delivery of a record.
@@ -302,8 +288,14 @@ func (sub *subscription) nextEntry(deadline <-chan time.Time, block bool) *entry
 	}
 }
 
-// fetch reads the next records into buf.
+// fetch reads the next records into buf: from the tail cache if it has
+// them, else from the file.
 func (sub *subscription) fetch() {
+	if recs := sub.tp.cacheRead(sub.next, sub.fetchSize); len(recs) > 0 {
+		sub.buf = append(sub.buf, recs...)
+		sub.next = recs[len(recs)-1].off + 1
+		return
+	}
 	st, err := sub.tp.readStmt(sub.b)
 	if err == nil {
 		err = sub.fetchWith(st)
@@ -321,12 +313,21 @@ func (sub *subscription) fetchWith(st *sql.Stmt) error {
 	}
 	defer rows.Close()
 	for rows.Next() {
-		r := &record{}
-		if err := rows.Scan(&r.off, &r.ts, &r.uuid, &r.key, &r.metadata, &r.payload); err != nil {
+		var (
+			off, ts     int64
+			id          string
+			key         sql.NullString
+			md, payload []byte
+		)
+		if err := rows.Scan(&off, &ts, &id, &key, &md, &payload); err != nil {
 			return err
 		}
-		sub.buf = append(sub.buf, r)
-		sub.next = r.off + 1
+		m, ok := decodeMetadata(off, md)
+		if !ok {
+			sub.b.metrics.errors.WithLabelValues("unmarshal").Inc()
+		}
+		sub.buf = append(sub.buf, newRecord(off, formatTS(ts), id, key, m, payload))
+		sub.next = off + 1
 	}
 	return rows.Err()
 }
@@ -374,7 +375,7 @@ func (sub *subscription) takeReady() *entry {
 
 // track makes a delivery of r and hands it to the acker.
 func (sub *subscription) track(r *record) *entry {
-	e := &entry{rec: r, msg: sub.message(r)}
+	e := &entry{rec: r, msg: r.message(sub.tp.name)}
 	e.ctx = newDeliveryCtx(sub.valueCtx)
 	e.msg.SetContext(e.ctx)
 	sub.mu.Lock()
@@ -382,26 +383,6 @@ func (sub *subscription) track(r *record) *entry {
 	sub.mu.Unlock()
 	kick(sub.added)
 	return e
-}
-
-// message builds the watermill message of a record: its UUID, payload,
-// stored metadata, key, position and timestamp.
-func (sub *subscription) message(r *record) *message.Message {
-	msg := message.NewMessage(r.uuid, r.payload)
-	if len(r.metadata) > 0 {
-		if err := json.Unmarshal(r.metadata, &msg.Metadata); err != nil {
-			// Deliver it rather than drop or block on it: the handler (or
-			// the poison queue) decides what it is worth.
-			sub.b.metrics.errors.WithLabelValues("unmarshal").Inc()
-			msg.Metadata = message.Metadata{schemas.UnmarshalErrorMetadata: fmt.Sprintf("sqlitebus: metadata of offset %d: %v", r.off, err)}
-		}
-	}
-	if r.key.Valid {
-		msg.Metadata[schemas.KeyMetadata] = r.key.String
-	}
-	schemas.SetPosition(msg.Metadata, schemas.Position{Topic: sub.tp.name, Partition: 0, Offset: r.off})
-	msg.Metadata[schemas.TimestampMetadata] = time.Unix(0, r.ts).UTC().Format(time.RFC3339Nano)
-	return msg
 }
 
 // verdict of a delivery: 0 none yet, 1 acked, 2 nacked.
@@ -566,7 +547,7 @@ func (sub *subscription) commit(final bool) {
 	if !ok {
 		return
 	}
-	err := sub.b.w.do(func(tx *txn) error { return tx.commitGroup(sub.tp, sub.group, off) })
+	err := sub.b.w.doLazy(func(tx *txn) error { return tx.commitGroup(sub.tp, sub.group, off) })
 	if err != nil {
 		sub.b.metrics.errors.WithLabelValues("commit").Inc()
 		sub.tracker.putBack(off, n)

@@ -14,6 +14,13 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
+// lazyLinger is how long the writer holds a lazy write (an offset commit)
+// for company: the next Publish usually comes within it, and one
+// transaction (one fsync) then carries both, and every other group's
+// commit. A commit-only transaction costs nearly as much as a Publish of
+// a thousand messages: the fsync is most of either.
+const lazyLinger = 10 * time.Millisecond
+
 // maxOpsPerTx bounds how many queued writes share one transaction, so one
 // transaction (and the write lock) stays short.
 const maxOpsPerTx = 64
@@ -34,8 +41,9 @@ type writer struct {
 }
 
 type writeOp struct {
-	fn  func(*txn) error
-	err chan error
+	fn   func(*txn) error
+	lazy bool // may wait lazyLinger for company
+	err  chan error
 }
 
 func newWriter(b *Bus) *writer {
@@ -48,7 +56,13 @@ func newWriter(b *Bus) *writer {
 // committed (or failed). fn may run more than once (after a busy file or
 // beside an op that failed), always in a new transaction, so it must only
 // touch the database and tx.
-func (w *writer) do(fn func(*txn) error) error {
+func (w *writer) do(fn func(*txn) error) error { return w.submit(fn, false) }
+
+// doLazy is do for writes that need not be quick (offset commits,
+// retention): they may wait lazyLinger to share a transaction.
+func (w *writer) doLazy(fn func(*txn) error) error { return w.submit(fn, true) }
+
+func (w *writer) submit(fn func(*txn) error, lazy bool) error {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -57,7 +71,7 @@ func (w *writer) do(fn func(*txn) error) error {
 	w.pending.Add(1)
 	w.mu.Unlock()
 	defer w.pending.Done()
-	op := &writeOp{fn: fn, err: make(chan error, 1)}
+	op := &writeOp{fn: fn, lazy: lazy, err: make(chan error, 1)}
 	w.ops <- op
 	return <-op.err
 }
@@ -79,8 +93,11 @@ func (w *writer) close() {
 func (w *writer) run() {
 	defer close(w.done)
 	batch := make([]*writeOp, 0, maxOpsPerTx)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for op := range w.ops {
 		batch = append(batch[:0], op)
+		lazy := op.lazy
 	drain:
 		for len(batch) < maxOpsPerTx {
 			select {
@@ -89,7 +106,24 @@ func (w *writer) run() {
 					break drain
 				}
 				batch = append(batch, op)
+				lazy = lazy && op.lazy
+				continue
 			default:
+			}
+			if !lazy {
+				break
+			}
+			// Only lazy writes so far: wait a little for company.
+			linger.Reset(lazyLinger)
+			select {
+			case op, ok := <-w.ops:
+				linger.Stop()
+				if !ok {
+					break drain
+				}
+				batch = append(batch, op)
+				lazy = op.lazy
+			case <-linger.C:
 				break drain
 			}
 		}
@@ -159,8 +193,10 @@ func (w *writer) runOnce(ops []*writeOp) error {
 	for _, nt := range t.created {
 		w.b.installTopic(nt)
 	}
-	for _, tp := range t.appended {
-		w.b.cachedTopic(tp.name).notify()
+	for _, a := range t.appended {
+		tp := w.b.cachedTopic(a.t.name)
+		tp.cacheAppend(a.recs)
+		tp.notify()
 	}
 	// Statements not prepared yet are prepared now that the connection is
 	// free, for the next transactions.
@@ -202,9 +238,14 @@ type txn struct {
 	b   *Bus
 
 	created  []*topic // topics created here, cached once committed
-	appended []*topic // topics appended to, notified once committed
+	appended []appended // records appended, cached and notified once committed
 	prepare  []prepareNeed
 	temp     []*sql.Stmt // statements prepared on tx, closed with it
+}
+
+type appended struct {
+	t    *topic
+	recs []*record
 }
 
 type prepareNeed struct {
@@ -319,7 +360,15 @@ func (t *txn) appendRows(tp *topic, rows []row) error {
 	if _, err := t.tx.ExecContext(t.ctx, "UPDATE sqlitebus_topics SET next_offset = ?, last_ts = ? WHERE id = ?", next+int64(len(rows)), ts, tp.id); err != nil {
 		return err
 	}
-	t.appended = append(t.appended, tp)
+	// The rows' metadata maps become the records' (encoded already, and
+	// the Publish call that owns them is waiting for this transaction).
+	recs := make([]*record, len(rows))
+	tsText := formatTS(ts)
+	for i := range rows {
+		r := &rows[i]
+		recs[i] = newRecord(next+int64(i), tsText, r.uuid, sql.NullString{String: r.key, Valid: r.hasKey}, r.md, r.payload)
+	}
+	t.appended = append(t.appended, appended{tp, recs})
 	return nil
 }
 
