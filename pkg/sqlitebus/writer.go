@@ -237,7 +237,7 @@ type txn struct {
 	tx  *sql.Tx
 	b   *Bus
 
-	created  []*topic // topics created here, cached once committed
+	created  []*topic   // topics created here, cached once committed
 	appended []appended // records appended, cached and notified once committed
 	prepare  []prepareNeed
 	temp     []*sql.Stmt // statements prepared on tx, closed with it
