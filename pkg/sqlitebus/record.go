@@ -99,6 +99,20 @@ func (t *topic) cacheAppend(recs []*record) {
 	t.tailFrom += int64(drop)
 }
 
+// cacheTrim drops cached records below offset upto (deleted by
+// retention), so no subscription reads them from the cache.
+func (t *topic) cacheTrim(upto int64) {
+	t.cacheMu.Lock()
+	defer t.cacheMu.Unlock()
+	drop := int(min(max(upto-t.tailFrom, 0), int64(len(t.tail))))
+	for _, r := range t.tail[:drop] {
+		t.tailSize -= r.size
+	}
+	clear(t.tail[:drop])
+	t.tail = t.tail[drop:]
+	t.tailFrom += int64(drop)
+}
+
 // cacheRead returns up to n cached records from offset from on; none if
 // from is not in the cache.
 func (t *topic) cacheRead(from int64, n int) []*record {

@@ -35,7 +35,7 @@ func (b *Bus) retentionLoop() {
 //
 // Which groups count: every group that ever subscribed to the topic, unless
 // it is stale, that is, it has no subscription in this process and has not
-// subscribed or committed for GroupRetention (a plug-in switched off must
+// subscribed, committed or unsubscribed for GroupRetention (a plug-in switched off must
 // not keep the file growing). A topic that no group ever subscribed to (the
 // DLQ, when only `callstream dlq replay` reads it) keeps every message:
 // nothing has consumed them.
@@ -134,5 +134,6 @@ func (t *txn) retain(tp *topic, cutoff, staleBefore int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	t.trimmed = append(t.trimmed, trimmed{tp, upto})
 	return res.RowsAffected()
 }

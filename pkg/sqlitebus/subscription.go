@@ -150,6 +150,22 @@ func (sub *subscription) run() {
 	sub.deliver()
 	<-sub.ackerDone
 	<-sub.committerDone
+	if sub.group != "" {
+		sub.touch()
+	}
+}
+
+// touch records that the group was subscribed until now: retention counts
+// a group as gone only GroupRetention after its last sign of life.
+func (sub *subscription) touch() {
+	err := sub.b.w.doLazy(func(tx *txn) error {
+		_, err := tx.tx.ExecContext(tx.ctx, "UPDATE sqlitebus_groups SET updated_at = ? WHERE grp = ? AND topic_id = ?", now(), sub.group, sub.tp.id)
+		return err
+	})
+	if err != nil {
+		sub.b.metrics.errors.WithLabelValues("commit").Inc()
+		sub.b.log.Warn("sqlitebus: record the group's last subscription", "topic", sub.tp.name, "group", sub.group, "err", err)
+	}
 }
 
 func (sub *subscription) closeOut() {

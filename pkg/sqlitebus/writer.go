@@ -193,6 +193,9 @@ func (w *writer) runOnce(ops []*writeOp) error {
 	for _, nt := range t.created {
 		w.b.installTopic(nt)
 	}
+	for _, tr := range t.trimmed {
+		tr.t.cacheTrim(tr.upto)
+	}
 	for _, a := range t.appended {
 		tp := w.b.cachedTopic(a.t.name)
 		tp.cacheAppend(a.recs)
@@ -239,6 +242,7 @@ type txn struct {
 
 	created  []*topic   // topics created here, cached once committed
 	appended []appended // records appended, cached and notified once committed
+	trimmed  []trimmed // retention deletes, dropped from the tail cache once committed
 	prepare  []prepareNeed
 	temp     []*sql.Stmt // statements prepared on tx, closed with it
 }
@@ -246,6 +250,11 @@ type txn struct {
 type appended struct {
 	t    *topic
 	recs []*record
+}
+
+type trimmed struct {
+	t    *topic
+	upto int64
 }
 
 type prepareNeed struct {
