@@ -242,7 +242,7 @@ type txn struct {
 
 	created  []*topic   // topics created here, cached once committed
 	appended []appended // records appended, cached and notified once committed
-	trimmed  []trimmed // retention deletes, dropped from the tail cache once committed
+	trimmed  []trimmed  // retention deletes, dropped from the tail cache once committed
 	prepare  []prepareNeed
 	temp     []*sql.Stmt // statements prepared on tx, closed with it
 }
