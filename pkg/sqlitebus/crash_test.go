@@ -182,7 +182,7 @@ func TestCrashChild(t *testing.T) {
 
 // crashTruth is what the parent learned from the children's stdout.
 type crashTruth struct {
-	published map[string]bool          // ids whose Publish returned
+	published map[string]bool             // ids whose Publish returned
 	acked     []map[string]map[int64]bool // per run: group -> offsets acked (or about to be)
 }
 
