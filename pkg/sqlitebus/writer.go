@@ -150,7 +150,8 @@ func (w *writer) runRetrying(ops []*writeOp) error {
 	bo.MaxInterval = time.Second
 	bo.MaxElapsedTime = w.b.cfg.LockTimeout
 	attempt := 0
-	return backoff.Retry(func() error {
+	began := time.Now()
+	err := backoff.Retry(func() error {
 		attempt++
 		err := w.runOnce(ops)
 		switch {
@@ -166,6 +167,11 @@ func (w *writer) runRetrying(ops []*writeOp) error {
 			return backoff.Permanent(err)
 		}
 	}, bo)
+	if isBusy(err) {
+		return fmt.Errorf("%s is locked by another connection; gave up after %s (LockTimeout %s): %w",
+			w.b.cfg.Path, time.Since(began).Round(time.Millisecond), w.b.cfg.LockTimeout, err)
+	}
+	return err
 }
 
 func (w *writer) runOnce(ops []*writeOp) error {
