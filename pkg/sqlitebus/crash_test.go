@@ -251,6 +251,7 @@ func TestCrash(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { _ = cmd.Process.Kill() }) // never leave a child behind
 		ready := make(chan struct{})
 		readDone := make(chan struct{})
 		go func() {

@@ -14,8 +14,8 @@ import (
 
 // Bounds of a topic's tail cache.
 const (
-	tailRecords = 8192
-	tailBytes   = 16 << 20
+	tailRecords = 32768
+	tailBytes   = 32 << 20
 )
 
 // record is one stored message as subscriptions deliver it. It is shared

@@ -396,8 +396,11 @@ func (sub *subscription) track(r *record) *entry {
 	e.msg.SetContext(e.ctx)
 	sub.mu.Lock()
 	sub.inflight = append(sub.inflight, e)
+	n := len(sub.inflight)
 	sub.mu.Unlock()
-	kick(sub.added)
+	if n <= 2 { // the acker's view changes only here: a head to watch, a scan to arm
+		kick(sub.added)
+	}
 	return e
 }
 
