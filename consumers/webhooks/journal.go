@@ -354,7 +354,10 @@ func (j *journal) flush(ctx context.Context) {
 		s := j.build()
 		j.state.Unlock()
 		start := time.Now()
-		n, err := j.saveSnapshot(ctx, s, from)
+		// err is the flush's error, handed to the waiters below: assign
+		// it, never shadow it, or a failed save would be acknowledged.
+		var n int
+		n, err = j.saveSnapshot(ctx, s, from)
 		if j.observe != nil {
 			j.observe("snapshot", time.Since(start), n)
 		}

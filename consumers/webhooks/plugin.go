@@ -224,7 +224,9 @@ func (p *Plugin) Handle(ctx context.Context, d consumers.Delivery) error {
 		ep.signal()
 	}
 	if err := w.wait(ctx); err != nil {
-		return fmt.Errorf("webhooks: queue event %s durably: %w", ev.EventID, err)
+		// The state store is at fault, not the event: the runtime retries
+		// for as long as it takes and never dead-letters it for this.
+		return consumers.Transient(fmt.Errorf("webhooks: queue event %s durably: %w", ev.EventID, err))
 	}
 	return nil
 }
