@@ -105,9 +105,9 @@ func formatMasked(f Field) string {
 	}
 	if !maskable(f.Value.Type()) {
 		// A secret of another shape (a map of lists, keyed by the
-		// secrets themselves) shows only whether it is set.
-		if f.Value.IsZero() {
-			return formatValue(f.Value)
+		// secrets themselves) shows nothing of itself.
+		if v := formatValue(f.Value); v == "" || v == `""` {
+			return v
 		}
 		return `"` + mask + `"`
 	}
