@@ -224,12 +224,12 @@ func (j *journal) headChunk(ctx context.Context, ep string) (*spillChunk, int, e
 		return nil, 0, fmt.Errorf("webhooks: load spilled events of endpoint %q (chunk %d): %w", ep, head, err)
 	}
 	var c spillChunk
-	if len(data) == 0 {
-		c = spillChunk{Ep: ep, Seq: head}
-	} else if err := json.Unmarshal(data, &c); err != nil {
-		return nil, 0, fmt.Errorf("webhooks: decode spilled events of endpoint %q (chunk %d): %w", ep, head, err)
+	if len(data) > 0 {
+		if err := json.Unmarshal(data, &c); err != nil {
+			return nil, 0, fmt.Errorf("webhooks: decode spilled events of endpoint %q (chunk %d): %w", ep, head, err)
+		}
 	}
-	if c.Seq != head || c.Ep != ep {
+	if len(data) == 0 || c.Seq != head || c.Ep != ep {
 		// Never the product of the protocol above: say so, and go on
 		// with what follows rather than stop the endpoint for good.
 		c = spillChunk{Ep: ep, Seq: head}

@@ -260,3 +260,37 @@ func TestJournalSpillDropsWhatFailed(t *testing.T) {
 		t.Fatalf("read back %d events %v,\nwant %d %v", len(got), got, len(want), want)
 	}
 }
+
+// While a slow endpoint drains its spill and new events keep coming, a
+// call's revisions still arrive in order: new events queue behind the
+// spilled ones, never in memory ahead of them.
+func TestSpillKeepsOrderWhileDraining(t *testing.T) {
+	var mu sync.Mutex
+	order := map[string][]int{}
+	l := newListener(t, func(_ int, _ *http.Request, body []byte) int {
+		time.Sleep(time.Millisecond)
+		var ev schemas.CallEvent
+		_ = json.Unmarshal(body, &ev)
+		mu.Lock()
+		order[ev.CallKey] = append(order[ev.CallKey], ev.Revision)
+		mu.Unlock()
+		return http.StatusOK
+	})
+	cfg := testConfig(EndpointConfig{Name: "slow", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}, QueueSize: 2, Concurrency: 2})
+	p := start(t, cfg, newFileStore(t), newDLQ(t))
+	const n = 600
+	for i := 0; i < n; i += 4 {
+		// Batches of four events, calls of three revisions: most calls
+		// span two batches, so a call's first revision may be spilled by
+		// one batch when the next brings the rest.
+		handleBatch(t, p.Plugin, batchOf(t, i, 4))
+	}
+	eventually(t, 20*time.Second, "every event delivered", func() bool { return len(l.successes()) == n })
+	mu.Lock()
+	defer mu.Unlock()
+	for call, revs := range order {
+		if len(revs) != 3 || revs[0] != 1 || revs[1] != 2 || revs[2] != 3 {
+			t.Fatalf("call %s arrived as revisions %v, want [1 2 3]", call, revs)
+		}
+	}
+}
