@@ -94,9 +94,10 @@ func latencyRun(t *testing.T, n, perSecond int, neighbours bool) (fromHandle, fr
 	// A probe of this process's scheduling: how late a goroutine that
 	// sleeps a millisecond wakes. Its tail says how long the process got
 	// no CPU (other processes' load, GC), which no queue of ours causes.
-	probeDone := make(chan struct{})
+	probeDone, probeExited := make(chan struct{}), make(chan struct{})
 	var lateness []time.Duration
 	go func() {
+		defer close(probeExited)
 		for {
 			select {
 			case <-probeDone:
@@ -110,7 +111,7 @@ func latencyRun(t *testing.T, n, perSecond int, neighbours bool) (fromHandle, fr
 	}()
 	defer func() {
 		close(probeDone)
-		time.Sleep(5 * time.Millisecond)
+		<-probeExited
 		slices.Sort(lateness)
 		if len(lateness) > 0 {
 			t.Logf("neighbours=%v: scheduling probe woke late by p99 %s, max %s", neighbours, percentile(lateness, 0.99), lateness[len(lateness)-1])
