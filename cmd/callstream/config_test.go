@@ -82,3 +82,56 @@ func TestReadmeConfigExamplesAreValid(t *testing.T) {
 		}
 	}
 }
+
+// config print never shows a secret held in a webhook endpoint's headers
+// or URL, or in an alerting notifier's URL, while it keeps what tells the
+// endpoints apart (scheme, host, path, header names).
+func TestConfigPrintMasksSecrets(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/secrets.yaml"
+	yml := `
+webhooks:
+  endpoints:
+    - name: billing
+      url: https://billing.example.com/hooks/calls?token=PLANTED-query-token&team=billing
+      secrets: [whsec_UExBTlRFRC1zaWduaW5nLXNlY3JldC0xMjM0NTY3OA==]
+      headers: {Authorization: "Bearer PLANTED-header-bearer", X-Api-Key: PLANTED-header-key}
+    - name: crm
+      url: https://crm-user:PLANTED-url-password@crm.example.com/in?api_key=PLANTED-api-key&sig=PLANTED-sig
+      secrets: [whsec_UExBTlRFRC1zaWduaW5nLXNlY3JldC0xMjM0NTY3OA==]
+alerting:
+  notifiers:
+    webhook:
+      url: https://ops:PLANTED-alert-password@alerts.example.com/hook?access_token=PLANTED-alert-token
+      secret: whsec_UExBTlRFRC1zaWduaW5nLXNlY3JldC0xMjM0NTY3OA==
+    slack:
+      url: https://hooks.slack.com/services/T000/B000/PLANTED-slack-path
+    alertmanager:
+      url: http://am:PLANTED-am-password@alertmanager.example.com:9093/?secret=PLANTED-am-secret
+`
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	e := &env{stdout: &out, stderr: &out, lookupEnv: func(string) (string, bool) { return "", false }}
+	if code := runMain(context.Background(), e, []string{"config", "print", "--config", path}); code != 0 {
+		t.Fatalf("config print exited %d: %s", code, out.String())
+	}
+	printed := out.String()
+	// The signing secret's base64 spells PLANTED-signing-secret.
+	for _, planted := range []string{"PLANTED", "UExBTlRFRC1zaWduaW5nLXNlY3JldC0xMjM0NTY3OA", "crm-user"} {
+		if strings.Contains(printed, planted) {
+			for _, line := range strings.Split(printed, "\n") {
+				if strings.Contains(line, planted) {
+					t.Errorf("config print shows %q: %s", planted, line)
+				}
+			}
+		}
+	}
+	for _, keep := range []string{"billing.example.com/hooks/calls", "team=billing", "crm.example.com/in", "Authorization", "X-Api-Key",
+		"alerts.example.com/hook", "alertmanager.example.com:9093"} {
+		if !strings.Contains(printed, keep) {
+			t.Errorf("config print lost %q, which tells the endpoints apart:\n%s", keep, printed)
+		}
+	}
+}

@@ -32,7 +32,7 @@ type LogConfig struct {
 
 // WebhookConfig configures the generic JSON webhook notifier.
 type WebhookConfig struct {
-	URL    string `yaml:"url" env:"CALLSTREAM_ALERTING_WEBHOOK_URL" doc:"URL the alert events are POSTed to; empty disables the notifier."`
+	URL    string `yaml:"url" env:"CALLSTREAM_ALERTING_WEBHOOK_URL" secret:"url" doc:"URL the alert events are POSTed to; empty disables the notifier. Printed with credentials and token-like query values masked."`
 	Secret string `yaml:"secret" env:"CALLSTREAM_ALERTING_WEBHOOK_SECRET" secret:"true" doc:"Signing secret, whsec_ followed by base64."`
 }
 
@@ -43,7 +43,7 @@ type SlackConfig struct {
 
 // AlertmanagerConfig configures the Alertmanager notifier.
 type AlertmanagerConfig struct {
-	URL            string        `yaml:"url" env:"CALLSTREAM_ALERTING_ALERTMANAGER_URL" doc:"Alertmanager base URL (alerts go to <url>/api/v2/alerts); empty disables the notifier."`
+	URL            string        `yaml:"url" env:"CALLSTREAM_ALERTING_ALERTMANAGER_URL" secret:"url" doc:"Alertmanager base URL (alerts go to <url>/api/v2/alerts); empty disables the notifier. Printed with credentials and token-like query values masked."`
 	ResendInterval time.Duration `yaml:"resend_interval" doc:"How often firing alerts are sent again so Alertmanager does not time them out."`
 }
 

@@ -20,7 +20,8 @@ type Config struct {
 
 	Timeout          time.Duration `yaml:"timeout" doc:"Default time limit of one delivery attempt, response included."`
 	Concurrency      int           `yaml:"concurrency" doc:"Default number of concurrent deliveries per endpoint."`
-	QueueSize        int           `yaml:"queue_size" doc:"Default number of undelivered events buffered per endpoint before the consumer applies back-pressure."`
+	QueueSize        int           `yaml:"queue_size" doc:"Default number of undelivered events each endpoint holds in memory; more are spilled to the state store."`
+	SpillBytes       int64         `yaml:"spill_bytes" doc:"Default bytes of event bodies each endpoint may spill to the state store beyond its queue before the consumer applies back-pressure."`
 	MaxResponseBytes int64         `yaml:"max_response_bytes" doc:"How much of a response body is read before the connection is dropped."`
 	UserAgent        string        `yaml:"user_agent" doc:"User-Agent header of every delivery."`
 
@@ -46,17 +47,21 @@ type Config struct {
 type EndpointConfig struct {
 	// Name is stable: it keys the endpoint's durable queue, metrics and logs.
 	Name string `yaml:"name" doc:"Stable name of the endpoint, used in state, metrics and logs."`
-	URL  string `yaml:"url" doc:"Where events are POSTed."`
+	URL  string `yaml:"url" secret:"url" doc:"Where events are POSTed; printed with credentials and token-like query values masked."`
 	// Secrets are whsec_ + base64 keys. Every one signs each delivery, so
 	// during a rotation the receiver accepts either the old or the new key.
-	Secrets   Secrets           `yaml:"secrets" secret:"true" doc:"Signing secrets (whsec_ + base64); several during a rotation."`
-	Filter    Filter            `yaml:"filter" doc:"Which events the endpoint receives; empty lists match everything."`
-	RateLimit float64           `yaml:"rate_limit" doc:"Most deliveries per second to this endpoint; 0 means unlimited."`
-	Timeout   time.Duration     `yaml:"timeout" doc:"Time limit of one attempt to this endpoint; 0 takes the default."`
-	Headers   map[string]string `yaml:"headers" doc:"Extra headers sent with every delivery."`
-	// Concurrency and QueueSize override the defaults for this endpoint.
-	Concurrency int `yaml:"concurrency" doc:"Concurrent deliveries to this endpoint; 0 takes the default."`
-	QueueSize   int `yaml:"queue_size" doc:"Undelivered events buffered for this endpoint; 0 takes the default."`
+	Secrets   Secrets       `yaml:"secrets" secret:"true" doc:"Signing secrets (whsec_ + base64); several during a rotation."`
+	Filter    Filter        `yaml:"filter" doc:"Which events the endpoint receives; empty lists match everything."`
+	RateLimit float64       `yaml:"rate_limit" doc:"Most deliveries per second to this endpoint; 0 means unlimited."`
+	Timeout   time.Duration `yaml:"timeout" doc:"Time limit of one attempt to this endpoint; 0 takes the default."`
+	// Headers often carry credentials (Authorization, API keys): their
+	// values are masked when printed.
+	Headers map[string]string `yaml:"headers" secret:"true" doc:"Extra headers sent with every delivery; values are masked when printed."`
+	// Concurrency, QueueSize and SpillBytes override the defaults for
+	// this endpoint.
+	Concurrency int   `yaml:"concurrency" doc:"Concurrent deliveries to this endpoint; 0 takes the default."`
+	QueueSize   int   `yaml:"queue_size" doc:"Undelivered events this endpoint holds in memory; 0 takes the default."`
+	SpillBytes  int64 `yaml:"spill_bytes" doc:"Bytes of event bodies this endpoint may spill to the state store; 0 takes the default."`
 }
 
 // Secrets are an endpoint's signing secrets. They print and marshal masked,
@@ -103,6 +108,7 @@ func DefaultConfig() Config {
 		Timeout:          15 * time.Second,
 		Concurrency:      8,
 		QueueSize:        2000,
+		SpillBytes:       256 << 20,
 		MaxResponseBytes: 64 << 10,
 		UserAgent:        "callstream-webhooks/1",
 		BreakerFailures:  10,
@@ -123,8 +129,8 @@ var reservedHeaders = map[string]bool{
 // validate checks the whole configuration and names the endpoint at fault.
 // Secrets never appear in its errors.
 func (c *Config) validate() error {
-	if c.Timeout <= 0 || c.Concurrency <= 0 || c.QueueSize <= 0 || c.MaxResponseBytes <= 0 {
-		return errors.New("webhooks: timeout, concurrency, queue_size and max_response_bytes must be positive")
+	if c.Timeout <= 0 || c.Concurrency <= 0 || c.QueueSize <= 0 || c.SpillBytes <= 0 || c.MaxResponseBytes <= 0 {
+		return errors.New("webhooks: timeout, concurrency, queue_size, spill_bytes and max_response_bytes must be positive")
 	}
 	if c.RetryJitter < 0 || c.RetryJitter >= 1 {
 		return fmt.Errorf("webhooks: retry_jitter %v is outside [0, 1)", c.RetryJitter)
@@ -173,8 +179,8 @@ func (c *Config) validate() error {
 				return fmt.Errorf("webhooks: endpoint %q: header %q is set by the sender", e.Name, k)
 			}
 		}
-		if e.RateLimit < 0 || e.Timeout < 0 || e.Concurrency < 0 || e.QueueSize < 0 {
-			return fmt.Errorf("webhooks: endpoint %q: rate_limit, timeout, concurrency and queue_size must not be negative", e.Name)
+		if e.RateLimit < 0 || e.Timeout < 0 || e.Concurrency < 0 || e.QueueSize < 0 || e.SpillBytes < 0 {
+			return fmt.Errorf("webhooks: endpoint %q: rate_limit, timeout, concurrency, queue_size and spill_bytes must not be negative", e.Name)
 		}
 	}
 	return nil

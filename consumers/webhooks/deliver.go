@@ -16,6 +16,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/cenkalti/backoff/v4"
 
+	"github.com/callstream/callstream/pkg/config"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -42,9 +43,11 @@ func (p *Plugin) deliver(ctx context.Context, ep *endpoint, e *entry) {
 		p.finishToDLQ(ctx, ep, e, fmt.Sprintf("webhooks: endpoint %q disabled (%s); event kept for replay", ep.name, why))
 		return
 	}
-	if err := ep.limiter.wait(ctx); err != nil {
-		p.putBack(ep, e)
-		return
+	if ep.limiter != nil {
+		if err := ep.limiter.Wait(ctx); err != nil {
+			p.putBack(ep, e) // shutting down
+			return
+		}
 	}
 	start := time.Now()
 	res := p.attempt(ctx, ep, e)
@@ -100,7 +103,7 @@ func (p *Plugin) deliver(ctx context.Context, ep *endpoint, e *entry) {
 		p.journal.append(op{K: opTry, Ep: ep.name, ID: e.ev.id, Attempts: n, NextAt: at.UnixNano()})
 		p.state.RUnlock()
 		p.log.Debug("webhooks: attempt failed, retry scheduled", "endpoint", ep.name, "event_id", e.ev.id,
-			"attempt", n, "status", res.status, "error", e.lastErr, "retry_at", at)
+			"attempt", n, "status", res.status, "err", e.lastErr, "retry_at", at)
 	}
 }
 
@@ -142,9 +145,12 @@ func (p *Plugin) attempt(ctx context.Context, ep *endpoint, e *entry) result {
 	}
 	switch {
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		r.err = fmt.Errorf("%w: status %d to %q", ErrRedirect, resp.StatusCode, resp.Header.Get("Location"))
+		// The target may carry a token in its query: masked like a
+		// configured URL.
+		r.err = fmt.Errorf("%w: status %d to %q", ErrRedirect, resp.StatusCode, ep.scrub(config.MaskURL(resp.Header.Get("Location"))))
 	default:
-		r.err = fmt.Errorf("status %d: %s", resp.StatusCode, printable(head))
+		// A receiver may echo the request back: never with our secrets.
+		r.err = fmt.Errorf("status %d: %s", resp.StatusCode, ep.scrub(printable(head)))
 	}
 	r.gone = resp.StatusCode == http.StatusGone
 	r.abort = strings.EqualFold(strings.TrimSpace(resp.Header.Get(HeaderDelivery)), AbortMessage)
@@ -176,6 +182,8 @@ func (p *Plugin) retryDelay(n int, retryAfter time.Duration) time.Duration {
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or bad.
+//
+// TODO(lead): use unpod.ParseRetryAfter
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -225,13 +233,24 @@ func (p *Plugin) finishToDLQ(ctx context.Context, ep *endpoint, e *entry, reason
 	msg.Metadata.Set(schemas.KeyMetadata, e.ev.callKey)
 	msg.Metadata.Set(schemas.DLQReasonMetadata, reason)
 	msg.Metadata.Set(schemas.DLQHandlerMetadata, Name)
-	msg.Metadata.Set(schemas.DLQTopicMetadata, p.deps.Topics.Calls)
+	// Replay puts it on this plug-in's retry topic naming this endpoint
+	// (schemas.ReplayEndpointMetadata), so only this endpoint gets it again.
+	msg.Metadata.Set(schemas.DLQEndpointMetadata, ep.name)
+	if pos := e.ev.pos; pos.hasPos {
+		msg.Metadata.Set(schemas.DLQTopicMetadata, pos.topic)
+		msg.Metadata.Set(schemas.DLQPartitionMetadata, strconv.FormatInt(int64(pos.part), 10))
+		msg.Metadata.Set(schemas.DLQOffsetMetadata, strconv.FormatInt(pos.off, 10))
+	} else {
+		msg.Metadata.Set(schemas.DLQTopicMetadata, p.deps.Topics.Calls)
+	}
+	if head.Org != "" {
+		msg.Metadata.Set(schemas.DLQOrgMetadata, head.Org)
+	}
 	msg.Metadata.Set(schemas.DLQTimeMetadata, p.now().UTC().Format(time.RFC3339Nano))
-	msg.Metadata.Set(EndpointMetadata, ep.name)
 	msg.SetContext(ctx)
 	if err := p.deps.Publisher.Publish(p.deps.Topics.DLQ, msg); err != nil {
 		p.log.Error("webhooks: publish to the DLQ failed; delivery stays queued", "endpoint", ep.name,
-			"event_id", e.ev.id, "error", err)
+			"event_id", e.ev.id, "err", err)
 		p.state.RLock()
 		ep.mu.Lock()
 		ep.requeueLocked(e, p.now().Add(p.dlqRetry))

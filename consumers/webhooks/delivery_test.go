@@ -113,6 +113,7 @@ func TestExhaustedDeliveryGoesToDLQ(t *testing.T) {
 	p := start(t, cfg, newFileStore(t), d)
 	ev := testEvent(3, "call-3", 1)
 	dl := delivery(t, ev)
+	dl.Position, dl.HasPosition = schemas.Position{Topic: d.topics.Calls, Partition: 2, Offset: 4711}, true
 	if err := p.Handle(context.Background(), dl); err != nil {
 		t.Fatal(err)
 	}
@@ -127,8 +128,19 @@ func TestExhaustedDeliveryGoesToDLQ(t *testing.T) {
 			t.Fatalf("reason %q lacks %q", reason, want)
 		}
 	}
-	if m.Metadata.Get(schemas.DLQHandlerMetadata) != "webhooks" || m.Metadata.Get(EndpointMetadata) != "down" {
-		t.Fatalf("metadata %v", m.Metadata)
+	want := map[string]string{
+		schemas.DLQHandlerMetadata:   "webhooks",
+		schemas.DLQEndpointMetadata:  "down",
+		schemas.DLQTopicMetadata:     d.topics.Calls,
+		schemas.DLQPartitionMetadata: "2",
+		schemas.DLQOffsetMetadata:    "4711",
+		schemas.DLQOrgMetadata:       ev.Org,
+		schemas.KeyMetadata:          ev.CallKey,
+	}
+	for k, v := range want {
+		if got := m.Metadata.Get(k); got != v {
+			t.Errorf("DLQ metadata %s = %q, want %q (all: %v)", k, got, v, m.Metadata)
+		}
 	}
 	if !bytes.Equal(m.Payload, dl.Message.Payload) {
 		t.Fatalf("DLQ payload is not the event JSON")
@@ -306,23 +318,6 @@ func TestDisableAfterFailingTooLong(t *testing.T) {
 		if r := m.Metadata.Get(schemas.DLQReasonMetadata); !contains(r, "disabled") {
 			t.Fatalf("reason %q", r)
 		}
-	}
-}
-
-// A full endpoint queue blocks Handle (back-pressure) until ctx ends; it
-// never drops the event.
-func TestFullQueueBlocksHandle(t *testing.T) {
-	l := newListener(t, func(int, *http.Request, []byte) int { return 0 }) // hangs
-	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}, QueueSize: 2, Concurrency: 1})
-	cfg.Timeout = time.Minute
-	p := start(t, cfg, newFileStore(t), newDLQ(t))
-	handle(t, p.Plugin, testEvent(1, "c1", 1))
-	handle(t, p.Plugin, testEvent(2, "c2", 1))
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	err := p.Handle(ctx, delivery(t, testEvent(3, "c3", 1)))
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Handle on a full queue = %v, want it to block until the deadline", err)
 	}
 }
 

@@ -19,8 +19,9 @@
 //	      rate_limit: 50             # deliveries per second, 0 = unlimited
 //	      timeout: 10s
 //	      concurrency: 8
-//	      queue_size: 2000
-//	      headers: {X-Team: billing}
+//	      queue_size: 2000           # in memory; more spills to the state store
+//	      spill_bytes: 268435456     # bodies spilled before back-pressure
+//	      headers: {X-Team: billing} # values are masked when printed
 //	  retry_schedule: [5s, 5m, 30m, 2h, 5h, 10h, 10h]
 //	  allow_loopback: false
 //	  allow_private: false
@@ -70,36 +71,73 @@
 //
 // # Isolation
 //
-// Each endpoint has its own queue (queue_size events) and its own workers
-// (concurrency), so a slow, failing or hanging endpoint never delays the
-// others. Events of one call (one call_key) reach an endpoint in revision
-// order: only the oldest undelivered event of a call is attempted, while
-// other calls go on. When an endpoint's queue is full, Handle waits for room:
-// that is back-pressure on the Kafka consumer, never loss. queue_size is
-// therefore the outage an endpoint may have at the incoming rate before it
-// slows the others down; the circuit breaker and disable_after bound it.
+// Each endpoint has its own queue and its own workers (concurrency), so a
+// slow, failing or hanging endpoint never delays the others. Events of one
+// call (one call_key) reach an endpoint in revision order: only the oldest
+// undelivered event of a call is attempted, while other calls go on.
+//
+// An endpoint holds at most queue_size events in memory. When its queue is
+// full, its further events spill to the durable queue in the state store
+// (spill.go): they are saved there, in arrival order, by the same flush
+// that acknowledges them, and read back, oldest first, as the endpoint's
+// queue drains. While an endpoint has spilled events its new events spill
+// behind them, so nothing overtakes. Memory stays bounded by queue_size
+// (and one chunk of spilled events read ahead) however long the backlog,
+// and the spill survives restarts like the rest of the queue. Only when an
+// endpoint's spill holds spill_bytes of bodies does HandleBatch wait for it
+// to drain: back-pressure on the consumer, never loss, and the outage an
+// endpoint may have at the incoming rate before it slows the others down;
+// the circuit breaker and disable_after bound it. In Kafka mode the state
+// store keeps its values in memory as well as in its topic, so there the
+// spill costs memory too: size spill_bytes accordingly.
+//
+// Spilling was chosen over pausing the endpoint and catching it up from the
+// calls topic later: a plug-in cannot re-read a topic from an offset (the
+// runtime owns the subscriptions), and parking the events on the retry
+// topic instead would make a hanging endpoint's backlog circulate there or
+// block that topic, and the replays for healthy endpoints with it. The
+// durable queue is already where an event is made durable before it is
+// acknowledged, so the spill needs no second path: an event is spilled by
+// the same flush that queues it for the other endpoints.
 //
 // Each endpoint has a circuit breaker: after breaker_failures consecutive
 // failures it opens for breaker_cooldown, then lets one probe through. An
 // endpoint that has failed without a single success for disable_after is
 // disabled; so is one that answers 410. A disabled endpoint's queued and
-// future events go to the DLQ, with EndpointMetadata naming the endpoint,
-// to be replayed once it is fixed. The disabled state survives restarts;
-// changing the endpoint's URL (or name) re-enables it.
+// future events go to the DLQ, to be replayed once it is fixed. The
+// disabled state survives restarts; changing the endpoint's URL (or name)
+// re-enables it.
+//
+// # Dead letters and replay
+//
+// A delivery that goes to the DLQ carries schemas.DLQEndpointMetadata, the
+// endpoint's name, beside the handler, reason, time, org and the position
+// (topic, partition, offset) the event was consumed at. A targeted replay
+// puts it back on this plug-in's retry topic with
+// schemas.ReplayEndpointMetadata set to that name: such an event is queued
+// for that endpoint only (its filter chose it the first time), never for
+// the others, so no endpoint that acknowledged it gets it twice. A replay
+// naming an endpoint no longer configured is a permanent error naming it.
 //
 // # Durability
 //
-// Handle does not wait for delivery. It puts the event in the queue of
-// every matching endpoint, then waits until that change is saved in the
-// plug-in's StateStore, and only then returns nil and lets the runtime
-// commit the Kafka offset. Saves are batched: every concurrent Handle waits
-// for the same save (the runtime runs up to Tuning().MaxInFlight at once),
-// so throughput does not cost one fsync per event. The queue is saved as a
-// snapshot plus a log of changes (journal.go); the snapshot is rewritten
-// when the log outgrows it, so saved state stays bounded by the queues'
-// sizes. Retry counts and due times are saved too, so after a restart the
-// schedule continues where it was. A graceful stop ends with a snapshot; a
-// crash replays the log written since the last one.
+// The plug-in is a consumers.BatchHandler. HandleBatch does not wait for
+// delivery. It puts each event of the batch in the queue of every matching
+// endpoint (or in its spill), then waits until those changes are saved in
+// the plug-in's StateStore, and only then returns nil and lets the runtime
+// commit the offsets: one save, one fsync, for the whole batch (plus one
+// per endpoint that spills). Concurrent calls share saves too; Handle, for
+// one event, is a batch of one. A failed save fails the batch with a
+// transient error (the store is at fault, not the events), so the runtime
+// delivers it again and never dead-letters it for that. The queue is saved
+// as a snapshot plus a log of changes (journal.go); the snapshot is
+// rewritten when the log outgrows it, so saved state stays bounded by the
+// queues' sizes and the spills. Spilled bodies are saved once, in chunks of
+// their own, and never copied into snapshots, which hold only where each
+// endpoint's spill starts and ends. Retry counts and due times are saved
+// too, so after a restart the schedule continues where it was. A graceful
+// stop ends with a snapshot; a crash replays the log written since the last
+// one.
 //
 // In Kafka mode the store is the runtime's compacted state topic. Each
 // member of the webhooks consumer group keeps its own queue there: give
@@ -121,5 +159,10 @@
 // allow_link_local is set. Proxies from the environment are ignored.
 // https_only refuses http URLs. Response bodies are read up to
 // max_response_bytes. Secrets never appear in logs, errors, metrics or a
-// printed configuration.
+// printed configuration: signing secrets and header values are masked when
+// printed; an endpoint's URL is printed with its credentials and token-like
+// query values masked (config.MaskURL), as is a redirect's target in an
+// error; and a response body quoted in an error has the endpoint's own
+// header values, URL values and secrets masked, in case the receiver echoes
+// the request.
 package webhooks

@@ -2,10 +2,12 @@ package webhooks
 
 import (
 	"container/heap"
-	"context"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // event is one call event's body, shared by the entries of every endpoint
@@ -15,6 +17,25 @@ type event struct {
 	rev         int
 	order       uint64 // enqueue order, to keep a call's revisions in order
 	body        []byte
+	pos         position
+}
+
+// position is where the event was consumed, for its DLQ metadata.
+type position struct {
+	topic  string
+	part   int32
+	off    int64
+	hasPos bool
+}
+
+func (e *event) snap() snapEvent {
+	return snapEvent{ID: e.id, CallKey: e.callKey, Rev: e.rev, Order: e.order, Body: e.body,
+		Topic: e.pos.topic, Part: e.pos.part, Off: e.pos.off, HasPos: e.pos.hasPos}
+}
+
+func eventOf(s *snapEvent) *event {
+	return &event{id: s.ID, callKey: s.CallKey, rev: s.Rev, order: s.Order, body: s.Body,
+		pos: position{topic: s.Topic, part: s.Part, off: s.Off, hasPos: s.HasPos}}
 }
 
 // entry is one event waiting for delivery to one endpoint.
@@ -106,37 +127,6 @@ func (b *breaker) record(ok bool, now time.Time) {
 
 func (b *breaker) open() bool { return b.fails >= b.threshold }
 
-// limiter spaces attempts to at most one per `every`.
-type limiter struct {
-	mu    sync.Mutex
-	every time.Duration
-	next  time.Time
-}
-
-func (l *limiter) wait(ctx context.Context) error {
-	if l == nil {
-		return nil
-	}
-	l.mu.Lock()
-	now := time.Now()
-	at := l.next
-	if at.Before(now) {
-		at = now
-	}
-	l.next = at.Add(l.every)
-	l.mu.Unlock()
-	if d := at.Sub(now); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
-
 // endpoint is one subscription's queue, workers' state and breaker.
 type endpoint struct {
 	name        string
@@ -146,24 +136,38 @@ type endpoint struct {
 	timeout     time.Duration
 	concurrency int
 	signer      *signer
-	limiter     *limiter
-	wake        chan struct{}
+	limiter     *rate.Limiter     // nil: unlimited
+	wake        chan struct{}     // a worker may have work
+	room        chan struct{}     // the queue has room, or the spill has events to read
+	spillBytes  int64             // most bytes of bodies the spill may hold
+	secrets     *strings.Replacer // masks the endpoint's own secrets in text it sends back
 
-	mu           sync.Mutex
-	live         map[string]*entry // by event id
-	lanes        map[string]*lane  // by call key
-	ready        readyHeap
-	slots        chan struct{} // a token per queued entry; its capacity is the queue size
-	overflow     int           // recovered entries beyond the capacity
-	br           breaker
-	disabled     bool
-	reason       string // why it is disabled
-	failingSince time.Time
+	mu    sync.Mutex
+	live  map[string]*entry // by event id
+	lanes map[string]*lane  // by call key
+	ready readyHeap
+	// size counts the entries in memory against capacity (queue_size):
+	// beyond it, events are spilled (spill.go). Entries recovered after a
+	// restart are admitted even past a smaller capacity.
+	size, capacity int
+	freed          chan struct{} // closed and replaced when the spill shrinks
+	br             breaker
+	disabled       bool
+	reason         string // why it is disabled
+	failingSince   time.Time
 }
 
 func (ep *endpoint) signal() {
 	select {
 	case ep.wake <- struct{}{}:
+	default:
+	}
+}
+
+// signalRoom wakes the spill reader.
+func (ep *endpoint) signalRoom() {
+	select {
+	case ep.room <- struct{}{}:
 	default:
 	}
 }
@@ -176,45 +180,34 @@ func (ep *endpoint) has(id string) bool {
 	return ok
 }
 
-// reserve takes room for one entry, waiting while the queue is full: this is
-// where a slow endpoint turns into back-pressure on the consumer. A channel
-// of tokens wakes exactly one waiter per freed place.
-func (ep *endpoint) reserve(ctx context.Context) error {
-	select {
-	case ep.slots <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// admitLocked takes room for a recovered entry without waiting: entries
-// saved before a restart are admitted even past a smaller queue_size.
+// reserveLocked takes room for one entry in memory, if there is any;
 // ep.mu is held.
-func (ep *endpoint) admitLocked() {
-	select {
-	case ep.slots <- struct{}{}:
-	default:
-		ep.overflow++
+func (ep *endpoint) reserveLocked() bool {
+	if ep.size >= ep.capacity {
+		return false
 	}
+	ep.size++
+	return true
 }
 
-// unreserveLocked gives room back; ep.mu is held.
+// admitLocked takes room for a recovered entry without a limit; ep.mu is
+// held.
+func (ep *endpoint) admitLocked() { ep.size++ }
+
+// freeRoomLocked is how many more entries fit in memory; ep.mu is held.
+func (ep *endpoint) freeRoomLocked() int { return max(ep.capacity-ep.size, 0) }
+
+// unreserveLocked gives room back and tells the spill reader; ep.mu is
+// held.
 func (ep *endpoint) unreserveLocked() {
-	if ep.overflow > 0 {
-		ep.overflow--
-		return
-	}
-	select {
-	case <-ep.slots:
-	default:
-	}
+	ep.size--
+	ep.signalRoom()
 }
 
-func (ep *endpoint) unreserve() {
-	ep.mu.Lock()
-	ep.unreserveLocked()
-	ep.mu.Unlock()
+// spillFreedLocked wakes whoever waits for room in the spill; ep.mu is held.
+func (ep *endpoint) spillFreedLocked() {
+	close(ep.freed)
+	ep.freed = make(chan struct{})
 }
 
 // enqueueLocked adds e to its call's lane; false if the event is already

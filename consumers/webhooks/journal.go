@@ -54,6 +54,8 @@ const (
 	opDone    = "done" // delivered, or handed to the DLQ
 	opTry     = "try"  // an attempt failed; Attempts and NextAt are current
 	opDisable = "off"  // the endpoint was disabled
+	opChunk   = "sp"   // a chunk of spilled events was saved (spill.go)
+	opUnspill = "usp"  // spilled events moved into memory (spill.go)
 )
 
 type op struct {
@@ -69,6 +71,17 @@ type op struct {
 	NextAt   int64    `json:"at,omitempty"`
 	URL      string   `json:"url,omitempty"`
 	Reason   string   `json:"r,omitempty"`
+	// Where the event was consumed, for its DLQ metadata.
+	Topic  string `json:"t,omitempty"`
+	Part   int32  `json:"p,omitempty"`
+	Off    int64  `json:"off,omitempty"`
+	HasPos bool   `json:"hp,omitempty"`
+	// Spill operations: the chunk, how far it was read, how many events
+	// and bytes of bodies.
+	Chunk uint64 `json:"c,omitempty"`
+	Skip  int    `json:"sk,omitempty"`
+	Count int    `json:"cnt,omitempty"`
+	Bytes int64  `json:"by,omitempty"`
 }
 
 type segment struct {
@@ -82,6 +95,10 @@ type snapEvent struct {
 	Rev     int    `json:"rev"`
 	Order   uint64 `json:"o"`
 	Body    []byte `json:"b"`
+	Topic   string `json:"t,omitempty"`
+	Part    int32  `json:"p,omitempty"`
+	Off     int64  `json:"off,omitempty"`
+	HasPos  bool   `json:"hp,omitempty"`
 }
 
 type snapEntry struct {
@@ -102,6 +119,7 @@ type snapshot struct {
 	Events   []snapEvent   `json:"events"`
 	Entries  []snapEntry   `json:"entries"`
 	Disabled []disabledRec `json:"disabled"`
+	Spills   []spillIndex  `json:"spills,omitempty"`
 }
 
 // recovered is the queue rebuilt from the snapshot and the log.
@@ -109,6 +127,7 @@ type recovered struct {
 	events   map[string]*snapEvent
 	entries  map[[2]string]*snapEntry // endpoint, event id
 	disabled map[string]disabledRec
+	spills   map[string]*spillIndex
 	nextSeq  uint64
 	maxOrder uint64
 }
@@ -117,7 +136,8 @@ func (r *recovered) apply(o op) {
 	switch o.K {
 	case opAdd:
 		if _, ok := r.events[o.ID]; !ok {
-			r.events[o.ID] = &snapEvent{ID: o.ID, CallKey: o.CallKey, Rev: o.Rev, Order: o.Order, Body: o.Body}
+			r.events[o.ID] = &snapEvent{ID: o.ID, CallKey: o.CallKey, Rev: o.Rev, Order: o.Order, Body: o.Body,
+				Topic: o.Topic, Part: o.Part, Off: o.Off, HasPos: o.HasPos}
 		}
 		r.maxOrder = max(r.maxOrder, o.Order)
 		for _, ep := range o.Eps {
@@ -134,6 +154,8 @@ func (r *recovered) apply(o op) {
 		}
 	case opDisable:
 		r.disabled[o.Ep] = disabledRec{Ep: o.Ep, URL: o.URL, Reason: o.Reason}
+	case opChunk, opUnspill:
+		r.applySpill(o)
 	}
 }
 
@@ -167,9 +189,12 @@ type journal struct {
 	// the reverse.
 	state *sync.RWMutex
 	build func() snapshot // called with state held exclusively
-	// observe, when set, is told about every save: "segment" or
-	// "snapshot", how long it took and how many bytes it wrote.
+	// observe, when set, is told about every save: "segment", "snapshot"
+	// or "spill", how long it took and how many bytes it wrote.
 	observe func(kind string, took time.Duration, bytes int)
+	// spilled, when set, is told when an endpoint's spilled events
+	// became durable, so they may be read back.
+	spilled func(ep string)
 
 	mu        sync.Mutex
 	ops       []op
@@ -181,7 +206,9 @@ type journal struct {
 	lastSnap  int
 	forceSnap bool
 	gen       uint64 // generation of the saved snapshot
-	partBytes int    // size of a snapshot part
+	partBytes int    // size of a snapshot part, a log segment, a spill chunk
+	spills    map[string]*spillIndex
+	nSpilled  int // events spilled since the last flush
 }
 
 func newJournal(store consumers.StateStore, state *sync.RWMutex, build func() snapshot, flushEvery time.Duration, compactBytes int) *journal {
@@ -189,6 +216,7 @@ func newJournal(store consumers.StateStore, state *sync.RWMutex, build func() sn
 		store: store, state: state, build: build,
 		flushEvery: flushEvery, compactBytes: compactBytes,
 		w: newWaiter(), kick: make(chan struct{}, 1), partBytes: snapshotPartBytes,
+		spills: map[string]*spillIndex{},
 	}
 }
 
@@ -223,6 +251,7 @@ func (j *journal) load(ctx context.Context) (*recovered, error) {
 		events:   map[string]*snapEvent{},
 		entries:  map[[2]string]*snapEntry{},
 		disabled: map[string]disabledRec{},
+		spills:   map[string]*spillIndex{},
 	}
 	data, err := j.store.Load(ctx, j.headerKey())
 	if err != nil {
@@ -253,6 +282,9 @@ func (j *journal) load(ctx context.Context) (*recovered, error) {
 			}
 			for _, d := range s.Disabled {
 				r.disabled[d.Ep] = d
+			}
+			for _, x := range s.Spills {
+				r.spills[x.Ep] = &x
 			}
 		}
 		r.nextSeq = h.WalFrom
@@ -291,6 +323,13 @@ func (j *journal) load(ctx context.Context) (*recovered, error) {
 	}
 	j.seq = r.nextSeq
 	j.walFrom = r.nextSeq
+	j.mu.Lock()
+	j.spills = map[string]*spillIndex{}
+	for ep, x := range r.spills {
+		c := *x
+		j.spills[ep] = &c
+	}
+	j.mu.Unlock()
 	j.forceSnap = true // start from a fresh snapshot, so old segments are dead
 	return r, nil
 }
@@ -325,11 +364,15 @@ func (j *journal) run(ctx context.Context) {
 }
 
 // flush saves what was appended since the last flush, as a segment or, when
-// due, as a new snapshot, and releases the waiters.
+// due, as a new snapshot, and releases the waiters. Spilled events are saved
+// first, as chunks the segment or snapshot then references; if any save
+// fails, the flush's spilled events are dropped (their waiters fail, so
+// they were not acknowledged and come again) and the next flush is a
+// snapshot of what memory holds.
 func (j *journal) flush(ctx context.Context) {
 	j.mu.Lock()
 	snap := j.forceSnap || j.walBytes > max(j.compactBytes, 2*j.lastSnap) || j.seq-j.walFrom >= walRing/2
-	if len(j.ops) == 0 && !snap {
+	if len(j.ops) == 0 && j.nSpilled == 0 && !snap {
 		// Nothing new: everything appended so far is durable already, so
 		// release whoever waits on this flush.
 		w := j.w
@@ -342,6 +385,7 @@ func (j *journal) flush(ctx context.Context) {
 
 	var (
 		w   *waiter
+		sp  flushSpill
 		err error
 	)
 	if snap {
@@ -349,33 +393,46 @@ func (j *journal) flush(ctx context.Context) {
 		j.mu.Lock()
 		w, j.w = j.w, newWaiter()
 		j.ops = nil
+		sp = j.takeSpillLocked()
 		from := j.seq
 		j.mu.Unlock()
 		s := j.build()
+		s.Spills = sp.after
 		j.state.Unlock()
-		start := time.Now()
-		n, err := j.saveSnapshot(ctx, s, from)
-		if j.observe != nil {
-			j.observe("snapshot", time.Since(start), n)
-		}
-		j.mu.Lock()
+		err = j.saveSpill(ctx, sp)
 		if err == nil {
-			j.walFrom, j.walBytes, j.lastSnap, j.forceSnap = from, 0, n, false
-			j.gen++
-		} else {
-			j.forceSnap = true
-			err = fmt.Errorf("webhooks: save queue snapshot: %w", err)
+			start := time.Now()
+			// err is the flush's error, handed to the waiters below:
+			// assign it, never shadow it, or a failed save would be
+			// acknowledged.
+			var n int
+			n, err = j.saveSnapshot(ctx, s, from)
+			if j.observe != nil {
+				j.observe("snapshot", time.Since(start), n)
+			}
+			j.mu.Lock()
+			if err == nil {
+				j.walFrom, j.walBytes, j.lastSnap, j.forceSnap = from, 0, n, false
+				j.gen++
+			} else {
+				err = fmt.Errorf("webhooks: save queue snapshot: %w", err)
+			}
+			j.mu.Unlock()
 		}
-		j.mu.Unlock()
 	} else {
 		j.mu.Lock()
 		w, j.w = j.w, newWaiter()
-		segs := splitOps(j.ops, j.seq, j.partBytes)
+		sp = j.takeSpillLocked()
+		segs := splitOps(append(sp.ops, j.ops...), j.seq, j.partBytes)
 		j.ops = nil
 		j.seq += uint64(len(segs))
 		j.mu.Unlock()
+		err = j.saveSpill(ctx, sp)
 		written := 0
 		for _, seg := range segs {
+			if err != nil {
+				break
+			}
 			var data []byte
 			start := time.Now()
 			if data, err = json.Marshal(seg); err == nil {
@@ -392,15 +449,34 @@ func (j *journal) flush(ctx context.Context) {
 		}
 		j.mu.Lock()
 		j.walBytes += written
-		if err != nil {
-			// A segment is missing, so replay would stop before it: the
-			// next flush must be a snapshot holding everything.
-			j.forceSnap = true
-		}
 		j.mu.Unlock()
+	}
+	if err == nil {
+		j.commitSpill(sp)
+	} else {
+		// A segment is missing (replay would stop before it) or memory
+		// holds changes no save has: the next flush must be a snapshot
+		// holding everything.
+		j.mu.Lock()
+		j.forceSnap = true
+		j.mu.Unlock()
+		j.dropSpill(sp)
 	}
 	w.err = err
 	close(w.done)
+}
+
+// saveSpill saves a flush's chunks and reports them to observe.
+func (j *journal) saveSpill(ctx context.Context, sp flushSpill) error {
+	if len(sp.chunks) == 0 {
+		return nil
+	}
+	start := time.Now()
+	n, err := j.saveChunks(ctx, sp)
+	if j.observe != nil {
+		j.observe("spill", time.Since(start), n)
+	}
+	return err
 }
 
 // saveSnapshot writes s in parts under the next generation's keys, then the
@@ -427,9 +503,10 @@ func (j *journal) saveSnapshot(ctx context.Context, s snapshot, walFrom uint64) 
 }
 
 // splitSnapshot cuts s into parts of about limit bytes of bodies (or 4096
-// entries); the disabled endpoints go in the first part.
+// entries); the disabled endpoints and the spill indices go in the first
+// part.
 func splitSnapshot(s snapshot, limit int) []snapshot {
-	parts := []snapshot{{Disabled: s.Disabled}}
+	parts := []snapshot{{Disabled: s.Disabled, Spills: s.Spills}}
 	size := 0
 	for _, e := range s.Events {
 		cost := len(e.Body)*4/3 + 128 // base64 body and the other fields

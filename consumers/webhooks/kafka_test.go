@@ -152,7 +152,7 @@ func TestKafkaEndToEndAcrossRestart(t *testing.T) {
 		for _, x := range m.Headers {
 			h[x.Key] = string(x.Value)
 		}
-		if h[schemas.DLQHandlerMetadata] != Name || h[EndpointMetadata] != "doomed" || !contains(h[schemas.DLQReasonMetadata], "last status 503") {
+		if h[schemas.DLQHandlerMetadata] != Name || h[schemas.DLQEndpointMetadata] != "doomed" || !contains(h[schemas.DLQReasonMetadata], "last status 503") {
 			t.Fatalf("DLQ record headers %v", h)
 		}
 		var ev schemas.CallEvent

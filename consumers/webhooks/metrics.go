@@ -11,6 +11,7 @@ type metrics struct {
 	outcomes *prometheus.CounterVec   // endpoint, outcome (delivered, dlq)
 	latency  *prometheus.HistogramVec // endpoint
 	queued   *prometheus.GaugeVec     // endpoint
+	spilled  *prometheus.GaugeVec     // endpoint
 	open     *prometheus.GaugeVec     // endpoint: 1 while the breaker is open
 	disabled *prometheus.GaugeVec     // endpoint: 1 once disabled
 	saves    *prometheus.HistogramVec // kind: segment, snapshot
@@ -36,6 +37,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "callstream", Subsystem: "webhooks", Name: "queued",
 			Help: "Events waiting for delivery (including retries) by endpoint.",
 		}, []string{"endpoint"}),
+		spilled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "callstream", Subsystem: "webhooks", Name: "spilled",
+			Help: "Events beyond the in-memory queue, kept in the state store until there is room, by endpoint.",
+		}, []string{"endpoint"}),
 		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "callstream", Subsystem: "webhooks", Name: "breaker_open",
 			Help: "1 while the endpoint's circuit breaker is open.",
@@ -57,7 +62,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.latency, m.queued, m.open, m.disabled, m.saves, m.saved} {
+	for _, c := range []prometheus.Collector{m.attempts, m.outcomes, m.latency, m.queued, m.spilled, m.open, m.disabled, m.saves, m.saved} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("webhooks: register metrics: %w", err)
 		}

@@ -2,7 +2,6 @@ package webhooks
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,15 +12,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/callstream/callstream/consumers"
 )
 
 // Name is the plug-in's name: it names the consumer group, metrics and logs.
 const Name = "webhooks"
-
-// EndpointMetadata is set on DLQ messages to the name of the endpoint the
-// event could not be delivered to, so it can be replayed to that endpoint.
-const EndpointMetadata = "callstream_webhooks_endpoint"
 
 // Factory returns the plug-in's factory, closed over its config section.
 func Factory(cfg Config) consumers.Factory {
@@ -31,7 +28,8 @@ func Factory(cfg Config) consumers.Factory {
 }
 
 // Plugin delivers call events to subscribed endpoints. It implements
-// consumers.Handler, Runner, Closer and Tuner.
+// consumers.BatchHandler (and Handler, for one event at a time), Runner,
+// Closer and Tuner.
 type Plugin struct {
 	cfg     Config
 	deps    consumers.Deps
@@ -40,6 +38,7 @@ type Plugin struct {
 	metrics *metrics
 
 	endpoints []*endpoint          // from the config, in config order
+	byName    map[string]*endpoint // the same, by name
 	all       map[string]*endpoint // plus endpoints removed from the config that still hold events
 
 	state   sync.RWMutex
@@ -70,7 +69,7 @@ func New(cfg Config, deps consumers.Deps) (*Plugin, error) {
 	}
 	p := &Plugin{
 		cfg: cfg, deps: deps, log: deps.Logger, client: newClient(&cfg), metrics: m,
-		all: map[string]*endpoint{}, ready: make(chan struct{}), now: time.Now,
+		all: map[string]*endpoint{}, byName: map[string]*endpoint{}, ready: make(chan struct{}), now: time.Now,
 		dlqRetry: dlqRetryDelay,
 	}
 	if p.log == nil {
@@ -84,6 +83,7 @@ func New(cfg Config, deps consumers.Deps) (*Plugin, error) {
 		}
 		p.endpoints = append(p.endpoints, ep)
 		p.all[ep.name] = ep
+		p.byName[ep.name] = ep
 	}
 	p.journal = newJournal(deps.State, &p.state, p.snapshot, cfg.FlushInterval, cfg.CompactBytes)
 	if cfg.Instance != "" {
@@ -92,6 +92,15 @@ func New(cfg Config, deps consumers.Deps) (*Plugin, error) {
 	p.journal.observe = func(kind string, took time.Duration, bytes int) {
 		m.saves.WithLabelValues(kind).Observe(took.Seconds())
 		m.saved.WithLabelValues(kind).Add(float64(bytes))
+	}
+	p.journal.spilled = func(name string) {
+		if ep := p.all[name]; ep != nil {
+			p.metrics.spilled.WithLabelValues(name).Set(float64(p.journal.spillLen(name)))
+			ep.signalRoom()
+			ep.mu.Lock()
+			ep.spillFreedLocked() // dropped events make room too
+			ep.mu.Unlock()
+		}
 	}
 	return p, nil
 }
@@ -105,9 +114,13 @@ func (p *Plugin) newEndpoint(ec EndpointConfig) (*endpoint, error) {
 		name: ec.Name, url: ec.URL, filter: ec.Filter, signer: sg,
 		timeout:     orDefault(ec.Timeout, p.cfg.Timeout),
 		concurrency: orDefault(ec.Concurrency, p.cfg.Concurrency),
-		slots:       make(chan struct{}, orDefault(ec.QueueSize, p.cfg.QueueSize)),
+		capacity:    orDefault(ec.QueueSize, p.cfg.QueueSize),
+		spillBytes:  orDefault(ec.SpillBytes, p.cfg.SpillBytes),
 		headers:     http.Header{},
+		secrets:     newScrubber(ec),
 		wake:        make(chan struct{}, 1),
+		room:        make(chan struct{}, 1),
+		freed:       make(chan struct{}),
 		live:        map[string]*entry{},
 		lanes:       map[string]*lane{},
 		br:          breaker{threshold: p.cfg.BreakerFailures, cooldown: p.cfg.BreakerCooldown},
@@ -116,7 +129,8 @@ func (p *Plugin) newEndpoint(ec EndpointConfig) (*endpoint, error) {
 		ep.headers.Set(k, v)
 	}
 	if ec.RateLimit > 0 {
-		ep.limiter = &limiter{every: time.Duration(float64(time.Second) / ec.RateLimit)}
+		// A burst of one: attempts are spaced evenly, the first at once.
+		ep.limiter = rate.NewLimiter(rate.Limit(ec.RateLimit), 1)
 	}
 	return ep, nil
 }
@@ -125,7 +139,8 @@ func (p *Plugin) newEndpoint(ec EndpointConfig) (*endpoint, error) {
 // config: it is disabled, so its worker hands them to the DLQ.
 func (p *Plugin) removedEndpoint(name string) *endpoint {
 	ep := &endpoint{
-		name: name, concurrency: 1, slots: make(chan struct{}, 1), wake: make(chan struct{}, 1),
+		name: name, concurrency: 1, capacity: 1, spillBytes: 1,
+		wake: make(chan struct{}, 1), room: make(chan struct{}, 1), freed: make(chan struct{}),
 		live: map[string]*entry{}, lanes: map[string]*lane{},
 		disabled: true, reason: "endpoint removed from the configuration",
 		br: breaker{threshold: 1 << 30},
@@ -134,7 +149,7 @@ func (p *Plugin) removedEndpoint(name string) *endpoint {
 	return ep
 }
 
-func orDefault[T int | time.Duration](v, def T) T {
+func orDefault[T int | int64 | time.Duration](v, def T) T {
 	if v > 0 {
 		return v
 	}
@@ -144,89 +159,12 @@ func orDefault[T int | time.Duration](v, def T) T {
 // Name implements consumers.Plugin.
 func (p *Plugin) Name() string { return Name }
 
-// Tuning lets the runtime hand out many events at once: Handle returns as
-// soon as an event is durably queued, and concurrent Handles share one
-// state save.
-func (p *Plugin) Tuning() consumers.Tuning { return consumers.Tuning{MaxInFlight: 512} }
-
-// Handle durably queues the event for every endpoint whose filter matches,
-// then returns; delivery happens in the background. It blocks while a
-// matching endpoint's queue is full (back-pressure) and until the queue
-// change is saved, so an acknowledged event is never lost. An event already
-// queued for an endpoint is not queued twice.
-func (p *Plugin) Handle(ctx context.Context, d consumers.Delivery) error {
-	select {
-	case <-p.ready:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	ev := &d.Event
-	if ev.EventID == "" {
-		return consumers.Permanent(errors.New("webhooks: event has no event_id"))
-	}
-	var targets []*endpoint
-	queued := false // already queued somewhere: a redelivery
-	for _, ep := range p.endpoints {
-		if !ep.filter.matches(ev.Type(), ev.CallStatus, ev.CallType, ev.Org) {
-			continue
-		}
-		if ep.has(ev.EventID) {
-			queued = true
-		} else {
-			targets = append(targets, ep)
-		}
-	}
-	if len(targets) == 0 {
-		if queued {
-			// Queued by an earlier Handle whose save may not be done (or
-			// failed): wait for the next save, which covers it.
-			return p.journal.pending().wait(ctx)
-		}
-		return nil
-	}
-	for i, ep := range targets {
-		if err := ep.reserve(ctx); err != nil {
-			for _, r := range targets[:i] {
-				r.unreserve()
-			}
-			return err
-		}
-	}
-	var body []byte
-	if d.Message != nil && len(d.Message.Payload) > 0 {
-		body = d.Message.Payload
-	} else {
-		var err error
-		if body, err = json.Marshal(ev); err != nil {
-			for _, r := range targets {
-				r.unreserve()
-			}
-			return consumers.Permanent(fmt.Errorf("webhooks: encode event %s: %w", ev.EventID, err))
-		}
-	}
-	e := &event{id: ev.EventID, callKey: ev.CallKey, rev: ev.Revision, order: p.order.Add(1), body: body}
-	now := p.now()
-	names := make([]string, 0, len(targets))
-	p.state.RLock()
-	for _, ep := range targets {
-		ep.mu.Lock()
-		if ep.enqueueLocked(&entry{ev: e, nextAt: now}) {
-			names = append(names, ep.name)
-		} else {
-			ep.unreserveLocked()
-		}
-		ep.mu.Unlock()
-	}
-	w := p.journal.append(op{K: opAdd, ID: e.id, CallKey: e.callKey, Rev: e.rev, Order: e.order, Body: body, Eps: names})
-	p.state.RUnlock()
-	for _, ep := range targets {
-		p.metrics.queued.WithLabelValues(ep.name).Inc()
-		ep.signal()
-	}
-	if err := w.wait(ctx); err != nil {
-		return fmt.Errorf("webhooks: queue event %s durably: %w", ev.EventID, err)
-	}
-	return nil
+// Tuning asks for large batches, handled one at a time: HandleBatch returns
+// as soon as a batch is durably queued (one state save for the whole
+// batch), never waiting for a delivery, so a short wait for a batch to fill
+// costs little latency.
+func (p *Plugin) Tuning() consumers.Tuning {
+	return consumers.Tuning{MaxInFlight: 1024, BatchSize: 512, BatchWait: 2 * time.Millisecond, Concurrency: 1}
 }
 
 // Run loads the durable queue, then delivers until ctx ends. It returns
@@ -253,6 +191,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 		for range ep.concurrency {
 			wg.Go(func() { p.work(ctx, ep) })
 		}
+		wg.Go(func() { p.refill(ctx, ep) })
 	}
 	<-ctx.Done()
 	wg.Wait()
@@ -276,7 +215,7 @@ func (p *Plugin) restore(rec *recovered) {
 	sort.Slice(events, func(i, j int) bool { return events[i].Order < events[j].Order })
 	byID := make(map[string]*event, len(events))
 	for _, se := range events {
-		byID[se.ID] = &event{id: se.ID, callKey: se.CallKey, rev: se.Rev, order: se.Order, body: se.Body}
+		byID[se.ID] = eventOf(se)
 	}
 	entries := make([]*snapEntry, 0, len(rec.entries))
 	for _, se := range rec.entries {
@@ -303,9 +242,17 @@ func (p *Plugin) restore(rec *recovered) {
 		ep.mu.Unlock()
 		p.metrics.queued.WithLabelValues(ep.name).Inc()
 	}
+	spilled := 0
+	for name, x := range rec.spills {
+		if p.all[name] == nil {
+			p.removedEndpoint(name)
+		}
+		p.metrics.spilled.WithLabelValues(name).Set(float64(x.Count))
+		spilled += x.Count
+	}
 	p.order.Store(rec.maxOrder)
-	if n := len(rec.entries); n > 0 {
-		p.log.Info("webhooks: recovered queued deliveries", "deliveries", n, "events", len(events))
+	if n := len(rec.entries); n > 0 || spilled > 0 {
+		p.log.Info("webhooks: recovered queued deliveries", "deliveries", n, "events", len(events), "spilled", spilled)
 	}
 }
 
@@ -326,7 +273,7 @@ func (p *Plugin) snapshot() snapshot {
 			s.Entries = append(s.Entries, snapEntry{Ep: ep.name, ID: e.ev.id, Attempts: e.attempts, NextAt: at})
 			if !seen[e.ev.id] {
 				seen[e.ev.id] = true
-				s.Events = append(s.Events, snapEvent{ID: e.ev.id, CallKey: e.ev.callKey, Rev: e.ev.rev, Order: e.ev.order, Body: e.ev.body})
+				s.Events = append(s.Events, e.ev.snap())
 			}
 		}
 		ep.mu.Unlock()

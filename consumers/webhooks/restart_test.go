@@ -79,7 +79,7 @@ func TestRestartDeliversPendingRetries(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, m := range d.messages() {
-		if ep := m.Metadata.Get(EndpointMetadata); ep != "doomed" {
+		if ep := m.Metadata.Get(schemas.DLQEndpointMetadata); ep != "doomed" {
 			t.Fatalf("DLQ message for endpoint %q", ep)
 		}
 		if r := m.Metadata.Get(schemas.DLQReasonMetadata); !contains(r, "last status 500") {

@@ -6,6 +6,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"sort"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -89,4 +92,57 @@ func newClient(cfg *Config) *http.Client {
 			return http.ErrUseLastResponse
 		},
 	}
+}
+
+// scrub masks the endpoint's secrets (header values, URL credentials and
+// query values, signing secrets) in text that came back from it.
+func (ep *endpoint) scrub(s string) string {
+	if ep.secrets == nil {
+		return s
+	}
+	return ep.secrets.Replace(s)
+}
+
+// newScrubber masks every value a delivery to ec sends that may be a
+// secret. Values shorter than 6 bytes are left: masking "ops" everywhere
+// would garble messages and hide nothing that matters.
+func newScrubber(ec EndpointConfig) *strings.Replacer {
+	var values []string
+	add := func(v string) {
+		if len(v) >= 6 {
+			values = append(values, v)
+		}
+	}
+	for _, v := range ec.Headers {
+		add(v)
+		for _, f := range strings.Fields(v) { // "Bearer <token>"
+			add(f)
+		}
+	}
+	if u, err := url.Parse(ec.URL); err == nil {
+		if u.User != nil {
+			add(u.User.Username())
+			pw, _ := u.User.Password()
+			add(pw)
+		}
+		for _, vs := range u.Query() {
+			for _, v := range vs {
+				add(v)
+			}
+		}
+	}
+	for _, s := range ec.Secrets {
+		add(s)
+		add(strings.TrimPrefix(s, SecretPrefix))
+	}
+	if len(values) == 0 {
+		return nil
+	}
+	// Longest first, so a value containing another is masked whole.
+	sort.Slice(values, func(i, j int) bool { return len(values[i]) > len(values[j]) })
+	pairs := make([]string, 0, 2*len(values))
+	for _, v := range values {
+		pairs = append(pairs, v, "***")
+	}
+	return strings.NewReplacer(pairs...)
 }

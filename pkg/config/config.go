@@ -8,7 +8,14 @@
 //	env:"CALLSTREAM_POLL_INTERVAL"  the environment variable that overrides it
 //	flag:"poll-interval"            the command-line flag that overrides it
 //	doc:"How often to poll."        one sentence for the configuration reference
-//	secret:"true"                   masked by Print and in errors
+//	secret:"true"                   masked by Print, Reference and in errors
+//	secret:"url"                    a URL shown with MaskURL: its credentials
+//	                                and token-like query values masked, its
+//	                                scheme, host and path kept
+//
+// Secret tags apply at any depth, inside lists and maps of structs too. A
+// map of strings tagged secret:"true" is printed with its keys and masked
+// values (header names stay visible, their values do not).
 //
 // Supported field types: string, bool, the int and uint kinds, float64,
 // time.Duration, time.Time (RFC 3339), []string and []time.Duration
@@ -160,12 +167,15 @@ func (fl *Flags) Apply(fs *flag.FlagSet) error {
 
 // Field is one leaf of a configuration struct, as Walk sees it.
 type Field struct {
-	Path   string // dotted YAML path, e.g. "producer.poll_interval"
-	Env    string
-	Flag   string
-	Doc    string
-	Secret bool
-	Value  reflect.Value
+	Path string // dotted YAML path, e.g. "producer.poll_interval"
+	Env  string
+	Flag string
+	Doc  string
+	// Secret is set for fields tagged secret:"true" or secret:"url";
+	// SecretKind is the tag's value.
+	Secret     bool
+	SecretKind string
+	Value      reflect.Value
 }
 
 // Walk calls fn for every leaf field of the struct dst points to, in
@@ -208,13 +218,15 @@ func walk(v reflect.Value, prefix string, fn func(Field) error) error {
 			}
 			continue
 		}
+		kind := secretKind(sf.Tag)
 		if err := fn(Field{
-			Path:   path,
-			Env:    sf.Tag.Get("env"),
-			Flag:   sf.Tag.Get("flag"),
-			Doc:    sf.Tag.Get("doc"),
-			Secret: sf.Tag.Get("secret") == "true",
-			Value:  fv,
+			Path:       path,
+			Env:        sf.Tag.Get("env"),
+			Flag:       sf.Tag.Get("flag"),
+			Doc:        sf.Tag.Get("doc"),
+			Secret:     kind != "",
+			SecretKind: kind,
+			Value:      fv,
 		}); err != nil {
 			return err
 		}
@@ -304,7 +316,18 @@ func maskErr(f Field, raw string, err error) error {
 	if !f.Secret || raw == "" {
 		return err
 	}
-	return errors.New(strings.ReplaceAll(err.Error(), raw, "***"))
+	shown := "***"
+	if f.SecretKind == secretURL {
+		shown = MaskURL(raw)
+	}
+	msg := err.Error()
+	raw = strings.TrimSpace(raw)
+	for _, r := range append([]string{raw}, splitList(raw)...) {
+		if r != "" {
+			msg = strings.ReplaceAll(msg, r, shown)
+		}
+	}
+	return errors.New(msg)
 }
 
 // Print writes the effective configuration as YAML-like "path: value" lines
@@ -312,11 +335,7 @@ func maskErr(f Field, raw string, err error) error {
 func Print(src any) (string, error) {
 	var b strings.Builder
 	err := Walk(src, func(f Field) error {
-		val := formatValue(f.Value)
-		if f.Secret && val != "" && val != `""` {
-			val = `"***"`
-		}
-		fmt.Fprintf(&b, "%s: %s\n", f.Path, val)
+		fmt.Fprintf(&b, "%s: %s\n", f.Path, formatMasked(f))
 		return nil
 	})
 	return b.String(), err
@@ -350,79 +369,4 @@ func formatValue(v reflect.Value) string {
 		return "\n  " + strings.ReplaceAll(s, "\n", "\n  ")
 	}
 	return s
-}
-
-// maskNested returns a copy of v in which every field tagged secret:"true",
-// at any depth (structs inside slices and maps), is masked. Print and
-// Reference use it for leaves such as a list of webhook endpoints.
-func maskNested(v reflect.Value) reflect.Value {
-	switch v.Kind() {
-	case reflect.Struct:
-		if v.Type() == timeType {
-			return v
-		}
-		out := reflect.New(v.Type()).Elem()
-		out.Set(v)
-		for i := 0; i < v.NumField(); i++ {
-			f := out.Field(i)
-			if !v.Type().Field(i).IsExported() {
-				continue
-			}
-			if v.Type().Field(i).Tag.Get("secret") == "true" {
-				maskValue(f)
-				continue
-			}
-			f.Set(maskNested(f))
-		}
-		return out
-	case reflect.Slice:
-		if v.IsNil() {
-			return v
-		}
-		out := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
-		for i := 0; i < v.Len(); i++ {
-			out.Index(i).Set(maskNested(v.Index(i)))
-		}
-		return out
-	case reflect.Map:
-		if v.IsNil() {
-			return v
-		}
-		out := reflect.MakeMapWithSize(v.Type(), v.Len())
-		iter := v.MapRange()
-		for iter.Next() {
-			out.SetMapIndex(iter.Key(), maskNested(iter.Value()))
-		}
-		return out
-	case reflect.Pointer:
-		if v.IsNil() {
-			return v
-		}
-		out := reflect.New(v.Type().Elem())
-		out.Elem().Set(maskNested(v.Elem()))
-		return out
-	}
-	return v
-}
-
-// maskValue replaces a secret field's content with "***" where it has any.
-func maskValue(f reflect.Value) {
-	switch f.Kind() {
-	case reflect.String:
-		if f.Len() > 0 {
-			f.SetString("***")
-		}
-	case reflect.Slice:
-		if f.Type().Elem().Kind() == reflect.String {
-			out := reflect.MakeSlice(f.Type(), f.Len(), f.Len())
-			for i := 0; i < f.Len(); i++ {
-				out.Index(i).SetString("***")
-			}
-			f.Set(out)
-			return
-		}
-		f.Set(reflect.Zero(f.Type()))
-	default:
-		f.Set(reflect.Zero(f.Type()))
-	}
 }

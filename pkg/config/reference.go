@@ -14,12 +14,9 @@ func Reference(src any) (string, error) {
 	b.WriteString("| file key | environment variable | flag | default | meaning |\n")
 	b.WriteString("| --- | --- | --- | --- | --- |\n")
 	err := Walk(src, func(f Field) error {
-		def := formatValue(f.Value)
+		def := formatMasked(f)
 		if strings.HasPrefix(def, "\n") {
 			def = "(see the example file)"
-		}
-		if f.Secret && def != `""` {
-			def = `"***"`
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s | `%s` | %s |\n",
 			f.Path, code(f.Env), code(flagName(f.Flag)), strings.ReplaceAll(def, "|", `\|`), strings.ReplaceAll(f.Doc, "|", `\|`))
