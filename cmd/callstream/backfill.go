@@ -12,6 +12,7 @@ import (
 	"github.com/callstream/callstream/pkg/telemetry"
 	"github.com/callstream/callstream/pkg/unpod"
 	"github.com/callstream/callstream/producer"
+	"github.com/schollz/progressbar/v3"
 )
 
 // cmdBackfill reads a past range of one organization once, through the
@@ -48,84 +49,102 @@ func cmdBackfill(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	cfg.Producer.Orgs = []string{org}
-	k, err := newKafkaProducer(ctx, cfg, logger, telemetry.NewRegistry())
+	reg := telemetry.NewRegistry()
+	b, err := openBus(ctx, cfg, "publishes to", logger, reg)
 	if err != nil {
 		return err
 	}
-	defer k.close()
+	defer b.close()
+	p, _, err := buildProducer(ctx, cfg, logger, reg, b)
+	if err != nil {
+		return err
+	}
 
 	bar := newProgress(e.stdout)
 	start := time.Now()
-	err = k.producer.Backfill(ctx, org, from, to, bar.update)
+	err = p.Backfill(ctx, org, from, to, bar.update)
 	bar.finish()
 	if err != nil {
 		return err
 	}
-	st := k.producer.Stats()
+	st := p.Stats()
 	fmt.Fprintf(e.stdout, "backfill of %s [%s, %s) done in %s: %d records read, %d events published (%d updates), %d duplicates dropped, %d invalid records\n",
 		org, from.Format(time.RFC3339), to.Format(time.RFC3339), time.Since(start).Round(time.Millisecond),
 		st.RecordsRead, st.Published, st.Updated, st.Duplicates, st.Invalid)
 	return nil
 }
 
-// progress draws a bar on a terminal and prints plain lines elsewhere, at
-// most once a second.
+// progress shows a backfill's progress: a bar with rate and time left on a
+// terminal (schollz/progressbar), plain lines at most once a second
+// elsewhere (logs, CI).
 type progress struct {
 	w    io.Writer
-	tty  bool
+	bar  *progressbar.ProgressBar // nil when w is not a terminal
 	last time.Time
 	cur  producer.BackfillProgress
-	drew bool
 }
 
 func newProgress(w io.Writer) *progress {
-	tty := false
+	p := &progress{w: w}
 	if f, ok := w.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			tty = true
+			p.bar = newBar(w)
 		}
 	}
-	return &progress{w: w, tty: tty}
+	return p
+}
+
+// newBar draws on w; its total is set from the first report.
+func newBar(w io.Writer) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(-1,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription("backfill"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("records"),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
+	)
 }
 
 func (p *progress) update(pr producer.BackfillProgress) {
 	p.cur = pr
-	interval := time.Second
-	if p.tty {
-		interval = 100 * time.Millisecond
+	if p.bar != nil {
+		if total := int64(max(pr.Total, pr.Read)); p.bar.GetMax64() != total {
+			p.bar.ChangeMax64(total)
+		}
+		p.bar.Describe(fmt.Sprintf("%s window %d/%d, %d published, %d duplicates", pr.Org, pr.Window, pr.Windows, pr.Published, pr.Duplicates))
+		_ = p.bar.Set64(int64(pr.Read))
+		return
 	}
-	if time.Since(p.last) < interval {
+	if time.Since(p.last) < time.Second {
 		return
 	}
 	p.last = time.Now()
-	p.draw()
+	p.line()
 }
 
-func (p *progress) draw() {
+func (p *progress) line() {
 	pr := p.cur
 	frac := 1.0
 	if pr.Total > 0 {
 		frac = min(1, float64(pr.Read)/float64(pr.Total))
 	}
-	if p.tty {
-		const width = 30
-		n := int(frac * width)
-		fmt.Fprintf(p.w, "\r[%s%s] %3.0f%% %d/%d records, window %d/%d, %d published, %d duplicates ",
-			strings.Repeat("#", n), strings.Repeat(".", width-n), frac*100, pr.Read, pr.Total,
-			pr.Window, pr.Windows, pr.Published, pr.Duplicates)
-	} else {
-		fmt.Fprintf(p.w, "backfill %s: %d/%d records (%.0f%%), window %d/%d [%s, %s), %d published, %d duplicates\n",
-			pr.Org, pr.Read, pr.Total, frac*100, pr.Window, pr.Windows,
-			pr.WindowStart.Format(time.RFC3339), pr.WindowEnd.Format(time.RFC3339), pr.Published, pr.Duplicates)
-	}
-	p.drew = true
+	fmt.Fprintf(p.w, "backfill %s: %d/%d records (%.0f%%), window %d/%d [%s, %s), %d published, %d duplicates\n",
+		pr.Org, pr.Read, pr.Total, frac*100, pr.Window, pr.Windows,
+		pr.WindowStart.Format(time.RFC3339), pr.WindowEnd.Format(time.RFC3339), pr.Published, pr.Duplicates)
 }
 
+// finish shows the final figures.
 func (p *progress) finish() {
-	if p.cur.Windows > 0 {
-		p.draw()
+	if p.cur.Windows == 0 {
+		return
 	}
-	if p.tty && p.drew {
-		fmt.Fprintln(p.w)
+	if p.bar != nil {
+		_ = p.bar.Finish()
+		return
 	}
+	p.line()
 }

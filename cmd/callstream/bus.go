@@ -15,9 +15,40 @@ import (
 
 	"github.com/callstream/callstream/consumers"
 	"github.com/callstream/callstream/pkg/kafkabus"
+	"github.com/callstream/callstream/pkg/sqlitebus"
 	"github.com/callstream/callstream/producer"
 	"github.com/callstream/callstream/schemas"
 )
+
+// bus is what the commands need of the message bus, Kafka or the embedded
+// log: kafkaBus and localBus.
+type bus interface {
+	publisher() message.Publisher
+	subscribers() func(group string, maxInFlight int) (message.Subscriber, error)
+	lagger() consumers.Lagger
+	eventLog(topic string) producer.EventLog
+	producerState(ctx context.Context) (producer.StateStore, error)
+	ensure(ctx context.Context, partitions int, topics ...string) error
+	close() error
+}
+
+// openBus opens Kafka when brokers are configured (waiting up to startWait
+// for them), else the embedded bus of the state directory: for the
+// one-shot commands (dlq replay, backfill), which work in both modes.
+func openBus(ctx context.Context, cfg *Config, what string, logger *slog.Logger, reg prometheus.Registerer) (bus, error) {
+	if len(cfg.Kafka.Brokers) == 0 {
+		return openLocal(ctx, cfg, logger, reg)
+	}
+	k, err := openKafka(cfg, what, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	if err := k.waitFor(ctx, startWait); err != nil {
+		_ = k.close()
+		return nil, err
+	}
+	return k, nil
+}
 
 // kafkaBus is Kafka as the commands use it: one publisher, group
 // subscribers for the consumer runtime and the DLQ replay, the offset
@@ -74,7 +105,7 @@ func (k *kafkaBus) subscribers() func(group string, maxInFlight int) (message.Su
 func (k *kafkaBus) lagger() consumers.Lagger { return kafkabus.NewAdmin(k.cfg) }
 
 // eventLog reads a topic back by offset, for the producer's restore.
-func (k *kafkaBus) eventLog(topic string) *kafkabus.TopicLog {
+func (k *kafkaBus) eventLog(topic string) producer.EventLog {
 	return kafkabus.NewTopicLog(k.cfg, topic)
 }
 
@@ -175,4 +206,79 @@ func (k *kafkaBus) close() error {
 		errs = append(errs, kv.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// localBus is the embedded bus: the durable SQLite log in the state
+// directory (pkg/sqlitebus), shared by `callstream run` and the one-shot
+// commands pointed at the same state directory (dlq replay, backfill).
+type localBus struct {
+	bus       *sqlitebus.Bus
+	pub       *sqlitebus.Publisher
+	statePath func(string) string
+}
+
+// producerStateFile is the producer's checkpoint under the state directory.
+const producerStateFile = "producer-state.json"
+
+// busFile is the embedded bus's file under the state directory.
+const busFile = "bus.db"
+
+// openLocal opens the embedded bus. Messages are kept at least twice the
+// producer's rescan horizon plus an hour: its restore reads the calls topic
+// back from there.
+func openLocal(ctx context.Context, cfg *Config, logger *slog.Logger, reg prometheus.Registerer) (*localBus, error) {
+	p := cfg.Producer
+	horizon := p.SettleLag + p.RescanAges[len(p.RescanAges)-1]
+	b, err := sqlitebus.Open(ctx, sqlitebus.Config{
+		Path: cfg.statePath(busFile), Logger: logger.With("component", "bus"), Registerer: reg,
+		Retention: 2*horizon + time.Hour,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded bus: %w", err)
+	}
+	return &localBus{bus: b, pub: b.Publisher(), statePath: cfg.statePath}, nil
+}
+
+func (l *localBus) publisher() message.Publisher { return l.pub }
+
+// subscribers builds subscribers in consumer groups, from the first
+// message of a new group.
+func (l *localBus) subscribers() func(group string, maxInFlight int) (message.Subscriber, error) {
+	return func(group string, maxInFlight int) (message.Subscriber, error) {
+		return l.bus.Subscriber(sqlitebus.SubscriberConfig{ConsumerGroup: group, MaxInFlight: maxInFlight, InitialOffset: sqlitebus.OffsetFirst})
+	}
+}
+
+func (l *localBus) lagger() consumers.Lagger { return l.bus }
+
+// eventLog reads a topic back by offset, for the producer's restore.
+func (l *localBus) eventLog(topic string) producer.EventLog { return localLog{l.bus, topic} }
+
+// producerState is the producer's checkpoint file.
+func (l *localBus) producerState(context.Context) (producer.StateStore, error) {
+	return producer.NewFileStore(l.statePath(producerStateFile)), nil
+}
+
+// ensure does nothing: the embedded bus makes topics on first use.
+func (l *localBus) ensure(context.Context, int, ...string) error { return nil }
+
+func (l *localBus) close() error { return errors.Join(l.pub.Close(), l.bus.Close()) }
+
+// localLog is producer.EventLog (and the backfill's time index) on one
+// topic of the embedded bus.
+type localLog struct {
+	bus   *sqlitebus.Bus
+	topic string
+}
+
+func (l localLog) EndOffsets(ctx context.Context) (map[int]int64, error) {
+	return l.bus.EndOffsets(ctx, l.topic)
+}
+
+func (l localLog) ReadFrom(ctx context.Context, from map[int]int64, fn func([]byte) error) error {
+	return l.bus.ReadRange(ctx, l.topic, from, fn)
+}
+
+func (l localLog) OffsetsAt(ctx context.Context, t time.Time) (map[int]int64, error) {
+	return l.bus.OffsetsAt(ctx, l.topic, t)
 }

@@ -38,14 +38,11 @@ func cmdDLQ(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	k, err := openKafka(cfg, "replays the DLQ on", logger, nil)
+	k, err := openBus(ctx, cfg, "replays the DLQ on", logger, nil)
 	if err != nil {
 		return err
 	}
 	defer k.close()
-	if err := k.waitFor(ctx, startWait); err != nil {
-		return err
-	}
 	topics := consumers.NewTopics(cfg.TopicPrefix)
 	rc := consumers.ReplayConfig{
 		Topics:    topics,

@@ -53,34 +53,9 @@ func cmdProduce(ctx context.Context, e *env, args []string) error {
 	return g.Wait()
 }
 
-// kafkaProducer is a producer wired to Kafka, shared by produce and
-// backfill.
-type kafkaProducer struct {
-	producer *producer.Producer
-	topic    string
-	bus      *kafkaBus
-}
-
-func (k *kafkaProducer) close() { _ = k.bus.close() }
-
-func newKafkaProducer(ctx context.Context, cfg *Config, logger *slog.Logger, reg *prometheus.Registry) (*kafkaProducer, error) {
-	k, err := openKafka(cfg, "publishes to", logger, reg)
-	if err != nil {
-		return nil, err
-	}
-	if err := k.waitFor(ctx, startWait); err != nil {
-		_ = k.close()
-		return nil, err
-	}
-	p, topic, err := buildProducer(ctx, cfg, logger, reg, k)
-	if err != nil {
-		_ = k.close()
-		return nil, err
-	}
-	return &kafkaProducer{producer: p, topic: topic, bus: k}, nil
-}
-
-func buildProducer(ctx context.Context, cfg *Config, logger *slog.Logger, reg *prometheus.Registry, k *kafkaBus) (*producer.Producer, string, error) {
+// buildProducer wires a producer to a bus, creating the calls topic when
+// the bus needs that.
+func buildProducer(ctx context.Context, cfg *Config, logger *slog.Logger, reg *prometheus.Registry, k bus) (*producer.Producer, string, error) {
 	ucfg := cfg.Unpod
 	ucfg.Logger, ucfg.Registerer = logger, reg
 	client, err := unpod.New(ucfg)

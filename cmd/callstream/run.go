@@ -16,7 +16,7 @@ import (
 
 	"github.com/callstream/callstream/consumers"
 	"github.com/callstream/callstream/consumers/lake"
-	"github.com/callstream/callstream/pkg/membus"
+	"github.com/callstream/callstream/pkg/sqlitebus"
 	"github.com/callstream/callstream/pkg/telemetry"
 	"github.com/callstream/callstream/pkg/unpod"
 	"github.com/callstream/callstream/pkg/unpodsim"
@@ -25,8 +25,8 @@ import (
 )
 
 // cmdRun is embedded mode: the producer and every enabled consumer in one
-// process on watermill's in-process bus, with state in files under the
-// state directory. Without an API token it polls a built-in simulator, so a
+// process on the embedded durable bus (a SQLite log), with all state under
+// the state directory. Without an API token it polls a built-in simulator, so a
 // new user sees events and alerts within seconds.
 func cmdRun(ctx context.Context, e *env, args []string) error {
 	cfg, _, err := loadConfig(e, "run", args,
@@ -39,7 +39,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(cfg.Kafka.Brokers) > 0 {
-		logger.Warn("KAFKA_BROKERS is set, but `callstream run` always uses the in-process bus; run `callstream produce` and `callstream consume` for Kafka mode")
+		logger.Warn("KAFKA_BROKERS is set, but `callstream run` always uses the embedded bus; run `callstream produce` and `callstream consume` for Kafka mode")
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return fmt.Errorf("state directory %s: %w", cfg.StateDir, err)
@@ -64,10 +64,14 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 
-	// Ordered per subscriber (unlike watermill's GoChannel), so alerting
-	// sees a catch-up in event-time order.
-	bus := membus.New(membus.Config{})
-	defer bus.Close()
+	// The durable log in the state directory: what the producer saw
+	// acknowledged survives a crash, and every plug-in reads it in its own
+	// consumer group from its committed offset, exactly as on Kafka.
+	bus, err := openLocal(ctx, cfg, logger, reg)
+	if err != nil {
+		return err
+	}
+	defer bus.close()
 	topics := consumers.NewTopics(cfg.TopicPrefix)
 
 	rt, err := consumers.New(cfg.Consumers, consumers.RuntimeDeps{
@@ -75,9 +79,10 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		Registerer: reg,
 		Topics:     topics,
 		Plugins:    plugins(cfg),
-		Subscribe:  consumers.Shared(bus),
-		Publisher:  bus,
+		Subscribe:  bus.subscribers(),
+		Publisher:  bus.publisher(),
 		State:      consumers.FileStates(cfg.statePath("consumers")),
+		Lag:        bus.lagger(),
 	})
 	if err != nil {
 		return err
@@ -85,9 +90,10 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	out := &console{w: e.stdout}
 	p, err := producer.New(cfg.Producer, producer.Deps{
 		Source:     client,
-		Publisher:  bus,
+		Publisher:  bus.publisher(),
 		Topic:      topics.Calls,
-		Store:      producer.NewFileStore(cfg.statePath("producer-state.json")),
+		Store:      producer.NewFileStore(cfg.statePath(producerStateFile)),
+		EventLog:   bus.eventLog(topics.Calls),
 		Logger:     logger,
 		Registerer: reg,
 		OnEvent:    out.event,
@@ -95,7 +101,12 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	alerts, err := bus.Subscribe(ctx, topics.Alerts)
+	alertSub, err := bus.bus.Subscriber(sqlitebus.SubscriberConfig{InitialOffset: sqlitebus.OffsetLast})
+	if err != nil {
+		return err
+	}
+	defer alertSub.Close()
+	alerts, err := alertSub.Subscribe(ctx, topics.Alerts)
 	if err != nil {
 		return err
 	}
@@ -105,20 +116,13 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	if err := serveStatusPage(ctx, g, ops, cfg.HTTP, reg, logger, "callstream run", true, rt.Plugins()); err != nil {
 		return err
 	}
+	fmt.Fprintf(e.stdout, "consumers: %v; state in %s\n", rt.Plugins(), cfg.StateDir)
+	if cfg.HTTP.Listen != "" {
+		fmt.Fprintf(e.stdout, "status page: %s/ (live; metrics at /metrics)\n", cfg.HTTP.BaseURL())
+	}
 	g.Go(func() error { return ops.Run(ctx) })
 	g.Go(func() error { return rt.Run(ctx) })
-	g.Go(func() error {
-		// The in-process bus keeps nothing: publish only once every plug-in
-		// is subscribed, or the first events reach none of them.
-		if err := waitReady(ctx, rt.Ready); err != nil {
-			return nil
-		}
-		fmt.Fprintf(e.stdout, "consumers running: %v; state in %s\n", rt.Plugins(), cfg.StateDir)
-		if cfg.HTTP.Listen != "" {
-			fmt.Fprintf(e.stdout, "status page: %s/ (live; metrics at /metrics)\n", cfg.HTTP.BaseURL())
-		}
-		return p.Run(ctx)
-	})
+	g.Go(func() error { return p.Run(ctx) })
 	g.Go(func() error { out.alerts(ctx, alerts); return nil })
 	g.Go(func() error { out.summaries(ctx, p, 10*time.Second); return nil })
 	return g.Wait()
@@ -166,19 +170,6 @@ func startSimulator(ctx context.Context, g *errgroup.Group, sim unpodsim.Config,
 	}
 	g.Go(wait)
 	return url, nil
-}
-
-func waitReady(ctx context.Context, ready func(context.Context) error) error {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for ready(ctx) != nil {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-	return nil
 }
 
 // console prints what a person watching `make run` wants to see: the first
