@@ -7,13 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callstream/callstream/consumers"
+	"github.com/callstream/callstream/pkg/membus"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -25,9 +24,9 @@ func runEmbedded(t *testing.T, stateDir string, events []schemas.CallEvent) []sc
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	// Without BlockPublishUntilSubscriberAck a GoChannel hands each message
-	// to its subscribers in a goroutine of its own, so their order is lost.
-	bus := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 1024, BlockPublishUntilSubscriberAck: true}, watermill.NopLogger{})
+	// The ordered in-process bus of `callstream run`: it hands out many
+	// messages at once, so the runtime gathers batches for HandleBatch.
+	bus := membus.New(membus.Config{})
 	defer bus.Close()
 	topics := consumers.NewTopics("embedded.")
 	alertMsgs, err := bus.Subscribe(ctx, topics.Alerts)
@@ -120,12 +119,12 @@ func TestEmbeddedRuntimeAcrossRestart(t *testing.T) {
 	// Twenty minutes with a spike at acme from minute 5 to 10: the baseline
 	// is not known yet, so the count and ratio conditions decide.
 	all := normal(20*time.Minute, incident{org: "acme", from: 5 * time.Minute, to: 10 * time.Minute, status: schemas.StatusMissed, share: 0.8}).generate()
-	got := runEngine(t, DefaultConfig(), all)
+	got := runEngine(t, replayConfig(), all)
 	if len(got) != 2 {
 		t.Fatalf("the stream gives %v, want a firing and a resolution", kinds(got))
 	}
 	fireAt := 0
-	for fireAt < len(all) && all[fireAt].CreationTime.Before(got[0].At.Add(DefaultConfig().Grace+time.Minute)) {
+	for fireAt < len(all) && all[fireAt].CreationTime.Before(got[0].At.Add(replayConfig().Grace+time.Minute)) {
 		fireAt++
 	}
 	dir := t.TempDir()
