@@ -55,47 +55,118 @@ func (s *benchStream) at(i int) *schemas.CallEvent {
 	return ev
 }
 
-// BenchmarkEvaluate measures events/s through the two default rules with
-// 1,000 groups, evaluation steps included.
+// benchRules are the rule sets benchmarked: the defaults (four rules that
+// count calls, and org-paused), and the two rules that were the defaults
+// before the absence and drop rules, to compare with older figures.
+var benchRules = []struct {
+	name  string
+	rules func() []Rule
+}{
+	{"rules=default", DefaultRules},
+	{"rules=two", func() []Rule { return DefaultRules()[:2] }},
+}
+
+func benchConfig(rules []Rule) Config {
+	cfg := replayConfig()
+	cfg.Rules = rules
+	cfg.Notifiers.Log.Enabled = false
+	return cfg
+}
+
+// warmUp is how many events run before timing: past the baseline window,
+// so every group is live.
+const warmUp = 800_000
+
+// BenchmarkEvaluate measures events/s through the engine with 1,000
+// groups, evaluation steps included.
 func BenchmarkEvaluate(b *testing.B) {
-	s := newBenchStream()
-	e := newEngine(DefaultConfig())
-	// Warm up past the baseline window so every group is live.
-	for i := range 800_000 {
-		e.Observe("", s.at(i), wall)
+	for _, rs := range benchRules {
+		b.Run(rs.name, func(b *testing.B) {
+			s := newBenchStream()
+			e := newEngine(benchConfig(rs.rules()))
+			for i := range warmUp {
+				e.Observe("", s.at(i), wall)
+			}
+			e.TakeNotices()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				e.Observe("", s.at(warmUp+i), wall)
+			}
+			b.StopTimer()
+			e.TakeNotices()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
 	}
-	e.TakeNotices()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		e.Observe("", s.at(800_000+i), wall)
-	}
-	b.StopTimer()
-	e.TakeNotices()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
 // BenchmarkHandle is BenchmarkEvaluate through the plug-in's Handle (lock,
-// metrics, outbox), without a publisher.
+// metrics, outbox per event), without a publisher.
 func BenchmarkHandle(b *testing.B) {
-	s := newBenchStream()
-	cfg := DefaultConfig()
-	cfg.Notifiers.Log.Enabled = false
-	p, err := New(cfg, consumers.Deps{Topics: consumers.NewTopics("bench.")})
-	if err != nil {
-		b.Fatal(err)
+	for _, rs := range benchRules {
+		b.Run(rs.name, func(b *testing.B) {
+			s := newBenchStream()
+			p, err := New(benchConfig(rs.rules()), consumers.Deps{Topics: consumers.NewTopics("bench.")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			for i := range warmUp {
+				_ = p.Handle(ctx, consumers.Delivery{Event: *s.at(i)})
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if err := p.Handle(ctx, consumers.Delivery{Event: *s.at(warmUp + i)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
 	}
-	ctx := context.Background()
-	for i := range 800_000 {
-		_ = p.Handle(ctx, consumers.Delivery{Event: *s.at(i)})
+}
+
+// BenchmarkHandleBatch is BenchmarkHandle through HandleBatch, in batches
+// of 1,000 deliveries with Kafka positions on one partition (one lock, one
+// metrics update and one flush per batch). The batches are built before
+// timing.
+func BenchmarkHandleBatch(b *testing.B) {
+	const size = 1000
+	for _, rs := range benchRules {
+		b.Run(rs.name, func(b *testing.B) {
+			s := newBenchStream()
+			p, err := New(benchConfig(rs.rules()), consumers.Deps{Topics: consumers.NewTopics("bench.")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			batch := func(from, n int) []consumers.Delivery {
+				out := make([]consumers.Delivery, n)
+				for i := range out {
+					// One partition, so the sources (1,000 orgs) are those
+					// of BenchmarkHandle.
+					out[i] = consumers.Delivery{Event: *s.at(from + i), HasPosition: true,
+						Position: schemas.Position{Offset: int64(from + i)}}
+				}
+				return out
+			}
+			for i := 0; i < warmUp; i += size {
+				_ = p.HandleBatch(ctx, batch(i, size))
+			}
+			batches := make([][]consumers.Delivery, 0, b.N/size+1)
+			for i := 0; i < b.N; i += size {
+				batches = append(batches, batch(warmUp+i, min(size, b.N-i)))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for _, bt := range batches {
+				if err := p.HandleBatch(ctx, bt); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		if err := p.Handle(ctx, consumers.Delivery{Event: *s.at(800_000 + i)}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

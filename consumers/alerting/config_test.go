@@ -1,6 +1,7 @@
 package alerting
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +14,13 @@ func TestDefaultConfigIsValid(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Rules) != 2 || cfg.Rules[0].Name != "missed-call-spike" || cfg.Rules[1].Name != "failed-call-burst" {
-		t.Fatalf("default rules = %+v", cfg.Rules)
+	var names []string
+	for _, r := range cfg.Rules {
+		names = append(names, r.Name+"/"+r.Kind)
+	}
+	want := []string{"missed-call-spike/", "failed-call-burst/", "call-absence/absence", "call-volume-drop/drop", "org-paused/org_paused"}
+	if !slices.Equal(names, want) {
+		t.Fatalf("default rules = %v, want %v", names, want)
 	}
 }
 
@@ -27,6 +33,7 @@ func TestValidate(t *testing.T) {
 		{"no condition", func(c *Config) { r := &c.Rules[0]; r.MinCount, r.MinRatio, r.BaselineFactor = 0, 0, 0 }, "no condition"},
 		{"window not a multiple of the step", func(c *Config) { c.Rules[0].Window = 15 * time.Second }, "multiple"},
 		{"baseline without window", func(c *Config) { c.Rules[0].BaselineWindow = 0 }, "baseline_window"},
+		{"negative min_expected", func(c *Config) { c.Rules[2].MinExpected = -1 }, "min_expected"},
 		{"ratio above one", func(c *Config) { c.Rules[1].MinRatio = 1.5 }, "min_ratio"},
 		{"unknown group label", func(c *Config) { c.Rules[0].GroupBy = []string{"city"} }, `"city"`},
 		{"unknown status", func(c *Config) { c.Rules[0].Match.CallStatus = []string{"no-answer"} }, "no-answer"},
@@ -37,6 +44,19 @@ func TestValidate(t *testing.T) {
 		{"zero queue", func(c *Config) { c.Notifiers.QueueSize = 0 }, "queue_size"},
 		{"slack URL without scheme", func(c *Config) { c.Notifiers.Slack.URL = "hooks.example/hunter2" }, "slack.url"},
 		{"alertmanager URL not http", func(c *Config) { c.Notifiers.Alertmanager.URL = "ftp://am:9093" }, "alertmanager.url"},
+		{"negative startup hold", func(c *Config) { c.StartupHold = -time.Second }, "startup_hold"},
+		{"unknown kind", func(c *Config) { c.Rules[0].Kind = "spike" }, `kind "spike"`},
+		{"rise with min_expected", func(c *Config) { c.Rules[0].MinExpected = 3 }, "min_expected is for absence and drop"},
+		{"absence without min_expected", func(c *Config) { c.Rules[2].MinExpected = 0 }, "needs min_expected"},
+		{"absence with a ratio", func(c *Config) { c.Rules[2].MinRatio = 0.5 }, "takes min_expected, not min_count, min_ratio"},
+		{"absence with a factor", func(c *Config) { c.Rules[2].BaselineFactor = 0.5 }, "absence rule takes no baseline_factor"},
+		{"absence without baseline window", func(c *Config) { c.Rules[2].BaselineWindow = 0 }, "baseline_window"},
+		{"drop factor above one", func(c *Config) { c.Rules[3].BaselineFactor = 1.5 }, "must be in (0, 1)"},
+		{"drop without factor", func(c *Config) { c.Rules[3].BaselineFactor = 0 }, "must be in (0, 1)"},
+		{"drop window not a multiple", func(c *Config) { c.Rules[3].Window = 25 * time.Second }, "multiple"},
+		{"org_paused with a window", func(c *Config) { c.Rules[4].Window = time.Minute }, "org_paused rule takes no window"},
+		{"org_paused with a match", func(c *Config) { c.Rules[4].Match.CallStatus = []string{"failed"} }, "org_paused rule takes no window, match"},
+		{"org_paused by number", func(c *Config) { c.Rules[4].GroupBy = []string{LabelSourceNumber} }, "groups by org only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

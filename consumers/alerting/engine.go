@@ -49,26 +49,29 @@ const (
 // call, so this check never changes a replay's outcome.
 const maxClockSkew = 10 * time.Minute
 
-// partitionMark is one input partition's progress.
-type partitionMark struct {
-	high     int64 // newest creation_time seen
-	lastSeen time.Time
-}
-
 // engine evaluates rules on event time. It is not safe for concurrent use;
 // the plug-in serialises calls. Everything but idle detection depends only
 // on the order of events, so a replay gives the same notices.
 type engine struct {
 	step, grace int64
 	idleTimeout time.Duration
-	rules       []*ruleEval
+	hold        time.Duration
+	rules       []*ruleEval // every rule, for state and metrics
+	counting    []*ruleEval // the rules that count calls (not org_paused)
+	paused      []*ruleEval // org_paused rules, evaluated on the wall clock
 
-	started bool
-	evalIdx int64 // the next step to evaluate: steps < evalIdx are frozen
-	since   int64 // the step from which this process has seen every call
-	parts   map[string]*partitionMark
-	high    int64 // newest creation_time over all partitions
-	arrival time.Time
+	started  bool
+	restored bool  // the watermark came from saved state
+	evalIdx  int64 // the next step to evaluate: steps < evalIdx are frozen
+	since    int64 // the step from which this process has seen every call
+	parts    map[sourceKey]*sourceMark
+	live     sourceHeap // the sources not idle, by high
+	high     int64      // newest creation_time over all sources
+	arrival  time.Time
+	// holdUntil is the wall time before which no step is evaluated: every
+	// source gets StartupHold from this process's first arrival to show up
+	// before the clock moves.
+	holdUntil time.Time
 
 	// Calls whose step is still open, by call_key, in two generations so
 	// that forgetting is O(1) per evaluation step.
@@ -88,15 +91,25 @@ func newEngine(cfg Config) *engine {
 		step:        int64(cfg.EvaluationInterval),
 		grace:       int64(cfg.Grace),
 		idleTimeout: cfg.IdleTimeout,
-		parts:       map[string]*partitionMark{},
+		hold:        cfg.StartupHold,
+		parts:       map[sourceKey]*sourceMark{},
 		calls:       map[string]callRec{},
 		oldCalls:    map[string]callRec{},
 	}
 	for i, r := range cfg.Rules {
-		e.rules = append(e.rules, newRuleEval(r, i, cfg.EvaluationInterval, cfg.Grace))
+		re := newRuleEval(r, i, cfg.EvaluationInterval, cfg.Grace)
+		e.rules = append(e.rules, re)
+		if r.Kind == KindOrgPaused {
+			e.paused = append(e.paused, re)
+		} else {
+			e.counting = append(e.counting, re)
+		}
 	}
 	return e
 }
+
+// holding reports whether the startup hold still stands at now.
+func (e *engine) holding(now time.Time) bool { return now.Before(e.holdUntil) }
 
 func floorDiv(a, b int64) int64 {
 	q := a / b
@@ -123,24 +136,35 @@ func (e *engine) Observe(partition string, ev *schemas.CallEvent, now time.Time)
 		return Future
 	}
 	t := ev.CreationTime.UnixNano()
+	if e.arrival.IsZero() {
+		e.holdUntil = now.Add(e.hold)
+	}
+	held := e.holding(now)
 	if !e.started {
 		e.started = true
 		e.evalIdx = floorDiv(t-e.grace, e.step)
 		e.since = e.evalIdx
 		e.swapIdx = e.evalIdx
 		e.high = t
+	} else if held && !e.restored {
+		// Nothing has been evaluated yet: a source whose history starts
+		// earlier moves the start back instead of having its calls late.
+		if first := floorDiv(t-e.grace, e.step); first < e.evalIdx {
+			e.evalIdx, e.since, e.swapIdx = first, first, first
+		}
 	}
 	// Each org is polled by the producer at its own pace (one catching up
 	// while another is live), so each org on each partition is its own
 	// source: a lagging org holds the watermark back instead of having its
 	// calls counted as late.
-	source := partition + "/" + ev.Org
-	p := e.parts[source]
+	key := sourceKey{partition: partition, org: ev.Org}
+	p := e.parts[key]
 	if p == nil {
-		p = &partitionMark{high: t}
-		e.parts[source] = p
+		p = &sourceMark{high: t, pos: -1}
+		e.parts[key] = p
 	}
-	p.lastSeen, e.arrival = now, now
+	e.live.seen(p, now)
+	e.arrival = now
 	idx := floorDiv(t, e.step)
 	if idx < e.evalIdx {
 		return Late
@@ -155,40 +179,34 @@ func (e *engine) Observe(partition string, ev *schemas.CallEvent, now time.Time)
 		return Duplicate
 	}
 	if t > p.high {
-		p.high = t
+		e.live.raise(p, t)
 		if t > e.high {
 			e.high = t
 		}
-		e.advance(e.watermark(now))
-	}
-	if known && prev.fields.idx >= e.evalIdx {
-		for _, r := range e.rules {
-			r.contribute(&prev.fields, -1, "", e.evalIdx)
+		if !held {
+			e.advance(e.watermark(now))
 		}
 	}
-	for _, r := range e.rules {
-		r.contribute(&f, 1, ev.EventID, e.evalIdx)
+	if known && prev.fields.idx >= e.evalIdx {
+		for _, r := range e.counting {
+			r.contribute(&prev.fields, -1, "", e.evalIdx, held)
+		}
+	}
+	for _, r := range e.counting {
+		r.contribute(&f, 1, ev.EventID, e.evalIdx, held)
 	}
 	e.calls[ev.CallKey] = callRec{rev: ev.Revision, fields: f}
 	return Counted
 }
 
-// watermark is the event time all live partitions have passed, less grace.
-// Partitions silent for idleTimeout of wall time do not hold it back.
+// watermark is the event time all live sources have passed, less grace.
+// Sources silent for idleTimeout of wall time do not hold it back.
 func (e *engine) watermark(now time.Time) int64 {
-	wm, any := int64(0), false
-	for _, p := range e.parts {
-		if now.Sub(p.lastSeen) >= e.idleTimeout {
-			continue
-		}
-		if !any || p.high < wm {
-			wm, any = p.high, true
-		}
-	}
-	if !any {
+	low, ok := e.live.lowest(now, e.idleTimeout)
+	if !ok {
 		return e.evalIdx*e.step - 1
 	}
-	return wm - e.grace
+	return low - e.grace
 }
 
 // Tick lets idle partitions stop holding the watermark back and, when every
@@ -196,8 +214,9 @@ func (e *engine) watermark(now time.Time) int64 {
 // resolve when calls stop coming altogether. It is the only use of the wall
 // clock in evaluation.
 func (e *engine) Tick(now time.Time) {
-	if !e.started || e.arrival.IsZero() {
-		// Nothing arrived since the start: no clock to move on from.
+	if !e.started || e.arrival.IsZero() || e.holding(now) {
+		// Nothing arrived since the start: no clock to move on from. Or
+		// the startup hold still waits for every source to show up.
 		return
 	}
 	wm := e.watermark(now)
@@ -215,6 +234,10 @@ func (e *engine) advance(wm int64) {
 	if last < e.evalIdx {
 		return
 	}
+	// What the startup hold parked may belong to the very next steps.
+	for _, r := range e.counting {
+		r.flushDeferred(e.evalIdx)
+	}
 	for idx := e.evalIdx + 1; idx <= last; idx++ {
 		if e.empty() {
 			// Nothing counted, nothing pending or firing: the steps up to
@@ -225,7 +248,7 @@ func (e *engine) advance(wm int64) {
 		}
 		e.evaluate(idx)
 		e.evalIdx = idx
-		for _, r := range e.rules {
+		for _, r := range e.counting {
 			r.flushDeferred(e.evalIdx)
 		}
 	}
@@ -246,9 +269,10 @@ func (e *engine) advance(wm int64) {
 	}
 }
 
-// empty reports whether no rule holds a group or a parked contribution.
+// empty reports whether no counting rule holds a group or a parked
+// contribution.
 func (e *engine) empty() bool {
-	for _, r := range e.rules {
+	for _, r := range e.counting {
 		if len(r.groups) > 0 || len(r.deferred) > 0 {
 			return false
 		}
@@ -261,7 +285,7 @@ func (e *engine) empty() bool {
 func (e *engine) evaluate(idx int64) {
 	at := idx * e.step
 	first := len(e.out)
-	for _, r := range e.rules {
+	for _, r := range e.counting {
 		baselineKnown := r.baseSlots > 0 && idx-e.since >= r.winSlots+r.baseSlots
 		// A restarted evaluator has not seen the window's calls from before
 		// the restart: hold firing alerts until it has a whole window.
@@ -274,11 +298,42 @@ func (e *engine) evaluate(idx int64) {
 			}
 		}
 	}
-	// Map order is random; notices of one step are sorted so a replay
-	// yields the same sequence.
+	e.sortNotices(first)
+}
+
+// sortNotices orders the notices from first on: map order is random, and
+// notices of one evaluation are sorted so a replay yields the same sequence.
+func (e *engine) sortNotices(first int) {
 	slices.SortFunc(e.out[first:], func(a, b Notice) int {
 		return cmp.Or(cmp.Compare(a.Alert.Rule, b.Alert.Rule), cmp.Compare(a.ID, b.ID))
 	})
+}
+
+// ObservePaused evaluates the org_paused rules at wall time now, given the
+// orgs the producer reports paused. Unlike the other rules these run on the
+// wall clock: a paused org sends nothing whose event time could move.
+func (e *engine) ObservePaused(now time.Time, paused map[string]bool) {
+	at := now.UnixNano()
+	first := len(e.out)
+	for _, r := range e.paused {
+		for org, on := range paused {
+			if on {
+				r.groupFor(&callFields{org: org})
+			}
+		}
+		for key, g := range r.groups {
+			on := paused[g.labels[LabelOrg]]
+			m := measure{cond: on, hold: on, threshold: 1, baseline: -1}
+			if on {
+				m.value = 1
+			}
+			e.transition(r, g, m, at, true)
+			if g.alert.state == stateInactive {
+				delete(r.groups, key)
+			}
+		}
+	}
+	e.sortNotices(first)
 }
 
 func (e *engine) transition(r *ruleEval, g *group, m measure, at int64, warm bool) {
@@ -289,7 +344,9 @@ func (e *engine) transition(r *ruleEval, g *group, m measure, at int64, warm boo
 		if !m.cond {
 			return
 		}
-		a.state, a.activeAt = statePending, at
+		// The baseline the alert is measured against while it fires: a
+		// drop or an absence would otherwise become its own baseline.
+		a.state, a.activeAt, a.baseline = statePending, at, m.baseline
 		fallthrough
 	case statePending:
 		if !m.cond {
@@ -300,10 +357,12 @@ func (e *engine) transition(r *ruleEval, g *group, m measure, at int64, warm boo
 			return
 		}
 		a.state, a.lastTrue, a.lastNotified = stateFiring, at, at
+		a.value, a.threshold = m.value, m.threshold
 		a.alertID = alertID(rule.Name, g.key, a.activeAt)
 		a.samples = append([]string{}, g.samples...)
 		e.emit(r, g, KindFiring, m, at)
 	case stateFiring:
+		a.value, a.threshold = m.value, m.threshold
 		if m.hold {
 			a.lastTrue = at
 		}

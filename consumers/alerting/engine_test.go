@@ -29,7 +29,7 @@ func normal(length time.Duration, incidents ...incident) traffic {
 }
 
 func TestScenarios(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := replayConfig()
 	spike := cfg.Rules[0]
 	burst := cfg.Rules[1]
 	step := cfg.EvaluationInterval
@@ -37,7 +37,10 @@ func TestScenarios(t *testing.T) {
 		name    string
 		traffic traffic
 		// want lists the expected notices as (kind, rule, org) with the
-		// event-time range each must fall in, relative to t0.
+		// event-time range each must fall in, relative to t0: no sooner
+		// than for after the incident starts (keep_firing_for after it
+		// ends), no later than a window, for (keep_firing_for) and a step
+		// or two after.
 		want []wantNotice
 	}{
 		{
@@ -45,8 +48,8 @@ func TestScenarios(t *testing.T) {
 			traffic: normal(3*time.Hour,
 				incident{org: "acme", from: 90 * time.Minute, to: 96 * time.Minute, status: schemas.StatusMissed, share: 0.7}),
 			want: []wantNotice{
-				{KindFiring, spike.Name, "acme", 90 * time.Minute, 90*time.Minute + spike.Window + spike.For + step},
-				{KindResolved, spike.Name, "acme", 96 * time.Minute, 96*time.Minute + spike.Window + spike.KeepFiringFor + 2*step},
+				{KindFiring, spike.Name, "acme", 90*time.Minute + spike.For, 90*time.Minute + spike.Window + spike.For + step},
+				{KindResolved, spike.Name, "acme", 96*time.Minute + spike.KeepFiringFor, 96*time.Minute + spike.Window + spike.KeepFiringFor + 2*step},
 			},
 		},
 		{
@@ -54,8 +57,8 @@ func TestScenarios(t *testing.T) {
 			traffic: normal(2*time.Hour,
 				incident{org: "globex", from: 30 * time.Minute, to: 33 * time.Minute, status: schemas.StatusFailed, share: 0.5}),
 			want: []wantNotice{
-				{KindFiring, burst.Name, "globex", 30 * time.Minute, 30*time.Minute + burst.Window + burst.For + step},
-				{KindResolved, burst.Name, "globex", 33 * time.Minute, 33*time.Minute + burst.Window + burst.KeepFiringFor + 2*step},
+				{KindFiring, burst.Name, "globex", 30*time.Minute + burst.For, 30*time.Minute + burst.Window + burst.For + step},
+				{KindResolved, burst.Name, "globex", 33*time.Minute + burst.KeepFiringFor, 33*time.Minute + burst.Window + burst.KeepFiringFor + 2*step},
 			},
 		},
 		{
@@ -63,9 +66,9 @@ func TestScenarios(t *testing.T) {
 			traffic: normal(4*time.Hour,
 				incident{org: "initech", from: 90 * time.Minute, to: 170 * time.Minute, status: schemas.StatusMissed, share: 0.7}),
 			want: []wantNotice{
-				{KindFiring, spike.Name, "initech", 90 * time.Minute, 90*time.Minute + spike.Window + spike.For + step},
+				{KindFiring, spike.Name, "initech", 90*time.Minute + spike.For, 90*time.Minute + spike.Window + spike.For + step},
 				{KindReminder, spike.Name, "initech", 150 * time.Minute, 150*time.Minute + spike.Window + spike.For + step},
-				{KindResolved, spike.Name, "initech", 170 * time.Minute, 170*time.Minute + spike.Window + spike.KeepFiringFor + 2*step},
+				{KindResolved, spike.Name, "initech", 170*time.Minute + spike.KeepFiringFor, 170*time.Minute + spike.Window + spike.KeepFiringFor + 2*step},
 			},
 		},
 		{
@@ -75,8 +78,21 @@ func TestScenarios(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := runEngine(t, cfg, tt.traffic.generate())
+			stream := tt.traffic.generate()
+			got := runEngine(t, cfg, stream)
 			checkNotices(t, got, tt.want)
+			// The ranges above say the alerts belong to the incidents;
+			// the reference model pins each notice to its evaluation, so
+			// for, keep_firing_for and the baseline each decide a step.
+			want := oracleNotices(cfg, stream)
+			if len(want) != len(got) {
+				t.Fatalf("the reference model gives %d notices, the engine %v", len(want), kinds(got))
+			}
+			for i, w := range want {
+				if n := got[i]; n.Kind != w.kind || n.Alert.Rule != w.rule || n.Alert.Org != w.org || n.At.Sub(t0) != w.from {
+					t.Errorf("notice %d = %s at +%s, the reference model says %s %s %s at +%s", i, kinds(got[i:i+1]), n.At.Sub(t0), w.kind, w.rule, w.org, w.from)
+				}
+			}
 		})
 	}
 }
@@ -109,7 +125,7 @@ func checkNotices(t *testing.T, got []Notice, want []wantNotice) {
 }
 
 func TestBlipBelowMinimumVolume(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := replayConfig()
 	// A quiet org: one call every 5 minutes, and for a moment only missed
 	// calls: 100% missed, but far from min_volume.
 	var evs []schemas.CallEvent
@@ -144,7 +160,7 @@ func call(n int, org string, at time.Duration, status string) schemas.CallEvent 
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func TestLateEvents(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := replayConfig()
 	base := normal(2*time.Hour, incident{org: "acme", from: 30 * time.Minute, to: 34 * time.Minute, status: schemas.StatusFailed, share: 0.6})
 	base.disorder = 0
 	ordered := base.generate()
@@ -208,7 +224,7 @@ func delay(evs []schemas.CallEvent, d time.Duration) []schemas.CallEvent {
 }
 
 func TestRevisionsAndRedeliveryCountOnce(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := replayConfig()
 	cfg.Rules = []Rule{{Name: "failed", Match: Match{CallStatus: []string{schemas.StatusFailed}}, Window: time.Minute, MinCount: 3}}
 	e := newEngine(cfg)
 	obs := func(ev schemas.CallEvent) Outcome { return e.Observe("", &ev, wall) }
@@ -237,7 +253,7 @@ func TestRevisionsAndRedeliveryCountOnce(t *testing.T) {
 }
 
 func TestPartitionsAndIdleness(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := replayConfig()
 	e := newEngine(cfg)
 	wall := t0.Add(24 * time.Hour)
 	ev := func(n int, at time.Duration) *schemas.CallEvent {
@@ -267,7 +283,7 @@ func TestPartitionsAndIdleness(t *testing.T) {
 }
 
 func TestGroupByNumber(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := replayConfig()
 	cfg.Rules = []Rule{{
 		Name: "line-down", Match: Match{CallStatus: []string{schemas.StatusMissed}, Numbers: []string{"+2", "+3"}},
 		GroupBy: []string{LabelDestinationNumber}, Window: time.Minute, MinCount: 5,
@@ -292,7 +308,7 @@ func TestGroupByNumber(t *testing.T) {
 }
 
 func TestFutureCallsAndLongSilence(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := replayConfig()
 	e := newEngine(cfg)
 	now := t0.Add(10 * time.Minute)
 	obs := func(ev schemas.CallEvent, now time.Time) Outcome { return e.Observe("", &ev, now) }
@@ -329,7 +345,7 @@ func TestFutureCallsAndLongSilence(t *testing.T) {
 // 90 s behind event time, ticks between arrivals) and as a fast replay (one
 // wall-clock instant): the notices are the same.
 func TestLiveEqualsReplay(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := replayConfig()
 	stream := normal(6*time.Hour,
 		incident{org: "acme", from: 90 * time.Minute, to: 100 * time.Minute, status: schemas.StatusMissed, share: 0.8},
 		incident{org: "globex", from: 4 * time.Hour, to: 4*time.Hour + 3*time.Minute, status: schemas.StatusFailed, share: 0.5},
@@ -368,7 +384,7 @@ func TestLiveEqualsReplay(t *testing.T) {
 // stay sane and every alert goes firing, reminders, resolved in order.
 func TestInvariantsOnMessyStreams(t *testing.T) {
 	for seed := range uint64(3) {
-		cfg := DefaultConfig()
+		cfg := replayConfig()
 		cfg.Rules = append(cfg.Rules, Rule{Name: "per-line", Match: Match{CallStatus: []string{schemas.StatusFailed}},
 			GroupBy: []string{LabelSourceNumber}, Window: 30 * time.Second, MinCount: 2, RepeatInterval: time.Minute})
 		stream := normal(3*time.Hour,
@@ -422,7 +438,7 @@ func TestInvariantsOnMessyStreams(t *testing.T) {
 // last half hour while acme is live. Each org is its own watermark source,
 // so beta's calls are counted, not dropped as late.
 func TestLaggingOrgIsNotLate(t *testing.T) {
-	e := newEngine(DefaultConfig())
+	e := newEngine(replayConfig())
 	n := 0
 	next := func(org string, at time.Duration) Outcome {
 		n++

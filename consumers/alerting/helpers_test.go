@@ -177,6 +177,15 @@ func (tr traffic) generate() []schemas.CallEvent {
 
 var t0 = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
 
+// replayConfig is the default configuration without the startup hold:
+// tests that feed the evaluator a constant wall clock (a replay) would
+// otherwise never see the hold end.
+func replayConfig() Config {
+	cfg := DefaultConfig()
+	cfg.StartupHold = 0
+	return cfg
+}
+
 // wall is the wall clock of engine tests: later than every generated call.
 var wall = t0.Add(100 * 24 * time.Hour)
 

@@ -119,7 +119,13 @@ func (s *slackSender) send(ctx context.Context, n Notice) error {
 	return post(ctx, s.client, "slack", s.url, body, nil)
 }
 
-// SlackText is the readable one-message summary of a notice.
+// slackEscaper escapes the three characters Slack's message formatting
+// gives a meaning: a rule, label or annotation holding "<!channel>" or
+// "<https://evil|click>" must show as text, not ping or link.
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// SlackText is the readable one-message summary of a notice, escaped for
+// Slack: the text holds no control sequence of its own, so all of it is.
 func SlackText(n Notice) string {
 	a := &n.Alert
 	head := map[string]string{KindFiring: "FIRING", KindReminder: "STILL FIRING", KindResolved: "RESOLVED"}[n.Kind]
@@ -145,7 +151,7 @@ func SlackText(n Notice) string {
 	if a.EndsAt != nil {
 		fmt.Fprintf(&b, ", resolved at %s", a.EndsAt.Format(time.RFC3339))
 	}
-	return b.String()
+	return slackEscaper.Replace(b.String())
 }
 
 // amAlert is one alert in Alertmanager's POST /api/v2/alerts body.

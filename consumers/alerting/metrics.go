@@ -15,6 +15,7 @@ type metrics struct {
 	watermark     prometheus.Gauge
 	active        *prometheus.GaugeVec // pending and firing alerts by rule and state
 	stateSaves    *prometheus.CounterVec
+	alerts        *alertCollector // each firing and recently resolved alert
 
 	// The events counters, resolved once: Handle is the hot path.
 	counted, late, duplicate, future prometheus.Counter
@@ -50,6 +51,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "callstream_alerting_state_saves_total",
 			Help: "Saves of the alert state, by result (ok, error).",
 		}, []string{"result"}),
+		alerts: newAlertCollector(),
 	}
 	m.counted = m.events.WithLabelValues("counted")
 	m.late = m.events.WithLabelValues("late")
@@ -58,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.events, m.transitions, m.notifications, m.queueDepth, m.watermark, m.active, m.stateSaves} {
+	for _, c := range []prometheus.Collector{m.events, m.transitions, m.notifications, m.queueDepth, m.watermark, m.active, m.stateSaves, m.alerts} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("alerting: register metrics: %w", err)
 		}

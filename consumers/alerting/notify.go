@@ -192,7 +192,7 @@ func (q *queue) deliver(ctx context.Context, n Notice) error {
 		return q.sender.send(rctx, n)
 	}, backoff.WithContext(b, ctx), func(err error, wait time.Duration) {
 		q.metrics.notifications.WithLabelValues(q.name, "retried").Inc()
-		q.log.Warn("notification failed, will retry", "alert_id", n.Alert.AlertID, "attempt", attempt, "retry_in", wait, "err", err)
+		q.log.Warn("notification failed, will retry", "alert_id", n.Alert.AlertID, "attempt", attempt, "retry_in", wait.String(), "err", err)
 	})
 }
 

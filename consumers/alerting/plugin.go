@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callstream/callstream/consumers"
 	"github.com/callstream/callstream/schemas"
@@ -38,6 +39,18 @@ const (
 // deliveries are saved.
 const tickInterval = 500 * time.Millisecond
 
+// pausedInterval is how often org_paused rules read the producer's
+// callstream_producer_org_paused gauge. Gathering a registry costs a few
+// hundred microseconds; the rules' for is minutes.
+const pausedInterval = 5 * time.Second
+
+// resolvedRetention is how long a resolved alert stays in the per-alert
+// metrics, so a status page can show what resolved recently.
+const resolvedRetention = time.Hour
+
+// pausedMetric is the producer's gauge org_paused rules read.
+const pausedMetric = "callstream_producer_org_paused"
+
 // Factory returns the runtime's factory for the alerting plug-in.
 func Factory(cfg Config) consumers.Factory {
 	return consumers.Factory{Name: Name, New: func(deps consumers.Deps) (consumers.Plugin, error) {
@@ -46,21 +59,32 @@ func Factory(cfg Config) consumers.Factory {
 }
 
 // Plugin evaluates the alerting rules on call events and publishes and
-// notifies alert transitions. Handle is serialised: evaluation is one
-// ordered computation.
+// notifies alert transitions. Handle and HandleBatch are serialised:
+// evaluation is one ordered computation.
 type Plugin struct {
 	cfg     Config
 	deps    consumers.Deps
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
+	// gatherer is where org_paused rules find the producer's gauge; nil
+	// leaves them silent. pausedEvery is how often they read it.
+	gatherer    prometheus.Gatherer
+	pausedEvery time.Duration
+	lastPaused  time.Time
 
 	mu     sync.Mutex
 	eng    *engine
 	outbox []outboxItem
 	queued map[string]bool // notice id + destination handed to a queue by this process
 	dirty  bool
-	late   lateLog
+	// late rate-limits the warning about calls the producer read in time
+	// that still arrived after the grace period; lateRead the debug line
+	// about calls the producer itself read late (rescans, updates).
+	late, lateRead lateLog
+	// resolved are the alerts resolved by this process, kept in the
+	// per-alert metrics for resolvedRetention.
+	resolved []resolvedAlert
 	// lastPublishErr rate-limits the log line about a failing alerts topic.
 	lastPublishErr time.Time
 
@@ -97,8 +121,12 @@ func New(cfg Config, deps consumers.Deps) (*Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Plugin{cfg: cfg, deps: deps, log: deps.Logger.With("consumer", Name), metrics: m, now: time.Now,
-		eng: newEngine(cfg), queued: map[string]bool{}}
+	now := cfg.Clock
+	if now == nil {
+		now = time.Now
+	}
+	p := &Plugin{cfg: cfg, deps: deps, log: deps.Logger.With("consumer", Name), metrics: m, now: now,
+		gatherer: gathererOf(deps), pausedEvery: pausedInterval, eng: newEngine(cfg), queued: map[string]bool{}}
 	p.buildNotifiers()
 	if err := p.load(); err != nil {
 		return nil, err
@@ -174,50 +202,138 @@ func (p *Plugin) load() error {
 	return nil
 }
 
+// gathererOf returns where org_paused rules read the producer's
+// callstream_producer_org_paused gauge: the runtime's registry, passed as
+// Deps.Registerer, when it can also be gathered (a *prometheus.Registry, as
+// in both modes today). In embedded mode the producer registers on that
+// same registry. In Kafka mode it runs in another process, the gauge is
+// absent and org_paused rules stay silent: alert on the producer's own
+// /metrics there (see the package documentation).
+func gathererOf(d consumers.Deps) prometheus.Gatherer {
+	g, _ := d.Registerer.(prometheus.Gatherer)
+	return g
+}
+
 // Name implements consumers.Plugin.
 func (p *Plugin) Name() string { return Name }
 
-// Tuning asks for one message in flight: evaluation follows the order of
-// each partition, and the plug-in is cheap per event.
-func (p *Plugin) Tuning() consumers.Tuning { return consumers.Tuning{MaxInFlight: 1} }
+// Tuning asks for large batches: HandleBatch costs about the same per
+// batch whatever its size (one lock, one save), and a batch is put back in
+// order before it is counted. The wait is short because an alert waits
+// for its batch.
+func (p *Plugin) Tuning() consumers.Tuning {
+	return consumers.Tuning{BatchSize: 1000, BatchWait: 100 * time.Millisecond}
+}
 
 // Handle counts one call event, evaluates the steps its arrival closed and
 // saves, publishes and notifies what changed. An error (the state could not
 // be saved) makes the runtime redeliver the event; the redelivery is
 // recognised as a duplicate and only the pending work is retried.
 func (p *Plugin) Handle(ctx context.Context, d consumers.Delivery) error {
-	partition := ""
-	if d.HasPosition {
-		partition = strconv.Itoa(int(d.Position.Partition))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var n outcomes
+	p.observe(&d, p.now(), &n)
+	n.record(p.metrics)
+	return p.flush(ctx)
+}
+
+// HandleBatch is Handle for a batch, under one lock and with one save,
+// publish and hand-over to the notifiers at the end. The calls are counted
+// in the order the bus delivered them: partition and offset when the
+// deliveries have positions (the runtime sorts a batch so). Without
+// positions (the in-process bus, whose batches are gathered from
+// concurrent deliveries in no order), they are counted in creation_time
+// order, which is the order the producer published each org's calls in.
+// Every step the watermark passes is evaluated as it passes, as Handle
+// would: the alerts are those of one-by-one handling of the same order.
+func (p *Plugin) HandleBatch(ctx context.Context, batch []consumers.Delivery) error {
+	order := make([]*consumers.Delivery, len(batch))
+	positioned := true
+	for i := range batch {
+		order[i] = &batch[i]
+		positioned = positioned && batch[i].HasPosition
+	}
+	if !positioned {
+		slices.SortStableFunc(order, func(a, b *consumers.Delivery) int {
+			return a.Event.CreationTime.Compare(b.Event.CreationTime)
+		})
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
-	switch p.eng.Observe(partition, &d.Event, now) {
-	case Counted:
-		p.metrics.counted.Inc()
-	case Duplicate:
-		p.metrics.duplicate.Inc()
-	case Late:
-		p.metrics.late.Inc()
-		p.logLate(&d.Event, now)
-	case Future:
-		p.metrics.future.Inc()
-		p.log.Warn("call event created in the future; not counted", "event_id", d.Event.EventID,
-			"creation_time", d.Event.CreationTime, "max_clock_skew", maxClockSkew)
+	var n outcomes
+	for _, d := range order {
+		p.observe(d, now, &n)
 	}
+	n.record(p.metrics)
 	return p.flush(ctx)
 }
 
+// outcomes counts what Observe said, so a batch updates the metrics once.
+type outcomes struct{ counted, duplicate, late, future int }
+
+func (n *outcomes) record(m *metrics) {
+	for _, c := range []struct {
+		c prometheus.Counter
+		n int
+	}{{m.counted, n.counted}, {m.duplicate, n.duplicate}, {m.late, n.late}, {m.future, n.future}} {
+		if c.n > 0 {
+			c.c.Add(float64(c.n))
+		}
+	}
+}
+
+// observe counts one delivery. Called with mu held.
+func (p *Plugin) observe(d *consumers.Delivery, now time.Time, n *outcomes) {
+	partition := ""
+	if d.HasPosition {
+		partition = strconv.Itoa(int(d.Position.Partition))
+	}
+	switch p.eng.Observe(partition, &d.Event, now) {
+	case Counted:
+		n.counted++
+	case Duplicate:
+		n.duplicate++
+	case Late:
+		n.late++
+		p.logLate(&d.Event, now)
+	case Future:
+		n.future++
+		p.log.Warn("call event created in the future; not counted", "event_id", d.Event.EventID,
+			"creation_time", d.Event.CreationTime, "max_clock_skew", maxClockSkew.String())
+	}
+}
+
+// logLate logs late calls, rate-limited. A call the producer read more
+// than grace plus idle_timeout after its creation (a record the API showed
+// late, an update, a rescan's find, history read after a pause) is late by
+// nature: debug level. A call read in time that still arrived after the
+// grace period points at the pipeline (a grace below the producer's poll
+// interval, a source gone idle too early): a warning.
 func (p *Plugin) logLate(ev *schemas.CallEvent, now time.Time) {
-	p.late.count++
-	if now.Sub(p.late.last) < 10*time.Second {
+	read := ev.ObservedAt.Sub(ev.CreationTime)
+	if read > p.cfg.Grace+p.cfg.IdleTimeout {
+		l := &p.lateRead
+		l.count++
+		if now.Sub(l.last) < 10*time.Second {
+			return
+		}
+		p.log.Debug("call events the producer read after the grace period were not counted (late records, updates, rescans)",
+			"count", l.count, "last_event_id", ev.EventID, "creation_time", ev.CreationTime, "read_after", read.String(),
+			"watermark", p.eng.Watermark(), "grace", p.cfg.Grace.String())
+		*l = lateLog{last: now}
+		return
+	}
+	l := &p.late
+	l.count++
+	if now.Sub(l.last) < 10*time.Second {
 		return
 	}
 	p.log.Warn("call events arrived after the grace period and were not counted",
-		"count", p.late.count, "last_event_id", ev.EventID, "creation_time", ev.CreationTime,
-		"watermark", p.eng.Watermark(), "grace", p.cfg.Grace)
-	p.late = lateLog{last: now}
+		"count", l.count, "last_event_id", ev.EventID, "creation_time", ev.CreationTime,
+		"watermark", p.eng.Watermark(), "grace", p.cfg.Grace.String())
+	*l = lateLog{last: now}
 }
 
 // flush turns new notices into outbox items, saves the state when it
@@ -229,6 +345,9 @@ func (p *Plugin) logLate(ev *schemas.CallEvent, now time.Time) {
 func (p *Plugin) flush(ctx context.Context) error {
 	for _, n := range p.eng.TakeNotices() {
 		p.metrics.transitions.WithLabelValues(n.Alert.Rule, n.Kind).Inc()
+		if n.Kind == KindResolved {
+			p.resolved = append(p.resolved, resolvedAlert{view: viewOf(&n.Alert), expires: p.now().Add(resolvedRetention)})
+		}
 		item := outboxItem{Notice: n}
 		if n.Kind != KindReminder {
 			item.Pending = append(item.Pending, destTopic)
@@ -323,7 +442,9 @@ func (p *Plugin) save(ctx context.Context) error {
 	}
 	if err != nil {
 		p.metrics.stateSaves.WithLabelValues("error").Inc()
-		return fmt.Errorf("alerting: save state %q: %w", stateKey, err)
+		// The store is at fault, not the calls: the runtime retries for as
+		// long as it takes instead of dead-lettering them.
+		return consumers.Transient(fmt.Errorf("alerting: save state %q: %w", stateKey, err))
 	}
 	p.metrics.stateSaves.WithLabelValues("ok").Inc()
 	p.dirty = false
@@ -373,6 +494,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		p.tick(ctx)
+		p.checkPaused(ctx)
 		select {
 		case <-ctx.Done():
 			p.wg.Wait()
@@ -385,17 +507,69 @@ func (p *Plugin) Run(ctx context.Context) error {
 func (p *Plugin) tick(ctx context.Context) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.eng.Tick(p.now())
+	now := p.now()
+	p.eng.Tick(now)
 	if err := p.flush(ctx); err != nil && ctx.Err() == nil {
 		p.log.Error("alert state not saved; will retry", "err", err)
 	}
 	if wm := p.eng.Watermark(); !wm.IsZero() {
 		p.metrics.watermark.Set(float64(wm.UnixNano()) / 1e9)
 	}
-	p.metrics.active.Reset()
-	for k, n := range p.eng.ActiveAlerts() {
-		p.metrics.active.WithLabelValues(k[0], k[1]).Set(float64(n))
+	// Every rule and state reads 0 rather than vanishing when nothing is
+	// pending or firing.
+	active := p.eng.ActiveAlerts()
+	for _, r := range p.cfg.Rules {
+		for _, st := range []string{stateNames[statePending], stateNames[stateFiring]} {
+			p.metrics.active.WithLabelValues(r.Name, st).Set(float64(active[[2]string{r.Name, st}]))
+		}
 	}
+	p.resolved = slices.DeleteFunc(p.resolved, func(r resolvedAlert) bool { return !now.Before(r.expires) })
+	p.metrics.alerts.set(p.eng.firingAlerts(), p.resolved)
+}
+
+// checkPaused runs the org_paused rules on the producer's gauge, at most
+// every pausedEvery. The registry is gathered without mu held: gathering
+// collects this plug-in's metrics too.
+func (p *Plugin) checkPaused(ctx context.Context) {
+	if len(p.eng.paused) == 0 || p.gatherer == nil {
+		return
+	}
+	now := p.now()
+	if now.Sub(p.lastPaused) < p.pausedEvery {
+		return
+	}
+	p.lastPaused = now
+	paused, err := pausedOrgs(p.gatherer)
+	if err != nil {
+		p.log.Debug("metrics gathered with errors for org_paused rules", "err", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.eng.ObservePaused(now, paused)
+	if err := p.flush(ctx); err != nil && ctx.Err() == nil {
+		p.log.Error("alert state not saved; will retry", "err", err)
+	}
+}
+
+// pausedOrgs reads callstream_producer_org_paused{org} from g: the orgs
+// whose gauge is 1. A gathering error may come with partial results, which
+// are used.
+func pausedOrgs(g prometheus.Gatherer) (map[string]bool, error) {
+	mfs, err := g.Gather()
+	out := map[string]bool{}
+	for _, mf := range mfs {
+		if mf.GetName() != pausedMetric {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == LabelOrg && m.GetGauge().GetValue() >= 1 {
+					out[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	return out, err
 }
 
 // Close stops the notifiers and saves the state one last time.

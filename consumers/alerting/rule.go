@@ -1,6 +1,7 @@
 package alerting
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"time"
@@ -61,6 +62,12 @@ type alertState struct {
 	lastNotified int64 // the firing or the last reminder
 	alertID      string
 	samples      []string
+	// baseline is the baseline rate when the alert went pending, -1 when
+	// unknown: drop and absence alerts are held against it, not against a
+	// baseline the drop itself keeps lowering.
+	baseline float64
+	// value and threshold are those of the latest evaluation, for metrics.
+	value, threshold float64
 }
 
 // deferredObs is a contribution to a step too far ahead of the watermark to
@@ -86,6 +93,9 @@ type ruleEval struct {
 	futureSize int64
 	groups     map[string]*group
 	deferred   []deferredObs
+	// deferredSorted says deferred is in step order (stable: arrival order
+	// within a step, so a revision's removal follows its addition).
+	deferredSorted bool
 }
 
 // callFields are the parts of a call a rule looks at. They are remembered for
@@ -114,8 +124,12 @@ func newRuleEval(r Rule, index int, step, grace time.Duration) *ruleEval {
 			re.numbers[n] = true
 		}
 	}
-	if r.BaselineFactor > 0 {
+	if r.usesBaseline() {
 		re.baseSlots = int64(r.BaselineWindow / step)
+	}
+	if r.Kind == KindOrgPaused {
+		// Counts nothing: its groups need no ring.
+		return re
 	}
 	re.futureSize = int64(grace/step) + 2 + futureSlack
 	re.ringSize = re.winSlots + re.baseSlots + re.futureSize
@@ -185,12 +199,19 @@ func (r *ruleEval) groupFor(f *callFields) *group {
 }
 
 // contribute adds (delta 1) or removes (delta -1) a call's contribution to
-// its step. evalIdx is the first step not yet evaluated.
-func (r *ruleEval) contribute(f *callFields, delta int32, eventID string, evalIdx int64) {
+// its step. evalIdx is the first step not yet evaluated. During the
+// startup hold (held) every contribution is parked: the start may still
+// move back, and the rings are laid out from it.
+func (r *ruleEval) contribute(f *callFields, delta int32, eventID string, evalIdx int64, held bool) {
 	if !r.inScope(f) {
 		return
 	}
-	if f.idx >= evalIdx+r.futureSize {
+	if held || f.idx >= evalIdx+r.futureSize {
+		if n := len(r.deferred); n == 0 {
+			r.deferredSorted = true
+		} else if r.deferred[n-1].fields.idx > f.idx {
+			r.deferredSorted = false
+		}
 		r.deferred = append(r.deferred, deferredObs{fields: *f, delta: delta, eventID: eventID})
 		return
 	}
@@ -220,21 +241,30 @@ func (r *ruleEval) apply(f *callFields, delta int32, eventID string) {
 	}
 }
 
-// flushDeferred applies parked contributions that now fit, in arrival order.
+// flushDeferred applies the parked contributions that now fit, in step
+// order and, within a step, in arrival order. Sorting once and taking a
+// prefix keeps a large backlog (the startup hold parks a whole catch-up)
+// linear instead of walking it at every step.
 func (r *ruleEval) flushDeferred(evalIdx int64) {
 	if len(r.deferred) == 0 {
 		return
 	}
-	kept := r.deferred[:0]
-	for _, d := range r.deferred {
-		if d.fields.idx >= evalIdx+r.futureSize {
-			kept = append(kept, d)
-			continue
-		}
-		r.apply(&d.fields, d.delta, d.eventID)
+	if !r.deferredSorted {
+		slices.SortStableFunc(r.deferred, func(a, b deferredObs) int { return cmp.Compare(a.fields.idx, b.fields.idx) })
+		r.deferredSorted = true
 	}
-	clear(r.deferred[len(kept):])
-	r.deferred = kept
+	n := 0
+	for n < len(r.deferred) && r.deferred[n].fields.idx < evalIdx+r.futureSize {
+		d := &r.deferred[n]
+		r.apply(&d.fields, d.delta, d.eventID)
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	rest := copy(r.deferred, r.deferred[n:])
+	clear(r.deferred[rest:])
+	r.deferred = r.deferred[:rest]
 }
 
 func (g *group) at(idx, size int64) slot {
@@ -256,9 +286,11 @@ func mod(a, n int64) int64 {
 // measure is what one evaluation of one group found.
 type measure struct {
 	cond bool
-	// hold is cond without the baseline factor: a firing alert stays
-	// firing while it holds, or a sustained rise would soon become its own
-	// baseline and resolve while calls still fail.
+	// hold is what keeps a firing alert firing: cond without the baseline
+	// factor for a rise (a sustained rise would soon become its own
+	// baseline and resolve while calls still fail), and for a drop or an
+	// absence the condition against the baseline frozen when the alert
+	// went pending.
 	hold             bool
 	value, threshold float64
 	count, total     int64
@@ -278,8 +310,25 @@ func (r *ruleEval) step(g *group, idx int64, baselineKnown bool) measure {
 		oldest := g.at(idx-1-r.winSlots-r.baseSlots, n)
 		g.baseMatch += int64(leaving.match) - int64(oldest.match)
 	}
+	m := measure{count: g.winMatch, total: g.winTotal, baseline: -1}
+	if r.baseSlots > 0 && baselineKnown {
+		m.baseline = float64(g.baseMatch) / r.rule.BaselineWindow.Minutes()
+	}
+	switch r.rule.Kind {
+	case KindAbsence:
+		r.absence(g, &m)
+	case KindDrop:
+		r.drop(g, &m)
+	default:
+		r.rise(g, &m)
+	}
+	return m
+}
+
+// rise checks min_count, min_ratio and baseline_factor (a rise above it).
+func (r *ruleEval) rise(g *group, m *measure) {
 	rule := &r.rule
-	m := measure{cond: true, hold: true, count: g.winMatch, total: g.winTotal, baseline: -1}
+	m.cond, m.hold = true, true
 	if rule.MinCount > 0 && g.winMatch < int64(rule.MinCount) {
 		m.cond, m.hold = false, false
 	}
@@ -292,8 +341,7 @@ func (r *ruleEval) step(g *group, idx int64, baselineKnown bool) measure {
 	}
 	rate := float64(g.winMatch) / rule.Window.Minutes()
 	threshold := 0.0
-	if rule.BaselineFactor > 0 && baselineKnown {
-		m.baseline = float64(g.baseMatch) / rule.BaselineWindow.Minutes()
+	if rule.BaselineFactor > 0 && m.baseline >= 0 {
 		threshold = rule.BaselineFactor * m.baseline
 		// A zero baseline makes any matching call a rise; the other
 		// conditions (min_count above all) are what guard against noise.
@@ -312,7 +360,45 @@ func (r *ruleEval) step(g *group, idx int64, baselineKnown bool) measure {
 	default:
 		m.value, m.threshold = rate, threshold
 	}
-	return m
+}
+
+// frozenBaseline is the baseline a firing alert is held against: the one
+// it went pending with.
+func frozenBaseline(g *group, m *measure) float64 {
+	if g.alert.state == stateFiring {
+		return g.alert.baseline
+	}
+	return m.baseline
+}
+
+// absence: no matching call in the window while the baseline expects at
+// least min_expected of them. Value is the window's count, threshold the
+// count the baseline expects.
+func (r *ruleEval) absence(g *group, m *measure) {
+	rule := &r.rule
+	win := rule.Window.Minutes()
+	m.value = float64(g.winMatch)
+	if ref := frozenBaseline(g, m); ref >= 0 {
+		m.threshold = ref * win
+	}
+	m.cond = m.baseline >= 0 && m.baseline*win >= rule.MinExpected && g.winMatch == 0
+	m.hold = g.winMatch == 0
+}
+
+// drop: the matching rate in the window is below baseline_factor times the
+// baseline rate, while the baseline expects at least min_expected calls.
+// Value is the rate per minute, threshold factor times the baseline rate.
+func (r *ruleEval) drop(g *group, m *measure) {
+	rule := &r.rule
+	win := rule.Window.Minutes()
+	rate := float64(g.winMatch) / win
+	m.value = rate
+	ref := frozenBaseline(g, m)
+	if ref >= 0 {
+		m.threshold = rule.BaselineFactor * ref
+	}
+	m.cond = m.baseline >= 0 && m.baseline*win >= rule.MinExpected && rate < rule.BaselineFactor*m.baseline
+	m.hold = ref >= 0 && rate < rule.BaselineFactor*ref
 }
 
 // idle reports whether a group holds nothing worth keeping at step idx.

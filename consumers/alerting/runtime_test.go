@@ -3,17 +3,17 @@ package alerting
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callstream/callstream/consumers"
+	"github.com/callstream/callstream/pkg/sqlitebus"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -25,12 +25,18 @@ func runEmbedded(t *testing.T, stateDir string, events []schemas.CallEvent) []sc
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	// Without BlockPublishUntilSubscriberAck a GoChannel hands each message
-	// to its subscribers in a goroutine of its own, so their order is lost.
-	bus := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 1024, BlockPublishUntilSubscriberAck: true}, watermill.NopLogger{})
+	// The durable bus of `callstream run`, a file beside the state.
+	bus, err := sqlitebus.Open(ctx, sqlitebus.Config{Path: filepath.Join(stateDir, "bus.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer bus.Close()
 	topics := consumers.NewTopics("embedded.")
-	alertMsgs, err := bus.Subscribe(ctx, topics.Alerts)
+	alertSub, err := bus.Subscriber(sqlitebus.SubscriberConfig{InitialOffset: sqlitebus.OffsetLast})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alertMsgs, err := alertSub.Subscribe(ctx, topics.Alerts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +57,10 @@ func runEmbedded(t *testing.T, stateDir string, events []schemas.CallEvent) []sc
 	reg := prometheus.NewRegistry()
 	rt, err := consumers.New(consumers.Config{Enabled: []string{Name}}, consumers.RuntimeDeps{
 		Registerer: reg, Topics: topics, Plugins: []consumers.Factory{Factory(testConfig(""))},
-		Subscribe: consumers.Shared(bus), Publisher: bus, State: consumers.FileStates(stateDir),
+		Subscribe: func(group string, n int) (message.Subscriber, error) {
+			return bus.Subscriber(sqlitebus.SubscriberConfig{ConsumerGroup: group, MaxInFlight: n})
+		},
+		Publisher: bus.Publisher(), State: consumers.FileStates(stateDir),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +87,7 @@ func runEmbedded(t *testing.T, stateDir string, events []schemas.CallEvent) []sc
 		}
 		msg := message.NewMessage(ev.EventID, payload)
 		msg.Metadata.Set(schemas.HeaderType, ev.Type())
-		if err := bus.Publish(topics.Calls, msg); err != nil {
+		if err := bus.Publisher().Publish(topics.Calls, msg); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -120,12 +129,12 @@ func TestEmbeddedRuntimeAcrossRestart(t *testing.T) {
 	// Twenty minutes with a spike at acme from minute 5 to 10: the baseline
 	// is not known yet, so the count and ratio conditions decide.
 	all := normal(20*time.Minute, incident{org: "acme", from: 5 * time.Minute, to: 10 * time.Minute, status: schemas.StatusMissed, share: 0.8}).generate()
-	got := runEngine(t, DefaultConfig(), all)
+	got := runEngine(t, replayConfig(), all)
 	if len(got) != 2 {
 		t.Fatalf("the stream gives %v, want a firing and a resolution", kinds(got))
 	}
 	fireAt := 0
-	for fireAt < len(all) && all[fireAt].CreationTime.Before(got[0].At.Add(DefaultConfig().Grace+time.Minute)) {
+	for fireAt < len(all) && all[fireAt].CreationTime.Before(got[0].At.Add(replayConfig().Grace+time.Minute)) {
 		fireAt++
 	}
 	dir := t.TempDir()

@@ -30,6 +30,9 @@ type savedAlert struct {
 	LastNotified time.Time         `json:"last_notified"`
 	AlertID      string            `json:"alert_id,omitempty"`
 	Samples      []string          `json:"samples,omitempty"`
+	// Baseline is the rate a drop or absence alert is held against (-1
+	// unknown); absent in states saved before drop and absence rules.
+	Baseline float64 `json:"baseline"`
 }
 
 // outboxItem is a notice and the destinations that have not confirmed it:
@@ -57,6 +60,7 @@ func (e *engine) snapshot() savedState {
 				Rule: r.rule.Name, Group: g.labels, State: stateNames[a.state],
 				ActiveAt: time.Unix(0, a.activeAt).UTC(), LastTrue: time.Unix(0, a.lastTrue).UTC(),
 				LastNotified: time.Unix(0, a.lastNotified).UTC(), AlertID: a.alertID, Samples: a.samples,
+				Baseline: a.baseline,
 			})
 		}
 	}
@@ -88,7 +92,7 @@ func (e *engine) restore(s savedState) (dropped []string, err error) {
 		return nil, fmt.Errorf("saved alerting state has version %d, want %d", s.Version, stateVersion)
 	}
 	if s.Watermark != nil {
-		e.started = true
+		e.started, e.restored = true, true
 		e.evalIdx = floorDiv(s.Watermark.UnixNano(), e.step)
 		e.since, e.swapIdx = e.evalIdx, e.evalIdx
 		e.high = e.evalIdx*e.step + e.grace
@@ -117,6 +121,7 @@ func (e *engine) restore(s savedState) (dropped []string, err error) {
 		g.alert = alertState{
 			state: st, activeAt: a.ActiveAt.UnixNano(), lastTrue: a.LastTrue.UnixNano(),
 			lastNotified: a.LastNotified.UnixNano(), alertID: a.AlertID, samples: a.Samples,
+			baseline: a.Baseline,
 		}
 	}
 	return dropped, nil

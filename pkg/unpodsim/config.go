@@ -29,7 +29,7 @@ type Config struct {
 	InboundShare      float64            `yaml:"inbound_share" doc:"Share of calls that are inbound."`
 	MissedShare       float64            `yaml:"missed_share" doc:"Share of calls that are missed outside incidents."`
 	FailedShare       float64            `yaml:"failed_share" doc:"Share of calls that fail outside incidents."`
-	Incidents         []Incident         `yaml:"incidents" doc:"Scripted missed-call spikes and failed-call bursts."`
+	Incidents         []Incident         `yaml:"incidents" doc:"Scripted missed-call spikes, failed-call bursts and outages."`
 
 	// The messy parts of the real API, each switchable.
 	LateRecords     float64       `yaml:"late_records" flag:"late-records" doc:"Share of calls that appear only after the call ended."`
@@ -78,13 +78,13 @@ const (
 
 // Incident is a scripted stretch of bad calls, for testing alerting.
 type Incident struct {
-	Kind       string        `yaml:"kind" doc:"missed_spike or failed_burst."`
+	Kind       string        `yaml:"kind" doc:"missed_spike, failed_burst or outage (no calls at all)."`
 	Org        string        `yaml:"org" doc:"Organization it hits; empty means all."`
 	Start      time.Time     `yaml:"start" doc:"When it starts; zero means after the simulator starts."`
 	After      time.Duration `yaml:"after" doc:"Delay after the simulator starts, used when start is zero."`
 	Duration   time.Duration `yaml:"duration" doc:"How long it lasts."`
 	Every      time.Duration `yaml:"every" doc:"Repeat period; zero means once."`
-	Intensity  float64       `yaml:"intensity" doc:"Share of the calls during the incident that get its status."`
+	Intensity  float64       `yaml:"intensity" doc:"Share of the calls during the incident that get its status (for an outage: that are lost)."`
 	RateFactor float64       `yaml:"rate_factor" doc:"Multiplier of the call rate during the incident (0 means 1)."`
 }
 
@@ -128,6 +128,7 @@ func DefaultConfig() Config {
 		Incidents: []Incident{
 			{Kind: MissedSpike, Org: "acme", After: 2 * time.Minute, Duration: 3 * time.Minute, Every: 30 * time.Minute, Intensity: 0.7, RateFactor: 1.5},
 			{Kind: FailedBurst, Org: "globex", After: 10 * time.Minute, Duration: 2 * time.Minute, Every: 30 * time.Minute, Intensity: 0.6},
+			{Kind: Outage, Org: "initech", After: 20 * time.Minute, Duration: 10 * time.Minute, Every: time.Hour, Intensity: 1},
 		},
 		LateRecords:     0.2,
 		LateDelayMax:    3 * time.Minute,
@@ -193,8 +194,8 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("no orgs"))
 	}
 	for i, in := range c.Incidents {
-		if in.Kind != MissedSpike && in.Kind != FailedBurst {
-			errs = append(errs, fmt.Errorf("incident %d: kind %q: want %s or %s", i, in.Kind, MissedSpike, FailedBurst))
+		if !knownIncidentKind(in.Kind) {
+			errs = append(errs, fmt.Errorf("incident %d: kind %q: want one of %v", i, in.Kind, incidentKinds))
 		}
 		if in.Duration <= 0 {
 			errs = append(errs, fmt.Errorf("incident %d: duration must be positive", i))

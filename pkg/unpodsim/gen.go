@@ -121,7 +121,7 @@ func (g *generator) generate(org string, m int64) []*call {
 	// Truncating some times to whole seconds can reorder them; serving
 	// walks this slice backwards as "newest first".
 	slices.SortStableFunc(calls, func(a, b *call) int { return a.created.Compare(b.created) })
-	return calls
+	return g.withoutOutages(org, calls)
 }
 
 // Outcomes and their end reasons.
@@ -164,7 +164,7 @@ func (g *generator) makeCall(rng *rand.Rand, org string, created time.Time) *cal
 		status = "failed"
 	}
 	for _, in := range g.activeIncidents(org, created) {
-		if d.incident < in.Intensity {
+		if in.Kind != Outage && d.incident < in.Intensity { // an outage drops calls: withoutOutages
 			status = "missed"
 			if in.Kind == FailedBurst {
 				status = "failed"
