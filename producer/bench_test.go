@@ -57,7 +57,7 @@ func TestBenchMemoryAndRebuild(t *testing.T) {
 	batch := make([]kafka.Message, 0, 10_000)
 	for i := range n {
 		key := "k_" + strconv.FormatInt(int64(i), 16)
-		e := schemas.CallEvent{EventID: EventID("acme", key, "h").String(), Org: "acme", CallKey: key, Revision: 1,
+		e := schemas.CallEvent{EventID: EventID("acme", key, 1, "h").String(), Org: "acme", CallKey: key, Revision: 1,
 			SourceNumber: "+911234567890", DestinationNumber: "+14155551234", CallType: "outbound", CallStatus: "completed",
 			CreationTime: created, ObservedAt: created, EndReason: "caller_hangup", Raw: []byte(`{"call_status":"completed"}`)}
 		msg, err := NewMessage(&e)
@@ -72,7 +72,7 @@ func TestBenchMemoryAndRebuild(t *testing.T) {
 			batch = batch[:0]
 		}
 	}
-	p, err := New(DefaultConfig(), Deps{Source: noSource{}, Publisher: nopPublisher{}, Topic: topic,
+	p, err := New(DefaultConfig(), Deps{Source: noSource{}, Publisher: nopPublisher{}, Topic: topic, DLQTopic: "dlq",
 		Store: NewFileStore(t.TempDir() + "/s"), EventLog: NewKafkaEventLog(kcfg, topic)})
 	if err != nil {
 		t.Fatal(err)

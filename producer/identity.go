@@ -16,20 +16,24 @@ import (
 // EventNamespace is the fixed UUID namespace of event ids. Changing it
 // changes every event id ever produced: never do that within a major
 // version of the event.
-var EventNamespace = uuid.MustParse("6f1c3e2a-5b7d-4c1e-9a3f-2d8e4b6a7c90")
+const EventNamespace = "6f1c3e2a-5b7d-4c1e-9a3f-2d8e4b6a7c90"
 
-// Identity is what the dedup gate knows about one record.
+// eventNamespace is EventNamespace parsed once.
+var eventNamespace = uuid.MustParse(EventNamespace)
+
+// Identity is what the dedup gate knows about one record. The event id
+// depends on the revision too, which only the gate decides: see EventID.
 type Identity struct {
-	CallKey     string    // the API id, or "k_" + a digest of the immutable fields
-	ContentHash string    // hex digest of every normalised field
-	EventID     uuid.UUID // UUIDv5 of org, call key and content hash
+	CallKey     string // the API id, or "k_" + a digest of the immutable fields
+	ContentHash string // hex digest of every normalised field
+	hash        uint64 // the content hash's first 8 bytes, what the gate remembers
 }
 
 // Identify computes a record's identity as DESIGN.md section 3 defines it.
 func Identify(org string, r *unpod.Record) Identity {
 	key := CallKey(org, r)
-	h := ContentHash(org, key, r)
-	return Identity{CallKey: key, ContentHash: h, EventID: EventID(org, key, h)}
+	c := recordContent(org, key, r)
+	return c.identity()
 }
 
 // CallKey returns the API's id when present; otherwise a digest of the
@@ -55,34 +59,63 @@ func CallKey(org string, r *unpod.Record) string {
 // only (no-answer for missed) or of fields callstream does not model does
 // not. The raw payload is carried but not hashed.
 func ContentHash(org, callKey string, r *unpod.Record) string {
-	var d digest
-	d.init()
-	d.add(org)
-	d.add(callKey)
-	d.add(r.ID)
-	d.add(r.SourceNumber)
-	d.add(r.DestinationNumber)
-	d.add(r.CallType)
-	d.add(r.CallStatus)
-	d.addTimeValue(r.CreationTime)
-	d.addTime(r.StartTime)
-	d.addTime(r.EndTime)
-	d.addInt(r.DurationSeconds)
-	d.add(r.EndReason)
-	sum := d.sum()
-	return hex.EncodeToString(sum[:16])
+	c := recordContent(org, callKey, r)
+	return c.identity().ContentHash
 }
 
-// EventID is the UUIDv5 of org, call key and content hash: the same record
-// read twice gets the same id, so replays are idempotent downstream. It
-// equals uuid.NewSHA1(EventNamespace, org + "\x00" + callKey + "\x00" +
-// contentHash), computed without allocating.
-func EventID(org, callKey, contentHash string) uuid.UUID {
+// content is what the content hash digests: every normalised field of a
+// call, as a record gives them and as an event on the topic carries them,
+// so that a restore recomputes the hash from the event's value alone.
+type content struct {
+	org, callKey, id, source, dest, callType, status string
+	creation                                         time.Time
+	start, end                                       *time.Time
+	duration                                         int64
+	endReason                                        string
+}
+
+func recordContent(org, callKey string, r *unpod.Record) content {
+	return content{
+		org: org, callKey: callKey, id: r.ID, source: r.SourceNumber, dest: r.DestinationNumber,
+		callType: r.CallType, status: r.CallStatus, creation: r.CreationTime, start: r.StartTime, end: r.EndTime,
+		duration: r.DurationSeconds, endReason: r.EndReason,
+	}
+}
+
+func (c *content) identity() Identity {
+	var d digest
+	d.init()
+	d.add(c.org)
+	d.add(c.callKey)
+	d.add(c.id)
+	d.add(c.source)
+	d.add(c.dest)
+	d.add(c.callType)
+	d.add(c.status)
+	d.addTimeValue(c.creation)
+	d.addTime(c.start)
+	d.addTime(c.end)
+	d.addInt(c.duration)
+	d.add(c.endReason)
+	sum := d.sum()
+	return Identity{CallKey: c.callKey, ContentHash: hex.EncodeToString(sum[:16]), hash: binary.BigEndian.Uint64(sum[:8])}
+}
+
+// EventID is the UUIDv5 of org, call key, revision and content hash
+// (DESIGN.md section 3): the same revision of the same content read twice
+// gets the same id, so replays are idempotent downstream, and every
+// revision gets its own id, even one whose content goes back to an earlier
+// revision's (A, B, A gives three ids). It equals
+// uuid.NewSHA1(EventNamespace, org + "\x00" + callKey + "\x00" +
+// decimal revision + "\x00" + contentHash), computed without allocating.
+func EventID(org, callKey string, revision int, contentHash string) uuid.UUID {
 	var arr [256]byte
-	b := append(arr[:0], EventNamespace[:]...)
+	b := append(arr[:0], eventNamespace[:]...)
 	b = append(b, org...)
 	b = append(b, 0)
 	b = append(b, callKey...)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, int64(revision), 10)
 	b = append(b, 0)
 	b = append(b, contentHash...)
 	sum := sha1.Sum(b)

@@ -76,6 +76,10 @@ func newKafkaProducer(ctx context.Context, cfg *Config, logger *slog.Logger, reg
 	if err := kafkabus.EnsureTopic(ctx, cfg.Kafka, kafkabus.TopicSpec{Name: topic, Partitions: cfg.Producer.Partitions}); err != nil {
 		return nil, err
 	}
+	dlq := schemas.TopicName(cfg.TopicPrefix, schemas.DLQTopic) // the producer's dead letters go there too
+	if err := kafkabus.EnsureTopic(ctx, cfg.Kafka, kafkabus.TopicSpec{Name: dlq}); err != nil {
+		return nil, err
+	}
 	store, err := producer.NewKafkaStore(ctx, cfg.Kafka, schemas.TopicName(cfg.TopicPrefix, schemas.ProducerStateTopic))
 	if err != nil {
 		return nil, err
@@ -91,6 +95,7 @@ func newKafkaProducer(ctx context.Context, cfg *Config, logger *slog.Logger, reg
 		Source:     client,
 		Publisher:  pub,
 		Topic:      topic,
+		DLQTopic:   dlq,
 		Store:      store,
 		EventLog:   producer.NewKafkaEventLog(cfg.Kafka, topic),
 		Logger:     logger,

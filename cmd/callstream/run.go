@@ -87,6 +87,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		Source:     client,
 		Publisher:  bus,
 		Topic:      topics.Calls,
+		DLQTopic:   topics.DLQ,
 		Store:      producer.NewFileStore(cfg.statePath("producer-state.json")),
 		Logger:     logger,
 		Registerer: reg,
