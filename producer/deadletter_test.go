@@ -209,9 +209,10 @@ func TestReplayDeadLetters(t *testing.T) {
 }
 
 // TestOutsideWindowDeadLettered serves, for windows that do not contain
-// them, records created in year 0000, 9999, 1970 and three hours before:
-// none is published, each is dead-lettered once, across every rung and
-// the evictions from the dedup memory between them.
+// them, records created in year 0000, 9999, 1970 and three hours before,
+// and one (1970 again) in every window the producer asks for: none is
+// published, each is dead-lettered once, across every rung, 50 minutes of
+// new windows and the evictions from the dedup memory between them.
 func TestOutsideWindowDeadLettered(t *testing.T) {
 	api := newFakeAPI(t)
 	odd := []fakeRecord{
@@ -220,6 +221,8 @@ func TestOutsideWindowDeadLettered(t *testing.T) {
 		{edgeT0.Add(-2 * time.Minute), `{"id":"y70","call_status":"completed","creation_time":"1970-01-01T00:00:00Z"}`},
 		{edgeT0.Add(-100 * time.Second), callLog("old", edgeT0.Add(-3*time.Hour), "completed", "")},
 	}
+	everywhere := `{"id":"everywhere","call_status":"missed","creation_time":"1970-01-01T00:00:01Z"}`
+	api.everywhere = []string{everywhere}
 	api.set(append([]fakeRecord{{edgeT0.Add(-4 * time.Minute), callLog("g", edgeT0.Add(-4*time.Minute), "completed", "")}}, odd...)...)
 	clock := &fakeClock{now: edgeT0}
 	bus := &busPublisher{}
@@ -240,12 +243,20 @@ func TestOutsideWindowDeadLettered(t *testing.T) {
 			t.Errorf("DLQ record %s: kind %q reason %q", m.Payload, m.Metadata[DLQKindMetadata], m.Metadata[schemas.DLQReasonMetadata])
 		}
 	}
-	for _, r := range odd {
-		if seen[r.raw] != 1 {
-			t.Errorf("%s dead-lettered %d times, want once", r.raw, seen[r.raw])
+	for _, raw := range append(raws(odd), everywhere) {
+		if seen[raw] != 1 {
+			t.Errorf("%s dead-lettered %d times, want once", raw, seen[raw])
 		}
 	}
-	if len(dlq) != len(odd) {
-		t.Errorf("%d dead letters, want %d", len(dlq), len(odd))
+	if len(dlq) != len(odd)+1 {
+		t.Errorf("%d dead letters, want %d", len(dlq), len(odd)+1)
 	}
+}
+
+func raws(recs []fakeRecord) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = r.raw
+	}
+	return out
 }

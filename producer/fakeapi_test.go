@@ -29,11 +29,14 @@ import (
 type fakeAPI struct {
 	srv *httptest.Server
 
-	mu       sync.Mutex
-	recs     []fakeRecord
-	inflate  int // add this to count on the next responses ...
-	inflateN int // ... this many of them
-	requests int
+	mu   sync.Mutex
+	recs []fakeRecord
+	// everywhere are served in every window, as by an API that ignores
+	// its filters for them.
+	everywhere []string
+	inflate    int // add this to count on the next responses ...
+	inflateN   int // ... this many of them
+	requests   int
 }
 
 type fakeRecord struct {
@@ -70,6 +73,9 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 			match = append(match, rec)
 		}
 	}
+	for _, raw := range f.everywhere {
+		match = append(match, fakeRecord{to.Add(-time.Nanosecond), raw})
+	}
 	count := len(match)
 	if f.inflateN > 0 {
 		f.inflateN--
@@ -105,19 +111,24 @@ func callLog(id string, at time.Time, status, extra string) string {
 
 // busPublisher is an in-memory bus that keeps what it was sent, per
 // topic, and refuses (with schemas.ErrTooLarge, writing nothing of the
-// batch) any message over limit bytes when limit is set: a unit-test
-// stand-in for a bus with a size limit.
+// batch) any message over the topic's limit (limits, else limit) when one
+// is set: a unit-test stand-in for a bus with size limits.
 type busPublisher struct {
-	mu    sync.Mutex
-	limit int
-	msgs  map[string][]*message.Message
+	mu     sync.Mutex
+	limit  int
+	limits map[string]int
+	msgs   map[string][]*message.Message
 }
 
 func (b *busPublisher) Publish(topic string, msgs ...*message.Message) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	limit := b.limit
+	if l, ok := b.limits[topic]; ok {
+		limit = l
+	}
 	for _, m := range msgs {
-		if b.limit > 0 && messageSize(m) > b.limit {
+		if limit > 0 && messageSize(m) > limit {
 			return fmt.Errorf("bus: message of %d bytes: %w", messageSize(m), schemas.ErrTooLarge)
 		}
 	}
