@@ -21,7 +21,7 @@ type memEntry struct {
 	minute   uint32 // creation time in Unix minutes, for eviction
 }
 
-func keyOf(org, callKey string) memKey {
+func keyOf[S ~string | ~[]byte](org, callKey S) memKey {
 	b := make([]byte, 0, 64)
 	b = append(b, org...)
 	b = append(b, 0)

@@ -30,7 +30,8 @@ type EventLog interface {
 	EndOffsets(ctx context.Context) (map[int]int64, error)
 	// ReadFrom calls fn with the value of every record from the given
 	// offsets (the first offset for a partition missing from from) up to the
-	// end offsets at the time of the call.
+	// end offsets at the time of the call, from one goroutine at a time;
+	// value is not used after fn returns.
 	ReadFrom(ctx context.Context, from map[int]int64, fn func(value []byte) error) error
 }
 

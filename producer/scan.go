@@ -11,22 +11,24 @@ import (
 )
 
 // topicEntry is what a restore needs of an event on the topic: where the
-// call stands (org, call key, revision), the content the gate compares
-// (the content hash, recomputed from the value's normalised fields, which
-// the value carries in full) and the creation time, for eviction.
+// call stands (org, call key, revision), the fields the content hash is
+// recomputed from (the value carries every normalised field) and the
+// creation time, for eviction.
 type topicEntry struct {
-	eventID  string
-	revision int
-	content  content
+	eventID    []byte
+	revision   int
+	content    fields[[]byte]
+	start, end time.Time // where content.start and content.end point, when set
 }
 
 // scanEvent reads an event encoded in the schema's field order (as every
-// event this package writes is) without a JSON decoder, which makes
-// rebuilding the dedup memory several times faster. It reports false for
-// anything unexpected, escapes included; the caller then decodes the value
-// properly with decodeEntry.
-func scanEvent(v []byte) (topicEntry, bool) {
-	var e topicEntry
+// event this package writes is) without a JSON decoder and without copying
+// its text, which makes rebuilding the dedup memory several times faster.
+// It reports false for anything unexpected, escapes included; the caller
+// then decodes the value properly with decodeEntry. e must not be copied
+// after the call: content.start and content.end point into it.
+func scanEvent(v []byte, e *topicEntry) bool {
+	*e = topicEntry{}
 	c := &e.content
 	s := eventScanner{v: v, ok: true}
 	e.eventID = s.str(`{"event_id":`)
@@ -39,14 +41,15 @@ func scanEvent(v []byte) (topicEntry, bool) {
 	c.callType = s.str(`,"call_type":`)
 	c.status = s.str(`,"call_status":`)
 	c.creation = s.time(`,"creation_time":`)
-	c.start = s.nullableTime(`,"start_time":`)
-	c.end = s.nullableTime(`,"end_time":`)
+	if s.nullableTime(`,"start_time":`, &e.start) {
+		c.start = &e.start
+	}
+	if s.nullableTime(`,"end_time":`, &e.end) {
+		c.end = &e.end
+	}
 	c.duration = s.int(`,"call_duration_seconds":`)
 	c.endReason = s.str(`,"end_reason":`)
-	if !s.ok || !bytes.HasPrefix(s.v, []byte(`,"observed_at":`)) {
-		return topicEntry{}, false
-	}
-	return e, true
+	return s.ok && bytes.HasPrefix(s.v, []byte(`,"observed_at":`))
 }
 
 // eventScanner walks an event's fields in order; any surprise clears ok
@@ -66,25 +69,25 @@ func (s *eventScanner) field(name string) bool {
 	return true
 }
 
-// str reads a string without escapes.
-func (s *eventScanner) str(name string) string {
+// str reads a string without escapes; the result is a slice of the value.
+func (s *eventScanner) str(name string) []byte {
 	if !s.field(name) || len(s.v) == 0 || s.v[0] != '"' {
 		s.ok = false
-		return ""
+		return nil
 	}
 	for i, c := range s.v[1:] {
 		switch c {
 		case '"':
-			out := string(s.v[1 : i+1])
+			out := s.v[1 : i+1 : i+1]
 			s.v = s.v[i+2:]
 			return out
 		case '\\':
 			s.ok = false
-			return ""
+			return nil
 		}
 	}
 	s.ok = false
-	return ""
+	return nil
 }
 
 func (s *eventScanner) isNull() bool {
@@ -95,9 +98,9 @@ func (s *eventScanner) isNull() bool {
 	return false
 }
 
-func (s *eventScanner) nullableStr(name string) string {
+func (s *eventScanner) nullableStr(name string) []byte {
 	if !s.field(name) || s.isNull() {
-		return ""
+		return nil
 	}
 	return s.str("")
 }
@@ -125,41 +128,49 @@ func (s *eventScanner) time(name string) time.Time {
 	if !s.ok {
 		return time.Time{}
 	}
-	t, err := time.Parse(time.RFC3339Nano, text)
+	t, err := time.Parse(time.RFC3339Nano, string(text))
 	if err != nil {
 		s.ok = false
 	}
 	return t
 }
 
-func (s *eventScanner) nullableTime(name string) *time.Time {
+// nullableTime reads a time or null into t and reports whether it was a
+// time.
+func (s *eventScanner) nullableTime(name string, t *time.Time) bool {
 	if !s.field(name) || s.isNull() {
-		return nil
+		return false
 	}
-	t := s.time("")
-	if !s.ok {
-		return nil
-	}
-	return &t
+	*t = s.time("")
+	return s.ok
 }
 
 // decodeEntry is scanEvent for any JSON encoding of an event: the slow
 // path, for values the scanner gives up on.
-func decodeEntry(v []byte) (topicEntry, error) {
+func decodeEntry(v []byte, out *topicEntry) error {
 	var e schemas.CallEvent
 	if err := json.Unmarshal(v, &e); err != nil {
-		return topicEntry{}, err
+		return err
 	}
 	if e.Org == "" {
-		return topicEntry{}, errors.New("no org")
+		return errors.New("no org")
 	}
-	id := ""
+	var id []byte
 	if e.CallID != nil {
-		id = *e.CallID
+		id = []byte(*e.CallID)
 	}
-	return topicEntry{eventID: e.EventID, revision: e.Revision, content: content{
-		org: e.Org, callKey: e.CallKey, id: id, source: e.SourceNumber, dest: e.DestinationNumber,
-		callType: e.CallType, status: e.CallStatus, creation: e.CreationTime, start: e.StartTime, end: e.EndTime,
-		duration: e.CallDurationSeconds, endReason: e.EndReason,
-	}}, nil
+	*out = topicEntry{eventID: []byte(e.EventID), revision: e.Revision, content: fields[[]byte]{
+		org: []byte(e.Org), callKey: []byte(e.CallKey), id: id, source: []byte(e.SourceNumber), dest: []byte(e.DestinationNumber),
+		callType: []byte(e.CallType), status: []byte(e.CallStatus), creation: e.CreationTime,
+		duration: e.CallDurationSeconds, endReason: []byte(e.EndReason),
+	}}
+	if e.StartTime != nil {
+		out.start = *e.StartTime
+		out.content.start = &out.start
+	}
+	if e.EndTime != nil {
+		out.end = *e.EndTime
+		out.content.end = &out.end
+	}
+	return nil
 }
