@@ -30,7 +30,7 @@ type Config struct {
 	MaxBackoff     time.Duration `yaml:"max_backoff" doc:"Longest wait between two retries."`
 	UserAgent      string        `yaml:"user_agent" doc:"User-Agent header sent with every request."`
 	MaxBodyBytes   int64         `yaml:"max_body_bytes" doc:"Largest response body read, in bytes; the producer asks for smaller pages (halving page_size) when a page is larger."`
-	StatusMap      StatusMap     `yaml:"status_map" env:"UNPOD_STATUS_MAP" doc:"call_status spellings to add to the default mapping or to change (README, Events), e.g. {busy: failed}; in the variable a list such as busy=failed,ringing_out=missed."`
+	StatusMap      StatusMap     `yaml:"status_map" env:"UNPOD_STATUS_MAP" doc:"call_status spellings to add to the default mapping or to change (README, The event), e.g. {busy: failed}; in the variable a list such as busy=failed,ringing_out=missed."`
 
 	// Logger receives request logs (never the token); nil discards them.
 	Logger *slog.Logger `yaml:"-"`
