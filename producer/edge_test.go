@@ -342,3 +342,28 @@ func TestTooLargeOnKafka(t *testing.T) {
 		t.Errorf("DLQ holds %v, want big2 whole and big10 by reference", stored)
 	}
 }
+
+// TestOrgListingPastLastPage: with no Org-Handles configured, an
+// organizations listing whose second page answers 404 "Invalid page."
+// (its count promised more) still starts the producer with the
+// organizations of page 1.
+func TestOrgListingPastLastPage(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("page") != "" {
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"detail":"Invalid page."}`))
+			return
+		}
+		w.Write([]byte(`{"count":3,"data":[{"name":"Acme","domain_handle":"acme"},{"name":"Globex","domain_handle":"globex"}]}`))
+	}))
+	defer srv.Close()
+	cfg := edgeConfig()
+	cfg.Orgs = nil
+	ep := newEdgeProducer(t, newClient(t, srv.URL, "tok"), cfg, &busPublisher{}, &fakeClock{now: edgeT0}, filepath.Join(t.TempDir(), "s.json"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // a listing retried forever fails, not hangs
+	defer cancel()
+	orgs, err := ep.orgs(ctx)
+	if err != nil || len(orgs) != 2 || orgs[0] != "acme" || orgs[1] != "globex" {
+		t.Fatalf("orgs = %v, %v; want acme and globex", orgs, err)
+	}
+}
