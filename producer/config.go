@@ -27,6 +27,11 @@ type Config struct {
 	OrgBackoff     time.Duration   `yaml:"org_backoff" doc:"First pause of an organization whose requests fail; it doubles up to org_backoff_max."`
 	OrgBackoffMax  time.Duration   `yaml:"org_backoff_max" doc:"Longest pause of a failing organization."`
 	SimClock       string          `yaml:"sim_clock" env:"CALLSTREAM_SIM_CLOCK" doc:"Run on a simulated clock, SPEEDx@RFC3339-origin (e.g. 60x@2026-01-01T00:00:00Z), for demos and tests against the simulator; empty means real time."`
+
+	// The size limits of the bus, which the producer checks before it
+	// publishes so that one huge record never blocks its organization.
+	MaxMessageBytes    int `yaml:"max_message_bytes" doc:"Largest event published (payload, key and headers, in bytes); a larger one is dead-lettered as too large. Keep it under the events topic's max.message.bytes (Kafka's default 1048588) and the Kafka publisher's batch_bytes (1 MiB, pkg/kafkabus)."`
+	DLQMaxMessageBytes int `yaml:"dlq_max_message_bytes" doc:"Largest dead letter put on the DLQ with the raw record whole; a larger one carries its first 64 KiB, size and sha256 (stored by reference to the API). Keep it under the DLQ topic's max.message.bytes and the publisher's batch_bytes."`
 }
 
 // DefaultConfig returns the production defaults. With them an organization
@@ -45,6 +50,9 @@ func DefaultConfig() Config {
 		SaveInterval:   time.Second,
 		OrgBackoff:     30 * time.Second,
 		OrgBackoffMax:  15 * time.Minute,
+		// 1 MiB less 32 KiB for the record batch's framing and headers.
+		MaxMessageBytes:    1<<20 - 32<<10,
+		DLQMaxMessageBytes: 8 << 20,
 	}
 }
 
@@ -75,6 +83,12 @@ func (c Config) Validate() error {
 	if c.PageSize <= 0 {
 		errs = append(errs, fmt.Errorf("page_size = %d: want a positive size", c.PageSize))
 	}
+	if c.MaxMessageBytes < 4096 {
+		errs = append(errs, fmt.Errorf("max_message_bytes = %d: want at least 4096", c.MaxMessageBytes))
+	}
+	if c.DLQMaxMessageBytes < 4096 {
+		errs = append(errs, fmt.Errorf("dlq_max_message_bytes = %d: want at least 4096", c.DLQMaxMessageBytes))
+	}
 	if c.MaxWindowReads <= 0 {
 		errs = append(errs, fmt.Errorf("max_window_reads = %d: want at least 1", c.MaxWindowReads))
 	}
@@ -91,9 +105,6 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
-
-// horizon is the oldest age a record can be re-read at.
-func (c Config) horizon() time.Duration { return c.SettleLag + c.RescanAges[len(c.RescanAges)-1] }
 
 // Clock is the producer's time. The zero value is real time.
 type Clock struct {

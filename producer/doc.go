@@ -41,16 +41,36 @@
 // # Identity and the dedup gate
 //
 // [Identify] gives each record its call_key (the API id, else "k_" and a
-// digest of org, numbers, type and creation time), content_hash (a digest of
-// every normalised field) and event_id (UUIDv5 of org, call_key and
-// content_hash). The gate, [Memory], remembers per call a 16-byte digest of
-// org and call_key, the first 8 bytes of the latest event_id, the revision
-// and the creation minute: about 80 bytes of heap per call with the map's
-// overhead. A record whose event_id equals the remembered one is dropped; a
-// different one is published as callstream.call.updated.v1 with the next
-// revision. Memory is updated only after the bus acknowledged a batch, and
-// calls created before every rung's frontier are forgotten: no read can
-// reach them again.
+// digest of org, numbers, type and creation time) and content_hash (a
+// digest of every normalised field); an event's event_id is [EventID],
+// the UUIDv5 of org, call_key, revision and content_hash, so the same
+// revision read twice has the same id and every revision has its own, even
+// when a call's content goes back to an earlier version (A, B, A gives
+// three ids). The gate, [Memory], remembers per call a 16-byte digest of
+// org and call_key, the first 8 bytes of the latest content hash, the
+// revision and the creation minute: about 80 bytes of heap per call with
+// the map's overhead. A record whose content hash equals the remembered
+// one is dropped; a different one is published as
+// callstream.call.updated.v1 with the next revision. Memory is updated
+// only after the bus acknowledged a batch, and calls created before every
+// rung's frontier are forgotten: no read can reach them again.
+//
+// # Dead letters
+//
+// Nothing the API sends is dropped. A record that cannot be decoded, whose
+// call_status no mapping knows (unpod.status_map extends the default
+// mapping), whose creation_time lies outside the window it was served for,
+// or whose event is over max_message_bytes (or that the bus refuses as too
+// large) goes to Deps.DLQTopic with its raw bytes, the org and the reason,
+// counted in callstream_producer_dead_lettered_total{org,reason} and
+// logged once per kind; a raw record over dlq_max_message_bytes is stored
+// by reference to the API (its first bytes, size and sha256). The rest of
+// the page is published, and the window counts the dead letters as read,
+// so it completes. Each is dead-lettered once: the producer remembers them
+// (by a digest of org and raw bytes, saved in the org's checkpoint) until
+// no rung reads their window again. [Producer.Replay] runs such a record
+// through decoding, the gate and publishing once its cause is fixed. The
+// DLQ record's metadata are described at DLQKindMetadata.
 //
 // # State, restore and exactly once
 //
@@ -59,7 +79,8 @@
 // acknowledged. With Kafka the state lives in the compacted topic
 // callstream.producer-state.v1, one record per organization, and the dedup
 // memory is not saved at all: it is rebuilt from the events topic, whose
-// values carry org, call_key, event_id and revision. To know where to start
+// values carry org, call_key and revision, and every normalised field, from
+// which the content hash is computed again. To know where to start
 // reading, each checkpoint keeps samples (rung 0 frontier, end offsets of the
 // events topic taken while rung 0 stood there, before any later window was
 // published). Every event of a call created at or after a sample's frontier
@@ -70,8 +91,11 @@
 // the topic. The offsets read at every save (taken before the checkpoint is
 // copied) are merged in, taking the lower offset of each partition.
 // Partitions are read back concurrently, with a decoder-free scan of the
-// identity fields: 90,000 to 190,000 events a second on the shared 2-core
-// test machine, so a million remembered calls come back in 5 to 11 seconds.
+// normalised fields that copies nothing, and the content hash of each is
+// computed again: 180,000 to 210,000 events a second on the shared 2-core
+// test machine (TestBenchMemoryAndRebuild, which prints it beside reading
+// the topic alone), so a million remembered calls come back in about 5
+// seconds.
 //
 // The argument, for a crash at any point: a window whose events were
 // acknowledged but whose frontier was not saved is read again after the
@@ -86,9 +110,8 @@
 //
 // Limits of the argument: kafka-go has no idempotent producer, so a batch
 // that the broker wrote but whose acknowledgement was lost is written again
-// by the Writer's own retry; and a call whose content goes back to an
-// earlier version gets a new revision whose event_id equals the earlier
-// one's (event_id is defined by content).
+// by the Writer's own retry. A dead letter acknowledged less than
+// save_interval before a crash can be dead-lettered once more after it.
 //
 // # One active producer per organization
 //
@@ -101,19 +124,25 @@
 //
 // # Embedded mode
 //
-// Without Kafka, the producer publishes on any watermill Publisher
-// (watermill's GoChannel in `callstream run`) and keeps state, dedup memory
-// included (32 bytes a call), in a local file ([FileStore]). Deps.OnEvent
-// sees every acknowledged event and [Producer.Stats] gives totals for a
-// summary line.
+// `callstream run` publishes on the embedded durable bus (pkg/sqlitebus),
+// whose log is the EventLog, and keeps the checkpoint in a local file
+// ([FileStore]): the restore works exactly as with Kafka. Without an
+// EventLog (a bus that keeps nothing), the dedup memory itself (32 bytes a
+// call) is saved in the state instead. Deps.OnEvent sees every
+// acknowledged event and [Producer.Stats] gives totals for a summary line.
 //
 // # Failures
 //
-// 400, 401, 403 and 404 pause only the organization concerned, with an
-// error log naming it and exponential backoff from org_backoff to
-// org_backoff_max; 5xx, 429 and network errors are retried inside the API
-// client first. Records that cannot be decoded are logged one by one, with
-// their raw text, and counted; the rest of the page is published. On
-// SIGTERM the producer finishes the batch in flight, saves its state and
-// returns.
+// 400, 401, 403, a 404 on page 1 (or one naming the organization) and a
+// redirect (the API client follows none, so the token stays with its
+// origin) pause only the organization concerned, with an error log naming
+// it and exponential backoff from org_backoff to org_backoff_max; the
+// window is not counted as read. A 404 on a later page (Django REST
+// Framework's "Invalid page.") means the count shrank while paging: the
+// window is read again. A 429 that outlasted the client's own retries
+// pauses the organization for the server's Retry-After, capped at an hour
+// (and logged when capped). 5xx, 429 and network errors are retried inside
+// the API client first. A page over the client's body limit
+// (unpod.max_body_bytes) is read again in pages half as large. On SIGTERM
+// the producer finishes the batch in flight, saves its state and returns.
 package producer

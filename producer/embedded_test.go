@@ -50,7 +50,7 @@ func TestEmbeddedRestartKeepsDedup(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.SimClock, cfg.Lookback = clock.String(), 20*time.Minute
 		cfg.RescanAges = []time.Duration{0, 2 * time.Minute, 10 * time.Minute}
-		p, err := New(cfg, Deps{Source: newClient(t, url, "tok"), Publisher: bus, Topic: "calls", Store: NewFileStore(state),
+		p, err := New(cfg, Deps{Source: newClient(t, url, "tok"), Publisher: bus, Topic: "calls", DLQTopic: "dlq", Store: NewFileStore(state),
 			OnEvent: func(e *schemas.CallEvent) { mu.Lock(); events = append(events, *e); mu.Unlock() }})
 		if err != nil {
 			t.Fatal(err)

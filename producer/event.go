@@ -11,7 +11,8 @@ import (
 	"github.com/callstream/callstream/schemas"
 )
 
-// NewEvent builds the event for one revision of a record.
+// NewEvent builds the event for one revision of a record; its event_id is
+// EventID of org, call key, revision and content hash.
 func NewEvent(org string, r *unpod.Record, id Identity, revision int, observedAt time.Time) schemas.CallEvent {
 	var callID *string
 	if r.ID != "" {
@@ -19,7 +20,7 @@ func NewEvent(org string, r *unpod.Record, id Identity, revision int, observedAt
 		callID = &s
 	}
 	return schemas.CallEvent{
-		EventID:             id.EventID.String(),
+		EventID:             EventID(org, id.CallKey, revision, id.ContentHash).String(),
 		Org:                 org,
 		CallKey:             id.CallKey,
 		Revision:            revision,

@@ -30,6 +30,7 @@ func Example_embedded() {
 		Source:     client,
 		Publisher:  bus,
 		Topic:      schemas.TopicName(schemas.DefaultTopicPrefix, schemas.CallsTopic),
+		DLQTopic:   schemas.TopicName(schemas.DefaultTopicPrefix, schemas.DLQTopic),
 		Store:      producer.NewFileStore(filepath.Join(".callstream", "producer.json")),
 		Logger:     logger,
 		Registerer: prometheus.NewRegistry(),

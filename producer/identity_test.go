@@ -2,6 +2,7 @@ package producer
 
 import (
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
@@ -47,14 +48,24 @@ func identityCases() []identityCase {
 	}
 }
 
-// golden values were computed once with this code and are checked in: a
-// change here changes every call_key or event_id in production.
-var goldenIdentities = map[string][3]string{
-	"digest key":       {"k_0fde9fbb856128f0e681d20d3dbab3e1", "4a0127258a938f32fc7d2f230997ff88", "830b9431-11c4-5fe5-aad8-ffe1386612d4"},
-	"api id":           {"call_abc123def456", "12cfcecee03fdf60f522a8092faff631", "70518017-df2b-52d7-8c33-249ea2b42a1a"},
-	"other org":        {"k_dcf5779bb7de08df5867fddbd4987f08", "e5c8fdac73a77a09bc86981aa51747b1", "0f460485-f670-5100-ae62-72f0eb985c41"},
-	"milliseconds":     {"k_3046afb6f9b91e0b23dee2e33a39577a", "2546019d7e4c3c4a80a38203e8da5951", "c3059969-9854-5f96-8bf4-569027a2cf7f"},
-	"missed no-answer": {"k_0fde9fbb856128f0e681d20d3dbab3e1", "3ee66658d792399f3295c9890c67478b", "4cf402ce-107a-56f3-ba94-46aa7cbf0315"},
+// Golden values. call_key and content_hash were computed once with this
+// code and are checked in; the event ids (revision 1 and 2) were computed
+// apart from it, with google/uuid's uuid.NewSHA1 over EventNamespace and
+// org, call key, revision and content hash joined by NUL bytes (the
+// definition in DESIGN.md section 3 as issue 13 amended it), and
+// TestEventIDIsUUIDv5 computes them that way again. A change here changes
+// every call_key or event_id in production.
+var goldenIdentities = map[string][4]string{
+	"digest key": {"k_0fde9fbb856128f0e681d20d3dbab3e1", "4a0127258a938f32fc7d2f230997ff88",
+		"536182a4-bda9-5c3c-bfae-1bada2434810", "d785984c-65cc-5a34-840f-bcc1ba50269d"},
+	"api id": {"call_abc123def456", "12cfcecee03fdf60f522a8092faff631",
+		"8266ff43-5dba-5881-a062-b9607276176d", "52a74f33-01ed-569e-bc27-0bec0bcf256d"},
+	"other org": {"k_dcf5779bb7de08df5867fddbd4987f08", "e5c8fdac73a77a09bc86981aa51747b1",
+		"3c91fd97-03af-59b0-892c-d1d08941d29d", "f0c34bc7-6abd-5d1a-9b94-50b6e9e5c5ec"},
+	"milliseconds": {"k_3046afb6f9b91e0b23dee2e33a39577a", "2546019d7e4c3c4a80a38203e8da5951",
+		"e5815b71-0907-58f9-9c04-3532e526fe97", "b010a3b2-f83e-57a2-a535-42d4fc5f834a"},
+	"missed no-answer": {"k_0fde9fbb856128f0e681d20d3dbab3e1", "3ee66658d792399f3295c9890c67478b",
+		"f6c8cc5b-68b8-5ba4-b776-7bb7faf3c937", "c70e98e5-2e3a-5da3-b517-f220a13516f4"},
 }
 
 func TestIdentityGolden(t *testing.T) {
@@ -62,12 +73,14 @@ func TestIdentityGolden(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			id := Identify(c.org, &c.rec)
 			want := goldenIdentities[c.name]
-			got := [3]string{id.CallKey, id.ContentHash, id.EventID.String()}
+			observed := time.Date(2026, 2, 7, 6, 1, 0, 0, time.UTC)
+			e1, e2 := NewEvent(c.org, &c.rec, id, 1, observed), NewEvent(c.org, &c.rec, id, 2, observed)
+			got := [4]string{id.CallKey, id.ContentHash, e1.EventID, e2.EventID}
 			if got != want {
 				t.Fatalf("identity changed:\n got %q\nwant %q", got, want)
 			}
-			if id.EventID.Version() != 5 {
-				t.Fatalf("event id version %d, want 5", id.EventID.Version())
+			if v := uuid.MustParse(e1.EventID).Version(); v != 5 {
+				t.Fatalf("event id version %d, want 5", v)
 			}
 		})
 	}
@@ -108,20 +121,42 @@ func TestIdentityProperties(t *testing.T) {
 			if (a.ContentHash == b.ContentHash) != tt.sameHash {
 				t.Errorf("content hash %s vs %s, want same=%v", a.ContentHash, b.ContentHash, tt.sameHash)
 			}
-			if (a.EventID == b.EventID) != (tt.sameKey && tt.sameHash) {
-				t.Errorf("event id %s vs %s", a.EventID, b.EventID)
+			ea, eb := EventID("acme", a.CallKey, 1, a.ContentHash), EventID("acme", b.CallKey, 1, b.ContentHash)
+			if (ea == eb) != (tt.sameKey && tt.sameHash) {
+				t.Errorf("event id %s vs %s", ea, eb)
 			}
 		})
 	}
 }
 
 // TestEventIDIsUUIDv5 holds the allocation-free EventID to the library's
-// UUIDv5.
+// UUIDv5 over the namespace written out here, and checks that every
+// revision of the same content gets its own id.
 func TestEventIDIsUUIDv5(t *testing.T) {
+	ns := uuid.MustParse("6f1c3e2a-5b7d-4c1e-9a3f-2d8e4b6a7c90")
 	for _, in := range [][3]string{{"acme", "call_1", "ab"}, {"", "", ""}, {"globex", "k_0fde9fbb856128f0e681d20d3dbab3e1", "4a0127258a938f32fc7d2f230997ff88"}} {
-		want := uuid.NewSHA1(EventNamespace, []byte(in[0]+"\x00"+in[1]+"\x00"+in[2]))
-		if got := EventID(in[0], in[1], in[2]); got != want {
-			t.Errorf("EventID%q = %s, want %s", in, got, want)
+		seen := map[uuid.UUID]int{}
+		for _, rev := range []int{1, 2, 3, 10, 123456} {
+			want := uuid.NewSHA1(ns, []byte(in[0]+"\x00"+in[1]+"\x00"+strconv.Itoa(rev)+"\x00"+in[2]))
+			got := EventID(in[0], in[1], rev, in[2])
+			if got != want {
+				t.Errorf("EventID(%q, revision %d) = %s, want %s", in, rev, got, want)
+			}
+			if r, dup := seen[got]; dup {
+				t.Errorf("revisions %d and %d share id %s", r, rev, got)
+			}
+			seen[got] = rev
+		}
+	}
+	for name, want := range goldenIdentities {
+		org := "acme"
+		if name == "other org" {
+			org = "globex"
+		}
+		for i, rev := range []string{"1", "2"} {
+			if got := uuid.NewSHA1(ns, []byte(org+"\x00"+want[0]+"\x00"+rev+"\x00"+want[1])).String(); got != want[2+i] {
+				t.Errorf("%s revision %s: golden event id %s, uuid.NewSHA1 gives %s", name, rev, want[2+i], got)
+			}
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/pkg/testenv"
@@ -22,8 +23,12 @@ func kafkaDeps(t testing.TB, src Source, logger *slog.Logger) (Deps, kafkabus.Co
 	kcfg.Brokers = testenv.Kafka(t)
 	prefix := testenv.Prefix(t)
 	topic := schemas.TopicName(prefix, schemas.CallsTopic)
+	dlq := schemas.TopicName(prefix, schemas.DLQTopic)
 	ctx := context.Background()
 	if err := kafkabus.EnsureTopic(ctx, kcfg, kafkabus.TopicSpec{Name: topic, Partitions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := kafkabus.EnsureTopic(ctx, kcfg, kafkabus.TopicSpec{Name: dlq, Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
 	kv, err := kafkabus.NewKV(ctx, kcfg, schemas.TopicName(prefix, schemas.ProducerStateTopic))
@@ -39,7 +44,7 @@ func kafkaDeps(t testing.TB, src Source, logger *slog.Logger) (Deps, kafkabus.Co
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pub.Close() })
-	return Deps{Source: src, Publisher: pub, Topic: topic, Store: store, EventLog: kafkabus.NewTopicLog(kcfg, topic), Logger: logger}, kcfg
+	return Deps{Source: src, Publisher: pub, Topic: topic, DLQTopic: dlq, Store: store, EventLog: kafkabus.NewTopicLog(kcfg, topic), Logger: logger}, kcfg
 }
 
 // TestLateAndChangedRecords steps a simulated clock shared by the simulator
@@ -180,10 +185,10 @@ func TestBadInput(t *testing.T) {
 		}
 	}()
 	for _, want := range []string{
-		`"msg":"organization paused: the API refused its requests; fix the token or Org-Handle","org":"globex"`,
-		`"msg":"organization paused: the API refused its requests; fix the token or Org-Handle","org":"nosuch"`,
+		`"msg":"organization paused: the API refused its requests; fix the token, Org-Handle or base URL","org":"globex"`,
+		`"msg":"organization paused: the API refused its requests; fix the token, Org-Handle or base URL","org":"nosuch"`,
 		`403`, `404`,
-		`"msg":"API sent a call log that cannot be decoded; skipped","org":"acme"`,
+		`"msg":"API record dead-lettered; further records of this kind are counted in callstream_producer_dead_lettered_total, not logged","org":"acme","kind":"undecodable"`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s", want)
@@ -201,7 +206,26 @@ func TestBadInput(t *testing.T) {
 	checkTruth(t, "acme", truth, latest, sc.Start, cut)
 	invalid := sim.InvalidCount("acme", sc.Start, cut, clock.Now())
 	if st := p.Stats(); st.Invalid < int64(invalid) || invalid == 0 {
-		t.Errorf("logged %d invalid records, the simulator served %d", st.Invalid, invalid)
+		t.Errorf("counted %d invalid records, the simulator served %d", st.Invalid, invalid)
+	}
+	// Every undecodable record is on the real DLQ topic, once.
+	dlq := map[string]int{}
+	if err := kafkabus.ReadRange(context.Background(), kcfg, deps.DLQTopic, nil, func(m kafka.Message) error {
+		dlq[string(m.Value)]++
+		if string(m.Key) != "acme" {
+			t.Errorf("DLQ record key %q, want the org", m.Key)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for raw, n := range dlq {
+		if n != 1 {
+			t.Errorf("dead-lettered %d times: %s", n, raw)
+		}
+	}
+	if len(dlq) != invalid {
+		t.Errorf("%d distinct records on the DLQ, the simulator served %d undecodable ones before the cut", len(dlq), invalid)
 	}
 	t.Logf("acme: %d good calls published, %d invalid served; stats %+v", len(truth), invalid, p.Stats())
 }

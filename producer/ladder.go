@@ -26,6 +26,10 @@ type Checkpoint struct {
 	Org     string   `json:"org"`
 	Rungs   []Rung   `json:"rungs"`
 	Samples []Sample `json:"samples,omitempty"`
+	// DeadLetters are the org's dead-letter marks (see Dead letters in
+	// the package documentation), 12 bytes each; set only in a saved or
+	// loaded checkpoint.
+	DeadLetters []byte `json:"dead_letters,omitempty"`
 }
 
 // Window is one time range read as a unit, for one rung.
@@ -179,8 +183,6 @@ func (c *Checkpoint) lastSampleAt() (time.Time, bool) {
 
 func (c *Checkpoint) clone() *Checkpoint {
 	out := &Checkpoint{Org: c.Org, Rungs: append([]Rung(nil), c.Rungs...)}
-	for _, s := range c.Samples {
-		out.Samples = append(out.Samples, s) // offsets maps are never mutated after creation
-	}
+	out.Samples = append(out.Samples, c.Samples...) // offsets maps are never mutated after creation
 	return out
 }

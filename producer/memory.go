@@ -3,12 +3,11 @@ package producer
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // memKey is the digest of org and call key: 16 bytes whatever the length of
@@ -17,12 +16,12 @@ type memKey [16]byte
 
 // memEntry is what the gate remembers of a call: 16 bytes.
 type memEntry struct {
-	event    uint64 // first 8 bytes of the latest published event id
+	hash     uint64 // first 8 bytes of the latest published content hash
 	revision uint32 // latest published revision
 	minute   uint32 // creation time in Unix minutes, for eviction
 }
 
-func keyOf(org, callKey string) memKey {
+func keyOf[S ~string | ~[]byte](org, callKey S) memKey {
 	b := make([]byte, 0, 64)
 	b = append(b, org...)
 	b = append(b, 0)
@@ -33,10 +32,14 @@ func keyOf(org, callKey string) memKey {
 	return k
 }
 
-// eventPrefix shortens an event id to what the memory stores. The event id
-// is a function of the content hash, so comparing event ids compares
-// contents (a false "same" needs a 64-bit collision within one call).
-func eventPrefix(id uuid.UUID) uint64 { return binary.BigEndian.Uint64(id[:8]) }
+// hashPrefix shortens a hex content hash to what the memory stores: its
+// first 8 bytes (a false "same" needs a 64-bit collision within one call).
+// The event id cannot stand in for it: it depends on the revision too.
+func hashPrefix(contentHash string) uint64 {
+	var b [8]byte
+	hex.Decode(b[:], []byte(contentHash[:min(16, len(contentHash))])) // a short or bad hash leaves zeros
+	return binary.BigEndian.Uint64(b[:])
+}
 
 func unixMinute(t time.Time) uint32 {
 	m := t.Unix() / 60
@@ -63,31 +66,33 @@ type Decision struct {
 }
 
 // Check decides what to do with a record whose identity is (org, callKey,
-// eventID), without remembering anything: remember only what the broker
-// acknowledged, with Commit.
-func (m *Memory) Check(org, callKey string, eventID uuid.UUID) Decision {
-	return m.check(keyOf(org, callKey), eventID)
+// contentHash), without remembering anything: remember only what the
+// broker acknowledged, with Commit. The gate compares contents, not event
+// ids: a call whose content goes back to an earlier version is a change
+// from the latest one.
+func (m *Memory) Check(org, callKey, contentHash string) Decision {
+	return m.check(keyOf(org, callKey), hashPrefix(contentHash))
 }
 
-func (m *Memory) check(k memKey, eventID uuid.UUID) Decision {
+func (m *Memory) check(k memKey, hash uint64) Decision {
 	m.mu.Lock()
 	e, ok := m.m[k]
 	m.mu.Unlock()
 	switch {
 	case !ok:
 		return Decision{Publish: true, Revision: 1}
-	case e.event == eventPrefix(eventID):
+	case e.hash == hash:
 		return Decision{Revision: int(e.revision)}
 	default:
 		return Decision{Publish: true, Revision: int(e.revision) + 1}
 	}
 }
 
-// Commit remembers that revision of the call was published with eventID.
-// A lower revision than the one remembered is ignored, so replaying the
-// topic in any order leaves the latest revision.
-func (m *Memory) Commit(org, callKey string, eventID uuid.UUID, revision int, created time.Time) {
-	m.commit(keyOf(org, callKey), memEntry{event: eventPrefix(eventID), revision: uint32(revision), minute: unixMinute(created)})
+// Commit remembers that revision of the call was published with that
+// content. A lower revision than the one remembered is ignored, so
+// replaying the topic in any order leaves the latest revision.
+func (m *Memory) Commit(org, callKey, contentHash string, revision int, created time.Time) {
+	m.commit(keyOf(org, callKey), memEntry{hash: hashPrefix(contentHash), revision: uint32(revision), minute: unixMinute(created)})
 }
 
 func (m *Memory) commit(k memKey, e memEntry) {
@@ -122,6 +127,12 @@ func (m *Memory) Evict(t time.Time) int {
 
 const entrySize = 16 + 8 + 4 + 4
 
+// memoryVersion is the meaning of an encoded memory's 8-byte digests:
+// 2 for content-hash prefixes. The first encoding (the state's
+// memory_version absent) held event-id prefixes, which no longer compare
+// with anything.
+const memoryVersion = 2
+
 // MarshalBinary encodes the memory (32 bytes a call), for the state file of
 // embedded mode.
 func (m *Memory) MarshalBinary() ([]byte, error) {
@@ -131,7 +142,7 @@ func (m *Memory) MarshalBinary() ([]byte, error) {
 	out = binary.BigEndian.AppendUint64(out, uint64(len(m.m)))
 	for k, e := range m.m {
 		out = append(out, k[:]...)
-		out = binary.BigEndian.AppendUint64(out, e.event)
+		out = binary.BigEndian.AppendUint64(out, e.hash)
 		out = binary.BigEndian.AppendUint32(out, e.revision)
 		out = binary.BigEndian.AppendUint32(out, e.minute)
 	}
@@ -152,7 +163,7 @@ func (m *Memory) UnmarshalBinary(b []byte) error {
 		var k memKey
 		copy(k[:], b)
 		m.commit(k, memEntry{
-			event:    binary.BigEndian.Uint64(b[16:]),
+			hash:     binary.BigEndian.Uint64(b[16:]),
 			revision: binary.BigEndian.Uint32(b[24:]),
 			minute:   binary.BigEndian.Uint32(b[28:]),
 		})

@@ -5,17 +5,17 @@ import (
 	"runtime"
 	"testing"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 func TestMemoryGate(t *testing.T) {
 	m := NewMemory()
 	created := time.Date(2026, 2, 7, 5, 57, 0, 0, time.UTC)
-	v1, v2 := EventID("acme", "k", "h1"), EventID("acme", "k", "h2")
+	// Content hashes that differ only past the 8 bytes remembered are the
+	// same content to the gate; these differ in the first byte.
+	v1, v2 := "11aa11aa11aa11aa0000000000000000", "22bb22bb22bb22bb0000000000000000"
 	steps := []struct {
 		org, key string
-		id       uuid.UUID
+		id       string
 		commit   bool
 		want     Decision
 	}{
@@ -47,7 +47,7 @@ func TestMemoryEvictAndEncode(t *testing.T) {
 	m := NewMemory()
 	t0 := time.Date(2026, 2, 7, 0, 0, 0, 0, time.UTC)
 	for i := range 10 {
-		m.Commit("acme", fmt.Sprint(i), EventID("acme", fmt.Sprint(i), "h"), i+1, t0.Add(time.Duration(i)*time.Minute))
+		m.Commit("acme", fmt.Sprint(i), fmt.Sprintf("%032x", i), i+1, t0.Add(time.Duration(i)*time.Minute))
 	}
 	data, err := m.MarshalBinary()
 	if err != nil {
@@ -63,7 +63,7 @@ func TestMemoryEvictAndEncode(t *testing.T) {
 	if back.Len() != 10 {
 		t.Fatalf("decoded %d calls, want 10", back.Len())
 	}
-	if d := back.Check("acme", "7", EventID("acme", "7", "h")); d.Publish || d.Revision != 8 {
+	if d := back.Check("acme", "7", fmt.Sprintf("%032x", 7)); d.Publish || d.Revision != 8 {
 		t.Fatalf("decoded memory forgot call 7: %+v", d)
 	}
 	if err := back.UnmarshalBinary(data[:len(data)-1]); err == nil {
@@ -95,7 +95,7 @@ func fillMemory(n int) (*Memory, float64) {
 	created := time.Now()
 	for i := range n {
 		key := fmt.Sprintf("k_%032x", i)
-		m.Commit("acme", key, EventID("acme", key, "h"), 1, created)
+		m.Commit("acme", key, "0123456789abcdef0123456789abcdef", 1, created)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)

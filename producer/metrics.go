@@ -16,6 +16,7 @@ import (
 type metrics struct {
 	recordsRead   *prometheus.CounterVec // org
 	invalid       *prometheus.CounterVec // org
+	deadLettered  *prometheus.CounterVec // org, reason
 	published     *prometheus.CounterVec // org, type
 	duplicates    *prometheus.CounterVec // org
 	windows       *prometheus.CounterVec // org, result
@@ -36,8 +37,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "callstream_producer_records_read_total", Help: "Call log records read from the API, repeats included.",
 		}, []string{"org"}),
 		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "callstream_producer_invalid_records_total", Help: "Records the API sent that could not be decoded (logged, not published).",
+			Name: "callstream_producer_invalid_records_total", Help: "Records the API sent that could not be decoded, at every read (each is dead-lettered once).",
 		}, []string{"org"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callstream_producer_dead_lettered_total",
+			Help: "Records put on the DLQ instead of being published, once each, by reason: unknown_status, undecodable, outside_window, too_large; with _by_reference when the DLQ record holds only the first bytes, size and sha256 of the raw record.",
+		}, []string{"org", "reason"}),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callstream_producer_events_published_total", Help: "Events acknowledged by the bus, by ce_type.",
 		}, []string{"org", "type"}),
@@ -48,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "callstream_producer_window_reads_total", Help: "Window reads by result: complete, reread (count changed while paging) or inconsistent (accepted after max_window_reads).",
 		}, []string{"org", "result"}),
 		orgErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "callstream_producer_org_errors_total", Help: "Failed polls of an organization, by kind: permanent (400/401/403/404), transient or publish.",
+			Name: "callstream_producer_org_errors_total", Help: "Failed polls of an organization, by kind: permanent (a refused redirect, 400/401/403/404), rate_limited (Retry-After), transient or publish.",
 		}, []string{"org", "kind"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "callstream_producer_window_lag_seconds", Help: "Age of the newest creation time read at rung 0: now minus the rung 0 frontier.",
@@ -78,7 +83,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.recordsRead, m.invalid, m.published, m.duplicates, m.windows,
+	for _, c := range []prometheus.Collector{m.recordsRead, m.invalid, m.deadLettered, m.published, m.duplicates, m.windows,
 		m.orgErrors, m.lag, m.paused, m.pauseReason, m.calls, m.lastPoll, m.remembered, m.stateSaves, m.restoredCalls} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
@@ -156,10 +161,10 @@ func (m *metrics) polled(org string, err error) {
 }
 
 // publishedCalls counts acknowledged events by call status.
-func (m *metrics) publishedCalls(org string, events []schemas.CallEvent) {
+func (m *metrics) publishedCalls(org string, events []outgoing) {
 	var completed, missed, failed int
 	for i := range events {
-		switch events[i].CallStatus {
+		switch events[i].event.CallStatus {
 		case schemas.StatusCompleted:
 			completed++
 		case schemas.StatusMissed:

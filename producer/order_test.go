@@ -45,7 +45,7 @@ func TestWindowPublishedOldestFirst(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.SimClock, cfg.Lookback, cfg.PageSize = clock.String(), 30*time.Minute, 200
 	cfg.RescanAges = []time.Duration{0}
-	p, err := New(cfg, Deps{Source: newClient(t, url, "tok"), Publisher: pub, Topic: "calls", Store: NewFileStore(t.TempDir() + "/s.json")})
+	p, err := New(cfg, Deps{Source: newClient(t, url, "tok"), Publisher: pub, Topic: "calls", DLQTopic: "dlq", Store: NewFileStore(t.TempDir() + "/s.json")})
 	if err != nil {
 		t.Fatal(err)
 	}

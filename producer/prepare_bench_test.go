@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -26,7 +27,7 @@ func BenchmarkPreparePage(b *testing.B) {
 			StartTime: &st, EndTime: &et, DurationSeconds: 207, EndReason: "caller_hangup", Raw: json.RawMessage(raw)}
 	}
 	pub := &keepPublisher{}
-	p, err := New(DefaultConfig(), Deps{Source: noSource{}, Publisher: pub, Topic: "t", Store: NewFileStore(b.TempDir() + "/s")})
+	p, err := New(DefaultConfig(), Deps{Source: noSource{}, Publisher: pub, Topic: "t", DLQTopic: "dlq", Store: NewFileStore(b.TempDir() + "/s")})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -36,9 +37,10 @@ func BenchmarkPreparePage(b *testing.B) {
 	for range b.N {
 		p.mem = NewMemory() // every record new, as in a first read
 		f := identifyPage("acme", &unpod.Page{Count: len(recs), Records: recs})
-		bt := p.gate("acme", f, map[string]struct{}{})
+		w := Window{Start: t0, End: t0.Add(time.Hour)}
+		bt, _ := p.gate("acme", w, f, map[string]struct{}{}, map[uint64]struct{}{})
 		pub.msgs = pub.msgs[:0]
-		if err := p.send("acme", bt); err != nil {
+		if err := p.send(context.Background(), "acme", bt); err != nil {
 			b.Fatal(err)
 		}
 		for _, msg := range pub.msgs {

@@ -30,16 +30,21 @@ type EventLog interface {
 	EndOffsets(ctx context.Context) (map[int]int64, error)
 	// ReadFrom calls fn with the value of every record from the given
 	// offsets (the first offset for a partition missing from from) up to the
-	// end offsets at the time of the call.
+	// end offsets at the time of the call, from one goroutine at a time;
+	// value is not used after fn returns.
 	ReadFrom(ctx context.Context, from map[int]int64, fn func(value []byte) error) error
 }
 
 // Deps are the producer's collaborators.
 type Deps struct {
 	Source    Source            // the API (required)
-	Publisher message.Publisher // the bus: kafkabus.Publisher or watermill's GoChannel (required)
+	Publisher message.Publisher // the bus: kafkabus.Publisher or the embedded bus (required)
 	Topic     string            // the events topic (required)
-	Store     StateStore        // where checkpoints are saved (required)
+	// DLQTopic receives, through Publisher, every record that cannot be
+	// published as an event (see the package documentation, Dead
+	// letters) (required).
+	DLQTopic string
+	Store    StateStore // where checkpoints are saved (required)
 	// EventLog reads the events topic back (Kafka mode). When nil, the
 	// dedup memory is saved in the state instead (embedded mode).
 	EventLog EventLog
@@ -54,10 +59,12 @@ type Deps struct {
 	Now func() time.Time
 }
 
-// Stats are running totals, for a summary line.
+// Stats are running totals, for a summary line. Invalid counts
+// undecodable records at every read; DeadLettered counts records put on
+// the DLQ, once each.
 type Stats struct {
-	RecordsRead, Published, Updated, Duplicates, Invalid int64
-	Remembered                                           int
+	RecordsRead, Published, Updated, Duplicates, Invalid, DeadLettered int64
+	Remembered                                                         int
 }
 
 // Producer polls the API per organization and publishes call events.
@@ -70,19 +77,25 @@ type Producer struct {
 	mem   *Memory
 	m     *metrics
 
-	mu        sync.Mutex
-	cps       map[string]*Checkpoint
-	dirty     bool
-	resync    map[string]bool // orgs whose last publish failed
-	restored  bool
-	pageHook  func(records int) // backfill progress; set only while no org loop runs
-	eventMu   sync.Mutex        // OnEvent is called by one goroutine at a time
-	saveMu    sync.Mutex        // saves happen one at a time, in order
-	published atomic.Int64
-	updated   atomic.Int64
-	read      atomic.Int64
-	dups      atomic.Int64
-	invalid   atomic.Int64
+	mu       sync.Mutex
+	cps      map[string]*Checkpoint
+	dirty    bool
+	resync   map[string]bool        // orgs whose last publish failed
+	orgLocks map[string]*sync.Mutex // one gate at a time per org: window reads and Replay
+	restored bool
+	pageHook func(records int) // backfill progress; set only while no org loop runs
+	eventMu  sync.Mutex        // OnEvent is called by one goroutine at a time
+	saveMu   sync.Mutex        // saves happen one at a time, in order
+	dead     deadMarks         // what was dead-lettered, saved in the checkpoints
+	loggedMu sync.Mutex
+	logged   map[string]bool // dead-letter kinds logged once
+
+	published    atomic.Int64
+	updated      atomic.Int64
+	read         atomic.Int64
+	dups         atomic.Int64
+	invalid      atomic.Int64
+	deadLettered atomic.Int64
 }
 
 // New returns a Producer; Run starts it.
@@ -97,6 +110,8 @@ func New(cfg Config, deps Deps) (*Producer, error) {
 		return nil, errors.New("producer: no publisher")
 	case deps.Topic == "":
 		return nil, errors.New("producer: no events topic")
+	case deps.DLQTopic == "":
+		return nil, errors.New("producer: no dead-letter topic: records that cannot be published would be lost")
 	case deps.Store == nil:
 		return nil, errors.New("producer: no state store")
 	}
@@ -107,7 +122,7 @@ func New(cfg Config, deps Deps) (*Producer, error) {
 	}
 	p := &Producer{
 		cfg: cfg, deps: deps, log: deps.Logger, clock: clock, now: deps.Now, mem: NewMemory(), m: m,
-		cps: map[string]*Checkpoint{}, resync: map[string]bool{},
+		cps: map[string]*Checkpoint{}, resync: map[string]bool{}, orgLocks: map[string]*sync.Mutex{}, logged: map[string]bool{},
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -122,7 +137,7 @@ func New(cfg Config, deps Deps) (*Producer, error) {
 func (p *Producer) Stats() Stats {
 	return Stats{
 		RecordsRead: p.read.Load(), Published: p.published.Load(), Updated: p.updated.Load(),
-		Duplicates: p.dups.Load(), Invalid: p.invalid.Load(), Remembered: p.mem.Len(),
+		Duplicates: p.dups.Load(), Invalid: p.invalid.Load(), DeadLettered: p.deadLettered.Load(), Remembered: p.mem.Len(),
 	}
 }
 
@@ -160,7 +175,7 @@ loop:
 			break loop
 		case <-save.C:
 			if err := p.save(ctx); err != nil && ctx.Err() == nil {
-				p.log.Error("saving producer state failed; will retry", "error", err.Error())
+				p.log.Error("saving producer state failed; will retry", "err", err.Error())
 			}
 			if time.Since(lastEvict) > time.Minute {
 				p.evict()
@@ -201,7 +216,7 @@ func (p *Producer) orgs(ctx context.Context) ([]string, error) {
 		}
 		return nil
 	}, bo, func(err error, wait time.Duration) {
-		p.log.Warn("listing organizations failed, retrying", "error", err.Error(), "wait", wait.String())
+		p.log.Warn("listing organizations failed, retrying", "err", err.Error(), "wait", wait.String())
 	})
 	if err != nil {
 		return nil, fmt.Errorf("producer: no Org-Handles configured and listing the token's organizations failed: %w", err)
@@ -223,8 +238,15 @@ func (p *Producer) newBackoff() *backoff.ExponentialBackOff {
 	return bo
 }
 
+// maxRetryAfterWait caps how long a server's Retry-After pauses an
+// organization: a server asking for more is logged and polled again after
+// this.
+const maxRetryAfterWait = time.Hour
+
 // orgLoop polls one organization until ctx ends. Failures pause only this
-// organization, with exponential backoff.
+// organization, with exponential backoff; a 429 (or 503) that outlasted
+// the client's own retries pauses it for the server's Retry-After instead,
+// capped at maxRetryAfterWait.
 func (p *Producer) orgLoop(ctx context.Context, org string) {
 	bo := p.newBackoff()
 	for {
@@ -234,18 +256,31 @@ func (p *Producer) orgLoop(ctx context.Context, org string) {
 		}
 		wait := p.clock.Wall(p.cfg.PollInterval)
 		if err != nil {
-			wait = bo.NextBackOff()
 			kind := "transient"
+			ra := unpod.RetryAfter(err)
+			if ra > 0 {
+				wait = ra // the server's clock, not the simulated one
+				if ra > maxRetryAfterWait {
+					wait = maxRetryAfterWait
+					p.log.Warn("the API asked to wait longer than the producer waits; capped",
+						"org", org, "retry_after", ra.String(), "cap", maxRetryAfterWait.String())
+				}
+			} else {
+				wait = bo.NextBackOff()
+			}
 			switch {
+			case ra > 0:
+				kind = "rate_limited"
+				p.log.Warn("the API asked to wait (Retry-After); organization paused", "org", org, "err", err.Error(), "retry_in", wait.String())
 			case unpod.IsPermanent(err):
 				kind = "permanent"
-				p.log.Error("organization paused: the API refused its requests; fix the token or Org-Handle",
-					"org", org, "error", err.Error(), "retry_in", wait.String())
-			case errors.Is(err, errPublish):
+				p.log.Error("organization paused: the API refused its requests; fix the token, Org-Handle or base URL",
+					"org", org, "err", err.Error(), "retry_in", wait.String())
+			case errors.Is(err, errPublish), errors.Is(err, errDeadLetter):
 				kind = "publish"
-				p.log.Error("publishing failed; organization paused", "org", org, "error", err.Error(), "retry_in", wait.String())
+				p.log.Error("publishing failed; organization paused", "org", org, "err", err.Error(), "retry_in", wait.String())
 			default:
-				p.log.Warn("polling organization failed; paused", "org", org, "error", err.Error(), "retry_in", wait.String())
+				p.log.Warn("polling organization failed; paused", "org", org, "err", err.Error(), "retry_in", wait.String())
 			}
 			p.m.orgErrors.WithLabelValues(org, kind).Inc()
 			p.m.paused.WithLabelValues(org).Set(1)

@@ -2,7 +2,6 @@ package producer
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -12,15 +11,11 @@ import (
 func (p *Producer) resyncIfNeeded(ctx context.Context, org string) error {
 	p.mu.Lock()
 	need := p.resync[org]
-	var from map[int]int64
-	if cp := p.cps[org]; cp != nil && len(cp.Samples) > 0 {
-		from = cp.Samples[len(cp.Samples)-1].Offsets
-	}
 	p.mu.Unlock()
 	if !need || p.deps.EventLog == nil {
 		return nil
 	}
-	n, err := p.readBack(ctx, from, "")
+	n, err := p.readBackOrg(ctx, org)
 	if err != nil {
 		return fmt.Errorf("%w: reading back %s after a failed publish: %v", errPublish, p.deps.Topic, err)
 	}
@@ -29,6 +24,18 @@ func (p *Producer) resyncIfNeeded(ctx context.Context, org string) error {
 	delete(p.resync, org)
 	p.mu.Unlock()
 	return nil
+}
+
+// readBackOrg reads the events topic back from org's latest sample (or
+// from the start, without one) into the memory.
+func (p *Producer) readBackOrg(ctx context.Context, org string) (int, error) {
+	p.mu.Lock()
+	var from map[int]int64
+	if cp := p.cps[org]; cp != nil && len(cp.Samples) > 0 {
+		from = cp.Samples[len(cp.Samples)-1].Offsets
+	}
+	p.mu.Unlock()
+	return p.readBack(ctx, from, "")
 }
 
 // restore loads the saved state and rebuilds the dedup memory: from the
@@ -45,11 +52,23 @@ func (p *Producer) restore(ctx context.Context) error {
 	p.mu.Lock()
 	for org, cp := range st.Orgs {
 		cp.align(p.cfg.RescanAges, cp.Low())
+		if err := p.dead.decode(org, cp.DeadLetters); err != nil {
+			p.mu.Unlock()
+			return err
+		}
+		cp.DeadLetters = nil // kept in p.dead, added back at every save
 		p.cps[org] = cp
 	}
 	p.mu.Unlock()
 	if p.deps.EventLog == nil {
-		if len(st.Memory) > 0 {
+		switch {
+		case len(st.Memory) > 0 && st.MemoryVersion != memoryVersion:
+			// Version 1 remembered event-id prefixes, which cannot be
+			// turned into content hashes: the calls of the rescan horizon
+			// are published once more, with the new event ids.
+			p.log.Warn("the saved dedup memory is from an older version and is dropped; calls within the rescan horizon are published again once",
+				"memory_version", st.MemoryVersion, "want", memoryVersion)
+		case len(st.Memory) > 0:
 			if err := p.mem.UnmarshalBinary(st.Memory); err != nil {
 				return fmt.Errorf("producer: state memory: %w", err)
 			}
@@ -94,31 +113,43 @@ func minOffsets(a, b map[int]int64) map[int]int64 {
 }
 
 // readBack feeds the events from offsets from to the end into the memory.
-// Events of other organizations are skipped when only is set.
+// Events of other organizations are skipped when only is set. (Spreading
+// the scanning over workers was measured: no faster on the shared 2-core
+// machine, so it stays in ReadFrom's callback.)
 func (p *Producer) readBack(ctx context.Context, from map[int]int64, only string) (int, error) {
 	var n atomic.Int64
+	var e topicEntry // scratch: ReadFrom calls fn from one goroutine at a time
 	err := p.deps.EventLog.ReadFrom(ctx, from, func(value []byte) error {
-		e, ok := scanEvent(value)
-		if !ok {
-			if err := json.Unmarshal(value, &e); err != nil {
-				p.log.Warn("skipping a record of the events topic that is not a call event", "error", err.Error())
-				return nil
-			}
+		if p.restoreEvent(value, only, &e) {
+			n.Add(1)
 		}
-		id, err := parseUUID(e.EventID)
-		if err != nil || e.CallKey == "" || e.Revision < 1 {
-			p.log.Warn("skipping a call event without a usable identity", "event_id", e.EventID, "call_key", e.CallKey)
-			return nil
-		}
-		if only != "" && e.Org != only {
-			return nil
-		}
-		p.mem.Commit(e.Org, e.CallKey, id, e.Revision, e.CreationTime)
-		n.Add(1)
 		return nil
 	})
 	p.m.restoredCalls.Add(float64(n.Load()))
 	return int(n.Load()), err
+}
+
+// restoreEvent adds one event of the topic to the memory, using e as
+// scratch, and reports whether it did.
+func (p *Producer) restoreEvent(value []byte, only string, e *topicEntry) bool {
+	if !scanEvent(value, e) {
+		if err := decodeEntry(value, e); err != nil {
+			p.log.Warn("skipping a record of the events topic that is not a call event", "err", err.Error())
+			return false
+		}
+	}
+	c := &e.content
+	if len(c.org) == 0 || len(c.callKey) == 0 || e.revision < 1 {
+		p.log.Warn("skipping a call event without a usable identity", "event_id", string(e.eventID), "org", string(c.org), "call_key", string(c.callKey))
+		return false
+	}
+	if only != "" && string(c.org) != only {
+		return false
+	}
+	// The value has every normalised field: the content hash it was
+	// published with is recomputed from it, not carried.
+	p.mem.commit(keyOf(c.org, c.callKey), memEntry{hash: c.hash(), revision: uint32(e.revision), minute: unixMinute(c.creation)})
+	return true
 }
 
 // save writes the checkpoint if it changed since the last save. With
@@ -146,7 +177,9 @@ func (p *Producer) save(ctx context.Context) error {
 	p.mu.Lock()
 	st.Orgs = make(map[string]*Checkpoint, len(p.cps))
 	for org, cp := range p.cps {
-		st.Orgs[org] = cp.clone()
+		c := cp.clone()
+		c.DeadLetters = p.dead.encode(org)
+		st.Orgs[org] = c
 	}
 	p.dirty = false
 	p.mu.Unlock()
@@ -155,7 +188,7 @@ func (p *Producer) save(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		st.Memory = mem
+		st.Memory, st.MemoryVersion = mem, memoryVersion
 	}
 	if err := p.deps.Store.Save(ctx, st); err != nil {
 		p.mu.Lock()
@@ -168,15 +201,18 @@ func (p *Producer) save(ctx context.Context) error {
 	return nil
 }
 
-// evict forgets calls below every organization's lowest frontier: no rung
-// reads them again.
+// evict forgets calls below every organization's lowest frontier, and each
+// organization's dead-letter marks of windows below its own: no rung reads
+// them again.
 func (p *Producer) evict() {
 	p.mu.Lock()
 	var low time.Time
-	for _, cp := range p.cps {
-		if l := cp.Low(); low.IsZero() || l.Before(low) {
+	for org, cp := range p.cps {
+		l := cp.Low()
+		if low.IsZero() || l.Before(low) {
 			low = l
 		}
+		p.dead.evict(org, unixMinute(l.Add(-time.Minute)))
 	}
 	p.mu.Unlock()
 	if low.IsZero() {

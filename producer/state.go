@@ -23,6 +23,9 @@ type State struct {
 	Orgs    map[string]*Checkpoint `json:"orgs"`
 	Offsets map[int]int64          `json:"offsets,omitempty"`
 	Memory  []byte                 `json:"memory,omitempty"`
+	// MemoryVersion is the encoding of Memory (memoryVersion); 0 is the
+	// first one, whose digests were event ids.
+	MemoryVersion int `json:"memory_version,omitempty"`
 }
 
 // StateStore loads and saves the producer's State.

@@ -161,7 +161,7 @@ func TestOrgStatusMetrics(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Orgs, cfg.Lookback, cfg.SettleLag = []string{"acme"}, 10*time.Minute, time.Second
 	cfg.PollInterval, cfg.OrgBackoff, cfg.OrgBackoffMax = 20*time.Millisecond, 10*time.Millisecond, 20*time.Millisecond
-	p, err := New(cfg, Deps{Source: src, Publisher: pub, Topic: "calls", Store: NewFileStore(filepath.Join(t.TempDir(), "s.json")), Registerer: reg})
+	p, err := New(cfg, Deps{Source: src, Publisher: pub, Topic: "calls", DLQTopic: "dlq", Store: NewFileStore(filepath.Join(t.TempDir(), "s.json")), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,9 @@ package producer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,11 +14,29 @@ import (
 	"github.com/callstream/callstream/schemas"
 )
 
+// minPageSize is the floor of the page-size fallback: a page of one
+// record that is still over the client's body limit fails the window
+// (raise unpod.max_body_bytes).
+const minPageSize = 1
+
 // readWindow reads w until its count stays the same while paging and
-// every record it counts was seen, at most MaxWindowReads times.
+// every record it counts was seen, at most MaxWindowReads times. A page
+// over the API client's body limit (unpod.ErrBodyTooLarge) makes it read
+// the window again in pages half as large, down to minPageSize, without
+// counting that as a read: one page of unusually large records never
+// stops the organization.
 func (p *Producer) readWindow(ctx context.Context, org string, w Window) error {
-	for attempt := 1; ; attempt++ {
-		ok, err := p.readOnce(ctx, org, w)
+	defer p.lockOrg(org)()
+	size := p.cfg.PageSize
+	for attempt := 1; ; {
+		ok, err := p.readOnce(ctx, org, w, size)
+		if errors.Is(err, unpod.ErrBodyTooLarge) && size > minPageSize {
+			size = max(size/2, minPageSize)
+			p.m.windows.WithLabelValues(org, "smaller_pages").Inc()
+			p.log.Warn("a page was larger than the API client reads; reading the window in smaller pages",
+				"org", org, "start", w.Start, "end", w.End, "page_size", size, "err", err.Error())
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -31,7 +51,22 @@ func (p *Producer) readWindow(ctx context.Context, org string, w Window) error {
 			return nil
 		}
 		p.m.windows.WithLabelValues(org, "reread").Inc()
+		attempt++
 	}
+}
+
+// lockOrg serialises the gate of one organization: its window reads and
+// Replay. It returns the unlock.
+func (p *Producer) lockOrg(org string) func() {
+	p.mu.Lock()
+	l, ok := p.orgLocks[org]
+	if !ok {
+		l = &sync.Mutex{}
+		p.orgLocks[org] = l
+	}
+	p.mu.Unlock()
+	l.Lock()
+	return l.Unlock
 }
 
 // Pipelining of a window read: pages are fetched and their records
@@ -64,11 +99,13 @@ func identifyPage(org string, pg *unpod.Page) fetched {
 	return f
 }
 
-// readOnce reads every page of w once, publishing as it goes, and reports
-// whether the read was consistent: count the same on every page and every
-// counted record seen.
-func (p *Producer) readOnce(ctx context.Context, org string, w Window) (bool, error) {
-	q := unpod.Query{Org: org, Page: 1, PageSize: p.cfg.PageSize, Start: w.Start, End: w.End}
+// readOnce reads every page of w once with pages of size records,
+// publishing as it goes, and reports whether the read was consistent:
+// count the same on every page and every counted record seen or
+// dead-lettered. A page past the end of the data (unpod.ErrPastLastPage:
+// the count shrank after page 1) ends the read as inconsistent.
+func (p *Producer) readOnce(ctx context.Context, org string, w Window, size int) (bool, error) {
+	q := unpod.Query{Org: org, Page: 1, PageSize: size, Start: w.Start, End: w.End}
 	wrap := func(page int, err error) error {
 		return fmt.Errorf("producer: org %s window [%s, %s) page %d: %w",
 			org, w.Start.Format(time.RFC3339Nano), w.End.Format(time.RFC3339Nano), page, err)
@@ -114,10 +151,11 @@ func (p *Producer) readOnce(ctx context.Context, org string, w Window) (bool, er
 		}
 	}()
 
-	pub := p.newPublishQueue(org)
+	pub := p.newPublishQueue(ctx, org)
 	seen := map[string]struct{}{}
-	last, invalid, changed := first.Count, 0, false
-	handle := func(page int, f fetched) {
+	seenDead := map[uint64]struct{}{}
+	last, accounted, changed := first.Count, 0, false
+	handle := func(f fetched) {
 		pg := f.page
 		if pg.Count != last {
 			changed = true
@@ -126,39 +164,43 @@ func (p *Producer) readOnce(ctx context.Context, org string, w Window) (bool, er
 		n := len(pg.Records) + len(pg.Invalid)
 		p.read.Add(int64(n))
 		p.m.recordsRead.WithLabelValues(org).Add(float64(n))
-		for _, bad := range pg.Invalid {
-			invalid++
-			p.invalid.Add(1)
-			p.m.invalid.WithLabelValues(org).Inc()
-			p.log.Error("API sent a call log that cannot be decoded; skipped", "org", org, "page", page,
-				"index", bad.Index, "error", bad.Err.Error(), "raw", truncate(string(bad.Raw), 300))
-		}
-		pub.submit(p.gate(org, f, seen))
+		p.invalid.Add(int64(len(pg.Invalid)))
+		p.m.invalid.WithLabelValues(org).Add(float64(len(pg.Invalid)))
+		b, dead := p.gate(org, w, f, seen, seenDead)
+		accounted += dead
+		pub.submit(b)
 		if p.pageHook != nil {
 			p.pageHook(n)
 		}
 	}
-	page := pages + 1
 	for ch := range ahead {
-		page--
 		f := <-ch
 		if f.err != nil {
 			cancel()
-			pub.wait()
+			perr := pub.wait()
+			if perr == nil && errors.Is(f.err, unpod.ErrPastLastPage) {
+				// The data ended before page 1's count said: read again.
+				p.log.Info("a page past the end of the data: the count shrank while paging; the window is read again",
+					"org", org, "start", w.Start, "end", w.End, "err", f.err.Error())
+				return false, nil
+			}
+			if perr != nil {
+				return false, perr
+			}
 			return false, f.err
 		}
-		handle(page, f)
+		handle(f)
 		if pub.failed() {
 			break
 		}
 	}
 	if !pub.failed() {
-		handle(1, identifyPage(org, first))
+		handle(identifyPage(org, first))
 	}
 	if err := pub.wait(); err != nil {
 		return false, err
 	}
-	return !changed && len(seen)+invalid >= last, nil
+	return !changed && len(seen)+accounted >= last, nil
 }
 
 func truncate(s string, n int) string {
@@ -174,46 +216,80 @@ type batch struct {
 	ids       []Identity
 	keys      []memKey
 	revisions []int
+	dead      []deadLetter
+	window    Window
 	observed  time.Time
 }
 
-// gate runs a page's records through the dedup memory. seen holds the call
-// keys of the current read, so a record repeated by a page shift is taken
-// once.
-func (p *Producer) gate(org string, f fetched, seen map[string]struct{}) *batch {
-	recs := f.page.Records
-	if len(recs) == 0 {
-		return nil
+// gate runs a page's records through the dedup memory and the edge's
+// checks. seen holds the call keys of the current read, so a record
+// repeated by a page shift is taken once; seenDead does the same for dead
+// letters. It returns the batch to publish (nil when empty) and how many
+// records are accounted for as dead letters, new or remembered.
+func (p *Producer) gate(org string, w Window, f fetched, seen map[string]struct{}, seenDead map[uint64]struct{}) (*batch, int) {
+	pg := f.page
+	b := &batch{observed: p.now(), window: w}
+	minute := unixMinute(w.End)
+	accounted := 0
+	dead := func(dl deadLetter) {
+		accounted++
+		dl.mark = markOf(org, dl.raw)
+		if _, dup := seenDead[dl.mark]; dup {
+			return
+		}
+		seenDead[dl.mark] = struct{}{}
+		if !p.dead.seen(org, dl.mark, minute) {
+			b.dead = append(b.dead, dl)
+		}
 	}
-	b := &batch{observed: p.now()}
+	for _, bad := range pg.Invalid {
+		dl := deadLetter{raw: bad.Raw, kind: kindUndecodable, reason: bad.Err.Error()}
+		if s, ok := unpod.UnknownStatus(bad.Err); ok {
+			dl.kind, dl.detail = kindUnknownStatus, strings.ToLower(strings.TrimSpace(s))
+		}
+		dead(dl)
+	}
+	recs := pg.Records
 	dups := 0
 	for i := len(recs) - 1; i >= 0; i-- { // oldest first, see readOnce
-		id := &f.ids[i]
+		r, id := &recs[i], &f.ids[i]
+		if r.CreationTime.Before(w.Start) || !r.CreationTime.Before(w.End) {
+			dead(deadLetter{raw: r.Raw, kind: kindOutsideWindow, callKey: id.CallKey, reason: fmt.Sprintf(
+				"creation_time %s is outside the window [%s, %s) the API served it for", r.CreationTime.Format(time.RFC3339Nano),
+				w.Start.Format(time.RFC3339Nano), w.End.Format(time.RFC3339Nano))})
+			continue
+		}
 		if _, dup := seen[id.CallKey]; dup {
 			continue
 		}
 		seen[id.CallKey] = struct{}{}
-		d := p.mem.check(f.keys[i], id.EventID)
+		// A record large enough that its event may be over the limit was
+		// perhaps dead-lettered as too large already.
+		if len(r.Raw) >= p.cfg.MaxMessageBytes/3 && p.dead.seen(org, markOf(org, r.Raw), minute) {
+			continue
+		}
+		d := p.mem.check(f.keys[i], id.hash)
 		if !d.Publish {
 			dups++
 			continue
 		}
-		b.recs = append(b.recs, &recs[i])
+		b.recs = append(b.recs, r)
 		b.ids = append(b.ids, *id)
 		b.keys = append(b.keys, f.keys[i])
 		b.revisions = append(b.revisions, d.Revision)
 	}
 	p.dups.Add(int64(dups))
 	p.m.duplicates.WithLabelValues(org).Add(float64(dups))
-	if len(b.recs) == 0 {
-		return nil
+	if len(b.recs) == 0 && len(b.dead) == 0 {
+		return nil, accounted
 	}
-	return b
+	return b, accounted
 }
 
 // publishQueue publishes the batches of one window read, up to
 // publishAhead at a time, and keeps the first error.
 type publishQueue struct {
+	ctx context.Context
 	p   *Producer
 	org string
 	sem chan struct{}
@@ -222,8 +298,8 @@ type publishQueue struct {
 	err error
 }
 
-func (p *Producer) newPublishQueue(org string) *publishQueue {
-	return &publishQueue{p: p, org: org, sem: make(chan struct{}, publishAhead)}
+func (p *Producer) newPublishQueue(ctx context.Context, org string) *publishQueue {
+	return &publishQueue{ctx: ctx, p: p, org: org, sem: make(chan struct{}, publishAhead)}
 }
 
 func (q *publishQueue) submit(b *batch) {
@@ -235,7 +311,7 @@ func (q *publishQueue) submit(b *batch) {
 	go func() {
 		defer q.wg.Done()
 		defer func() { <-q.sem }()
-		if err := q.p.send(q.org, b); err != nil {
+		if err := q.p.send(q.ctx, q.org, b); err != nil {
 			q.fail(err)
 		}
 	}()
@@ -263,44 +339,126 @@ func (q *publishQueue) wait() error {
 	return q.err
 }
 
-// send encodes and publishes a batch, and remembers its events once the
-// bus acknowledged them.
-func (p *Producer) send(org string, b *batch) error {
+// outgoing is one event of a batch on its way to the bus.
+type outgoing struct {
+	event *schemas.CallEvent
+	msg   *message.Message
+	rec   *unpod.Record
+	id    Identity
+	key   memKey
+}
+
+// send encodes and publishes a batch, remembers its events once the bus
+// acknowledged them, then dead-letters what could not be published: the
+// batch's dead letters and every event over the size limit.
+func (p *Producer) send(ctx context.Context, org string, b *batch) error {
 	events := make([]schemas.CallEvent, len(b.recs))
-	msgs := make([]*message.Message, len(b.recs))
+	out := make([]outgoing, 0, len(b.recs))
 	source := schemas.Source(org)
 	for i, r := range b.recs {
 		events[i] = NewEvent(org, r, b.ids[i], b.revisions[i], b.observed)
-		msgs[i] = newMessage(&events[i], source)
+		msg := newMessage(&events[i], source)
+		if n := messageSize(msg); n > p.cfg.MaxMessageBytes {
+			b.dead = append(b.dead, tooLarge(org, r, b.ids[i].CallKey,
+				fmt.Sprintf("its event is %d bytes, over producer.max_message_bytes %d", n, p.cfg.MaxMessageBytes)))
+			continue
+		}
+		out = append(out, outgoing{event: &events[i], msg: msg, rec: r, id: b.ids[i], key: b.keys[i]})
 	}
-	if err := p.deps.Publisher.Publish(p.deps.Topic, msgs...); err != nil {
+	acked, refused, err := p.publishEvents(ctx, org, out)
+	if err != nil {
+		return err
+	}
+	for _, o := range refused {
+		b.dead = append(b.dead, tooLarge(org, o.rec, o.id.CallKey, "the bus refused its event as too large"))
+	}
+	p.commit(org, acked)
+	for i := range b.dead {
+		if err := p.deadLetter(org, b.window, &b.dead[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func tooLarge(org string, r *unpod.Record, callKey, why string) deadLetter {
+	return deadLetter{raw: r.Raw, kind: kindTooLarge, callKey: callKey, reason: "too large: " + why, mark: markOf(org, r.Raw)}
+}
+
+// publishEvents publishes out as one batch. When the bus refuses it as too
+// large (schemas.ErrTooLarge), it learns what the batch wrote (reading the
+// topic back, with an EventLog) and publishes the rest one by one, so that
+// the refused events come back in refused and every other one is
+// published.
+func (p *Producer) publishEvents(ctx context.Context, org string, out []outgoing) (acked, refused []outgoing, err error) {
+	if len(out) == 0 {
+		return nil, nil, nil
+	}
+	msgs := make([]*message.Message, len(out))
+	for i := range out {
+		msgs[i] = out[i].msg
+	}
+	err = p.deps.Publisher.Publish(p.deps.Topic, msgs...)
+	if err == nil {
+		return out, nil, nil
+	}
+	fail := func(n int, err error) error {
 		// Some of the batch may have been written: learn what from the
 		// topic before publishing anything else for this org.
 		p.mu.Lock()
 		p.resync[org] = true
 		p.mu.Unlock()
-		return fmt.Errorf("%w: publish %d events of org %s to %s: %v", errPublish, len(msgs), org, p.deps.Topic, err)
+		return fmt.Errorf("%w: publish %d events of org %s to %s: %v", errPublish, n, org, p.deps.Topic, err)
 	}
+	if !errors.Is(err, schemas.ErrTooLarge) {
+		return nil, nil, fail(len(msgs), err)
+	}
+	if len(out) > 1 && p.deps.EventLog != nil {
+		if _, rerr := p.readBackOrg(ctx, org); rerr != nil {
+			return nil, nil, fail(len(msgs), fmt.Errorf("%v; reading back what it wrote: %v", err, rerr))
+		}
+	}
+	for _, o := range out {
+		if len(out) > 1 && !p.mem.check(o.key, o.id.hash).Publish {
+			acked = append(acked, o) // written by the refused batch
+			continue
+		}
+		err := p.deps.Publisher.Publish(p.deps.Topic, o.msg)
+		switch {
+		case errors.Is(err, schemas.ErrTooLarge):
+			refused = append(refused, o)
+		case err != nil:
+			p.commit(org, acked)
+			return nil, nil, fail(1, err)
+		default:
+			acked = append(acked, o)
+		}
+	}
+	return acked, refused, nil
+}
+
+// commit remembers events the bus acknowledged, counts them and hands them
+// to Deps.OnEvent.
+func (p *Producer) commit(org string, acked []outgoing) {
 	updated := 0
-	for i := range events {
-		e := &events[i]
-		p.mem.commit(b.keys[i], memEntry{event: eventPrefix(b.ids[i].EventID), revision: uint32(e.Revision), minute: unixMinute(e.CreationTime)})
+	for _, o := range acked {
+		e := o.event
+		p.mem.commit(o.key, memEntry{hash: o.id.hash, revision: uint32(e.Revision), minute: unixMinute(e.CreationTime)})
 		if e.Revision > 1 {
 			updated++
 		}
 	}
 	p.updated.Add(int64(updated))
-	p.published.Add(int64(len(events)))
+	p.published.Add(int64(len(acked)))
 	p.m.published.WithLabelValues(org, schemas.TypeCallUpdated).Add(float64(updated))
-	p.m.published.WithLabelValues(org, schemas.TypeCallCreated).Add(float64(len(events) - updated))
-	p.m.publishedCalls(org, events)
+	p.m.published.WithLabelValues(org, schemas.TypeCallCreated).Add(float64(len(acked) - updated))
+	p.m.publishedCalls(org, acked)
 	p.m.remembered.Set(float64(p.mem.Len()))
-	if p.deps.OnEvent != nil {
+	if p.deps.OnEvent != nil && len(acked) > 0 {
 		p.eventMu.Lock()
-		for i := range events {
-			p.deps.OnEvent(&events[i])
+		for _, o := range acked {
+			p.deps.OnEvent(o.event)
 		}
 		p.eventMu.Unlock()
 	}
-	return nil
 }

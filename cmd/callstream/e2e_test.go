@@ -445,7 +445,7 @@ func e2eCheckTruth(t *testing.T, sim *unpodsim.Server, org string, cut, asOf tim
 			if missing++; missing <= 5 {
 				t.Errorf("org %s: call %s (created %s) is not on the topic", org, id.CallKey, r.CreationTime.Format(time.RFC3339Nano))
 			}
-		case e.EventID != id.EventID.String():
+		case e.EventID != producer.EventID(org, id.CallKey, e.Revision, id.ContentHash).String():
 			if stale++; stale <= 5 {
 				t.Errorf("org %s: call %s: latest revision %d has status %s, the truth %s", org, id.CallKey, e.Revision, e.CallStatus, r.CallStatus)
 			}
@@ -533,9 +533,9 @@ func e2eCheckPostgres(t *testing.T, dsn, schema string, sim *unpodsim.Server, or
 			}
 			wantEnd := tr.EndTime
 			sameEnd := (wantEnd == nil) == (r.end == nil) && (wantEnd == nil || wantEnd.Truncate(time.Microsecond).Equal(*r.end))
-			if r.eventID != id.EventID.String() || r.status != tr.CallStatus || r.duration != tr.DurationSeconds || r.reason != tr.EndReason || !sameEnd {
-				fail("call_logs: call %s/%s is %s/%d s/%q/end %v (event %s), the truth %s/%d s/%q/end %v (event %s)", org, id.CallKey,
-					r.status, r.duration, r.reason, r.end, r.eventID, tr.CallStatus, tr.DurationSeconds, tr.EndReason, wantEnd, id.EventID)
+			if r.eventID != producer.EventID(org, id.CallKey, r.revision, id.ContentHash).String() || r.status != tr.CallStatus || r.duration != tr.DurationSeconds || r.reason != tr.EndReason || !sameEnd {
+				fail("call_logs: call %s/%s is %s/%d s/%q/end %v (event %s), the truth %s/%d s/%q/end %v (content hash %s)", org, id.CallKey,
+					r.status, r.duration, r.reason, r.end, r.eventID, tr.CallStatus, tr.DurationSeconds, tr.EndReason, wantEnd, id.ContentHash)
 			}
 		}
 	}

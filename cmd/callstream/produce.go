@@ -66,6 +66,10 @@ func buildProducer(ctx context.Context, cfg *Config, logger *slog.Logger, reg *p
 	if err := k.ensure(ctx, cfg.Producer.Partitions, topic); err != nil {
 		return nil, "", err
 	}
+	dlq := schemas.TopicName(cfg.TopicPrefix, schemas.DLQTopic) // the producer's dead letters go there too
+	if err := k.ensure(ctx, 0, dlq); err != nil {
+		return nil, "", err
+	}
 	store, err := k.producerState(ctx)
 	if err != nil {
 		return nil, "", err
@@ -74,6 +78,7 @@ func buildProducer(ctx context.Context, cfg *Config, logger *slog.Logger, reg *p
 		Source:     client,
 		Publisher:  k.publisher(),
 		Topic:      topic,
+		DLQTopic:   dlq,
 		Store:      store,
 		EventLog:   k.eventLog(topic),
 		Logger:     logger,

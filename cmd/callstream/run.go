@@ -92,6 +92,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		Source:     client,
 		Publisher:  bus.publisher(),
 		Topic:      topics.Calls,
+		DLQTopic:   topics.DLQ,
 		Store:      producer.NewFileStore(cfg.statePath(producerStateFile)),
 		EventLog:   bus.eventLog(topics.Calls),
 		Logger:     logger,

@@ -85,6 +85,7 @@ alerting:
   grace: 3s
   evaluation_interval: 5s
   idle_timeout: 10s
+  startup_hold: 2s
   rules:
     - {name: test-failed-burst, match: {call_status: [failed]}, window: 10s, min_count: 5, min_ratio: 0.3, min_volume: 10, for: 0s, keep_firing_for: 0s}
   notifiers:

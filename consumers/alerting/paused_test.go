@@ -68,7 +68,7 @@ func TestOrgPausedAlert(t *testing.T) {
 	pcfg := producer.DefaultConfig()
 	pcfg.Orgs, pcfg.PollInterval, pcfg.Lookback = []string{"acme", "globex"}, 100*time.Millisecond, 5*time.Minute
 	pcfg.OrgBackoff, pcfg.OrgBackoffMax = 100*time.Millisecond, 200*time.Millisecond
-	prod, err := producer.New(pcfg, producer.Deps{Source: src, Publisher: bus.Publisher(), Topic: "calls",
+	prod, err := producer.New(pcfg, producer.Deps{Source: src, Publisher: bus.Publisher(), Topic: "calls", DLQTopic: "dlq",
 		Store: producer.NewFileStore(filepath.Join(t.TempDir(), "producer.json")), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)

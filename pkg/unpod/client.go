@@ -3,8 +3,15 @@
 // backoff and jitter, Retry-After, a client-side rate limit and decoding that
 // accepts every published variant of a call log.
 //
-// The token is sent only in the Authorization header; it never appears in a
-// log line, an error string or a metric label.
+// The token is sent only in the Authorization header, and only to the
+// configured origin: the client follows no redirect (a 3xx answer is an
+// error wrapping ErrRedirect that names the Location's scheme and host), so
+// neither an https-to-http redirect nor one to another host can carry the
+// token away, and a redirected page is never taken for an empty one. The
+// token never appears in a log line, an error string or a metric label, and
+// neither do credentials (user:pass@) or a query string in the base URL:
+// they are never sent either (the Authorization header is the API's only
+// credential).
 package unpod
 
 import (
@@ -23,6 +30,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"golang.org/x/time/rate"
 )
 
 // API paths, relative to the base URL.
@@ -31,17 +39,15 @@ const (
 	OrganizationsPath = "/api/v2/platform/organizations/"
 )
 
-// maxBody bounds a response body; a 1,000-record page is well under 1 MB.
-const maxBody = 64 << 20
-
 // Client talks to one Unpod API with one token. It is safe for concurrent use.
 type Client struct {
-	cfg     Config
-	base    *url.URL
-	http    *http.Client
-	log     *slog.Logger
-	limiter *limiter
-	metrics *metrics
+	cfg      Config
+	base     *url.URL
+	http     *http.Client
+	log      *slog.Logger
+	limiter  *rate.Limiter
+	metrics  *metrics
+	statuses *statusTable
 }
 
 // New returns a Client for cfg; zero fields take DefaultConfig values.
@@ -49,19 +55,30 @@ func New(cfg Config) (*Client, error) {
 	cfg = cfg.withDefaults()
 	base, err := url.Parse(strings.TrimSpace(cfg.BaseURL))
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("unpod: base URL %q: want http(s)://host[/path]", cfg.BaseURL)
+		return nil, fmt.Errorf("unpod: base URL %q: want http(s)://host[/path]", RedactURL(cfg.BaseURL))
 	}
 	base.Path = strings.TrimRight(base.Path, "/")
-	base.RawQuery, base.Fragment = "", ""
+	// Credentials in the URL would only ever be logged: the Authorization
+	// header carries the token, and net/http sends no userinfo beside it.
+	base.User, base.RawQuery, base.Fragment = nil, "", ""
 	if strings.TrimSpace(cfg.Token) == "" {
 		return nil, errors.New("unpod: no API token (set UNPOD_API_TOKEN)")
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
+	statuses, err := cfg.StatusMap.compile()
+	if err != nil {
+		return nil, err
+	}
+	var hc http.Client
+	if cfg.HTTPClient != nil {
+		hc = *cfg.HTTPClient
+	} else {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 16
-		hc = &http.Client{Transport: tr}
+		hc.Transport = tr
 	}
+	// No redirect is followed, whatever client was given: the 3xx answer
+	// itself comes back and is refused in attempt.
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -71,12 +88,13 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	return &Client{
-		cfg:     cfg,
-		base:    base,
-		http:    hc,
-		log:     log,
-		limiter: newLimiter(cfg.RateLimit, cfg.Burst),
-		metrics: m,
+		cfg:      cfg,
+		base:     base,
+		http:     &hc,
+		log:      log,
+		limiter:  newLimiter(cfg.RateLimit, cfg.Burst),
+		metrics:  m,
+		statuses: statuses,
 	}, nil
 }
 
@@ -90,7 +108,7 @@ type Query struct {
 	CallStatus string    // "completed" / "missed" / "failed" / "no-answer" / ""
 }
 
-func (q Query) values() (url.Values, error) {
+func (q Query) values(statuses *statusTable) (url.Values, error) {
 	if strings.TrimSpace(q.Org) == "" {
 		return nil, errors.New("unpod: call logs query without an Org-Handle")
 	}
@@ -119,7 +137,7 @@ func (q Query) values() (url.Values, error) {
 		v.Set("call_type", q.CallType)
 	}
 	if q.CallStatus != "" {
-		if _, ok := NormalizeStatus(q.CallStatus); !ok {
+		if _, ok := statuses.normalize(q.CallStatus); !ok {
 			return nil, fmt.Errorf("unpod: call status %q: want completed, missed or failed", q.CallStatus)
 		}
 		v.Set("call_status", q.CallStatus)
@@ -133,9 +151,14 @@ func FormatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // CallLogs fetches one page of call logs. Retryable failures (network,
 // timeouts, 5xx, 429, a truncated body) are retried within MaxRetryTime;
-// other errors are returned at once as *APIError.
+// other errors are returned at once: an *APIError for an answer other than
+// 2xx, an error wrapping ErrBodyTooLarge for a body over MaxBodyBytes (ask
+// for a smaller page). A 404 for a page after the first that does not name
+// the organization (Django REST Framework's {"detail": "Invalid page."})
+// is an *APIError wrapping ErrPastLastPage: the data ended before the page
+// count of an earlier page said, so the count shrank.
 func (c *Client) CallLogs(ctx context.Context, q Query) (*Page, error) {
-	v, err := q.values()
+	v, err := q.values(c.statuses)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +168,7 @@ func (c *Client) CallLogs(ctx context.Context, q Query) (*Page, error) {
 	}
 	var page *Page
 	err = c.do(ctx, "call_logs", CallLogsPath, v, q.Org, func(body []byte) error {
-		p, err := DecodePage(body, pageNo)
+		p, err := decodePage(body, pageNo, c.statuses)
 		page = p
 		return err
 	})
@@ -197,7 +220,7 @@ func (c *Client) do(ctx context.Context, endpoint, path string, query url.Values
 		c.metrics.retries.WithLabelValues(endpoint, retryReason(err)).Inc()
 		c.log.LogAttrs(ctx, slog.LevelWarn, "unpod request failed, retrying",
 			slog.String("url", target), slog.String("org", org), slog.Int("attempt", attempt),
-			slog.Duration("wait", wait), slog.String("error", err.Error()))
+			slog.Duration("wait", wait), slog.String("err", err.Error()))
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -210,7 +233,7 @@ func (c *Client) do(ctx context.Context, endpoint, path string, query url.Values
 
 // attempt sends one request, bounded by Config.Timeout.
 func (c *Client) attempt(ctx context.Context, endpoint, target, org string, parse func([]byte) error) error {
-	if err := c.limiter.wait(ctx); err != nil {
+	if err := c.limiter.Wait(ctx); err != nil {
 		return fmt.Errorf("unpod: GET %s: rate limit wait: %w", target, err)
 	}
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
@@ -232,7 +255,7 @@ func (c *Client) attempt(ctx context.Context, endpoint, target, org string, pars
 		c.observe(endpoint, "error", start)
 		return fmt.Errorf("unpod: GET %s: %w", target, err)
 	}
-	body, rerr := readBody(resp)
+	body, rerr := readBody(resp, c.cfg.MaxBodyBytes)
 	resp.Body.Close()
 	c.observe(endpoint, strconv.Itoa(resp.StatusCode), start)
 	c.log.LogAttrs(ctx, slog.LevelDebug, "unpod request",
@@ -240,14 +263,23 @@ func (c *Client) attempt(ctx context.Context, endpoint, target, org string, pars
 		slog.Int("bytes", len(body)), slog.Duration("took", time.Since(start)))
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return &APIError{
-			Status:     resp.StatusCode,
-			Message:    errorMessage(c.redact(body)),
-			Method:     http.MethodGet,
-			URL:        target,
-			Org:        org,
-			RetryAfter: ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+		ae := &APIError{
+			Status:  resp.StatusCode,
+			Message: errorMessage(c.redact(body)),
+			Method:  http.MethodGet,
+			URL:     target,
+			Org:     org,
 		}
+		ae.RetryAfter, _ = ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		switch {
+		case resp.StatusCode >= 300 && resp.StatusCode <= 399:
+			ae.Message = "redirect to " + redirectTarget(req.URL, resp.Header.Get("Location")) +
+				" refused: the client follows no redirect, so the token goes only to " + c.base.Scheme + "://" + c.base.Host +
+				"; set base_url to the API's own address"
+		case resp.StatusCode == http.StatusNotFound && pageOf(req.URL) > 1 && !namesOrganization(ae.Message):
+			ae.PastLastPage = true
+		}
+		return ae
 	}
 	if rerr != nil {
 		return fmt.Errorf("unpod: GET %s: read body: %w", target, rerr)
@@ -265,17 +297,87 @@ func (c *Client) attempt(ctx context.Context, endpoint, target, org string, pars
 	return nil
 }
 
-// readBody reads at most maxBody bytes of resp's body into a buffer sized
-// from Content-Length when there is one: io.ReadAll would regrow and copy a
-// 1,000-record page a dozen times.
-func readBody(resp *http.Response) ([]byte, error) {
-	r := io.LimitReader(resp.Body, maxBody)
-	if n := resp.ContentLength; n > 0 && n <= maxBody {
-		buf := bytes.NewBuffer(make([]byte, 0, n+bytes.MinRead))
-		_, err := buf.ReadFrom(r)
-		return buf.Bytes(), err
+// readBody reads resp's body into a buffer sized from Content-Length when
+// there is one (io.ReadAll would regrow and copy a 1,000-record page a
+// dozen times). A body over limit bytes is an error wrapping
+// ErrBodyTooLarge, found from Content-Length before reading when the
+// server sends one.
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	tooLarge := func(what string) error {
+		return fmt.Errorf("%w: %s, over the limit of %d bytes (unpod.max_body_bytes)", ErrBodyTooLarge, what, limit)
 	}
-	return io.ReadAll(r)
+	if n := resp.ContentLength; n > limit {
+		return nil, tooLarge(fmt.Sprintf("Content-Length %d", n))
+	}
+	r := io.LimitReader(resp.Body, limit+1)
+	var body []byte
+	var err error
+	if n := resp.ContentLength; n > 0 {
+		buf := bytes.NewBuffer(make([]byte, 0, n+bytes.MinRead))
+		_, err = buf.ReadFrom(r)
+		body = buf.Bytes()
+	} else {
+		body, err = io.ReadAll(r)
+	}
+	if int64(len(body)) > limit {
+		return nil, tooLarge("the body")
+	}
+	return body, err
+}
+
+// redirectTarget names where a redirect pointed, scheme and host only:
+// never its userinfo, path or query.
+func redirectTarget(from *url.URL, location string) string {
+	if location == "" {
+		return "no Location"
+	}
+	u, err := from.Parse(location)
+	if err != nil || u.Host == "" {
+		return "an unusable Location"
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// pageOf returns the page number a URL asks for (1 by default).
+func pageOf(u *url.URL) int {
+	n, err := strconv.Atoi(u.Query().Get("page"))
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// namesOrganization reports whether a 404's message is about the
+// organization ("Organization not found.") rather than the page.
+func namesOrganization(msg string) bool {
+	m := strings.ToLower(msg)
+	return strings.Contains(m, "organi") || strings.Contains(m, "org-handle") || strings.Contains(m, "org handle")
+}
+
+// RedactURL returns u with any userinfo and query values masked, for logs
+// and errors; a text that does not parse as a URL is masked from its
+// scheme on.
+func RedactURL(u string) string {
+	p, err := url.Parse(strings.TrimSpace(u))
+	if err != nil {
+		scheme, _, ok := strings.Cut(u, "://")
+		if !ok {
+			return "***"
+		}
+		return scheme + "://***"
+	}
+	if p.User != nil {
+		p.User = url.User("***")
+	}
+	if p.RawQuery != "" {
+		q := p.Query()
+		for k := range q {
+			q[k] = []string{"***"}
+		}
+		p.RawQuery = q.Encode()
+	}
+	p.Fragment, p.RawFragment = "", ""
+	return p.String()
 }
 
 func (c *Client) observe(endpoint, code string, start time.Time) {
@@ -313,25 +415,34 @@ func errorMessage(body []byte) string {
 	return s
 }
 
-// ParseRetryAfter reads a Retry-After header in either form, delay-seconds
-// or an HTTP date, relative to now. It returns 0 when absent or unusable.
-func ParseRetryAfter(h string, now time.Time) time.Duration {
+// MaxRetryAfter caps what ParseRetryAfter returns: a server asking for
+// more than a day is taken to mean a day, not ignored.
+const MaxRetryAfter = 24 * time.Hour
+
+// ParseRetryAfter reads a Retry-After header (RFC 9110 section 10.2.3) in
+// either form, delay-seconds or an HTTP date, relative to now. ok is false
+// when the header is absent or unusable (not a number or a date, or a
+// negative number); a date in the past is a wait of 0, and a wait over
+// MaxRetryAfter is capped at it. It is the one Retry-After parser of the
+// project.
+func ParseRetryAfter(h string, now time.Time) (wait time.Duration, ok bool) {
 	h = strings.TrimSpace(h)
 	if h == "" {
-		return 0
+		return 0, false
 	}
 	if secs, err := strconv.ParseFloat(h, 64); err == nil {
-		if secs <= 0 || secs > 24*3600 {
-			return 0
+		if secs != secs || secs < 0 {
+			return 0, false
 		}
-		return time.Duration(secs * float64(time.Second))
+		if secs >= MaxRetryAfter.Seconds() {
+			return MaxRetryAfter, true
+		}
+		return time.Duration(secs * float64(time.Second)), true
 	}
 	if t, err := http.ParseTime(h); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
+		return min(max(t.Sub(now), 0), MaxRetryAfter), true
 	}
-	return 0
+	return 0, false
 }
 
 func retryReason(err error) string {

@@ -80,7 +80,8 @@ func TestStatusCodes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = c.CallLogs(context.Background(), Query{Org: "acme", Page: 2})
+			// Page 1: a 404 on a later page is past the end (TestPastLastPage).
+			_, err = c.CallLogs(context.Background(), Query{Org: "acme", Page: 1})
 			var ae *APIError
 			if !errors.As(err, &ae) {
 				t.Fatalf("err = %v, want an *APIError", err)
@@ -89,7 +90,7 @@ func TestStatusCodes(t *testing.T) {
 				t.Errorf("err = %v: sentinel %v, IsPermanent %v", err, tt.sentinel, IsPermanent(err))
 			}
 			if ae.Status != tt.code || ae.Message != "nope from server" || ae.Org != "acme" || ae.Method != "GET" ||
-				!strings.HasSuffix(ae.URL, CallLogsPath+"?page=2") {
+				!strings.HasSuffix(ae.URL, CallLogsPath+"?page=1") {
 				t.Errorf("APIError = %+v", ae)
 			}
 			if tt.permanent && n.Load() != 1 {
@@ -201,19 +202,28 @@ func TestRetryAfterBeyondBudget(t *testing.T) {
 
 func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2026, 2, 7, 5, 57, 0, 0, time.UTC)
-	tests := map[string]time.Duration{
-		"":                              0,
-		"5":                             5 * time.Second,
-		"0":                             0,
-		"-3":                            0,
-		"1.5":                           1500 * time.Millisecond,
-		"Sat, 07 Feb 2026 05:57:30 GMT": 30 * time.Second,
-		"Sat, 07 Feb 2026 05:56:30 GMT": 0,
-		"soon":                          0,
+	type want struct {
+		d  time.Duration
+		ok bool
 	}
-	for h, want := range tests {
-		if got := ParseRetryAfter(h, now); got != want {
-			t.Errorf("ParseRetryAfter(%q) = %s, want %s", h, got, want)
+	tests := map[string]want{
+		"":                              {0, false},
+		"5":                             {5 * time.Second, true},
+		"0":                             {0, true},
+		"-3":                            {0, false},
+		"NaN":                           {0, false},
+		"1.5":                           {1500 * time.Millisecond, true},
+		"Sat, 07 Feb 2026 05:57:30 GMT": {30 * time.Second, true},
+		"Sat, 07 Feb 2026 05:56:30 GMT": {0, true},
+		"soon":                          {0, false},
+		// Over a day is capped, not dropped (issue 14.12).
+		"86401":                         {24 * time.Hour, true},
+		"604800":                        {24 * time.Hour, true},
+		"Sat, 14 Feb 2026 05:57:00 GMT": {24 * time.Hour, true},
+	}
+	for h, w := range tests {
+		if d, ok := ParseRetryAfter(h, now); d != w.d || ok != w.ok {
+			t.Errorf("ParseRetryAfter(%q) = %s, %v; want %s, %v", h, d, ok, w.d, w.ok)
 		}
 	}
 }

@@ -14,6 +14,10 @@ const DefaultBaseURL = "https://unpod.dev"
 // DefaultPageSize is the API's page size when page_size is not sent.
 const DefaultPageSize = 20
 
+// DefaultMaxBodyBytes bounds a response body: a 1,000-record page is well
+// under 1 MB, so a larger body means records far larger than usual.
+const DefaultMaxBodyBytes = 64 << 20
+
 // Config configures a Client.
 type Config struct {
 	BaseURL        string        `yaml:"base_url" env:"UNPOD_API_URL" flag:"unpod-api-url" doc:"Base URL of the Unpod API, with or without a trailing slash."`
@@ -25,6 +29,8 @@ type Config struct {
 	InitialBackoff time.Duration `yaml:"initial_backoff" doc:"First wait between retries; it grows exponentially with jitter."`
 	MaxBackoff     time.Duration `yaml:"max_backoff" doc:"Longest wait between two retries."`
 	UserAgent      string        `yaml:"user_agent" doc:"User-Agent header sent with every request."`
+	MaxBodyBytes   int64         `yaml:"max_body_bytes" doc:"Largest response body read, in bytes; the producer asks for smaller pages (halving page_size) when a page is larger."`
+	StatusMap      StatusMap     `yaml:"status_map" env:"UNPOD_STATUS_MAP" doc:"call_status spellings to add to the default mapping or to change (README, The event), e.g. {busy: failed}; in the variable a list such as busy=failed,ringing_out=missed."`
 
 	// Logger receives request logs (never the token); nil discards them.
 	Logger *slog.Logger `yaml:"-"`
@@ -46,6 +52,7 @@ func DefaultConfig() Config {
 		InitialBackoff: 250 * time.Millisecond,
 		MaxBackoff:     15 * time.Second,
 		UserAgent:      "callstream-unpod/1",
+		MaxBodyBytes:   DefaultMaxBodyBytes,
 	}
 }
 
@@ -76,6 +83,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.UserAgent == "" {
 		c.UserAgent = d.UserAgent
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = d.MaxBodyBytes
 	}
 	return c
 }

@@ -26,8 +26,14 @@ import (
 // into two copies of it made once per page, so any one of them keeps that
 // page's memory alive. A caller that keeps a field for long (a cache key, say)
 // should strings.Clone it.
-func DecodePage(body []byte, page int) (*Page, error) {
-	d := pageDecoder{sc: scanner{s: string(body)}, body: body, page: page}
+//
+// Statuses are mapped with the default mapping (see NormalizeStatus); a
+// Client decodes with its Config.StatusMap over it. Records are sanitised
+// (see RawBase64Member).
+func DecodePage(body []byte, page int) (*Page, error) { return decodePage(body, page, nil) }
+
+func decodePage(body []byte, page int, statuses *statusTable) (*Page, error) {
+	d := pageDecoder{sc: scanner{s: string(body)}, body: body, page: page, statuses: statuses}
 	p, err := d.decode()
 	if err != nil {
 		var ae *APIError
@@ -41,11 +47,12 @@ func DecodePage(body []byte, page int) (*Page, error) {
 
 // pageDecoder holds the state of one DecodePage call.
 type pageDecoder struct {
-	sc    scanner // over a string copy of body: record strings are substrings of it
-	body  []byte  // the caller's body; never retained
-	raw   []byte  // a copy of body that Record.Raw slices point into, made on first use
-	page  int
-	times timeSlab
+	sc       scanner // over a string copy of body: record strings are substrings of it
+	body     []byte  // the caller's body; never retained
+	raw      []byte  // a copy of body that Record.Raw slices point into, made on first use
+	page     int
+	times    timeSlab
+	statuses *statusTable
 }
 
 func (d *pageDecoder) decode() (*Page, error) {
@@ -175,8 +182,9 @@ func (d *pageDecoder) records(p *Page, count *int) error {
 			// Decoding in place saves copying each Record into the slice.
 			p.Records = append(p.Records, Record{})
 			rec := &p.Records[len(p.Records)-1]
-			if bad = w.decode(rec, &d.times); bad == nil {
+			if bad = w.decode(rec, &d.times, d.statuses); bad == nil {
 				rec.Raw = raw
+				sanitize(rec)
 			} else {
 				p.Records = p.Records[:len(p.Records)-1]
 			}
@@ -191,9 +199,18 @@ func (d *pageDecoder) records(p *Page, count *int) error {
 }
 
 // DecodeRecord decodes one call log object. It needs a parseable
-// creation_time and a known call_status; everything else is optional, and
-// unknown fields are ignored (they stay in Raw, which is raw itself).
-func DecodeRecord(raw json.RawMessage) (Record, error) {
+// creation_time and a known call_status (by the default mapping);
+// everything else is optional, and unknown fields are ignored (they stay in
+// Raw, which is raw itself, sanitised as RawBase64Member says).
+func DecodeRecord(raw json.RawMessage) (Record, error) { return decodeRecord(raw, nil) }
+
+// DecodeRecord is the package's DecodeRecord with the client's
+// Config.StatusMap: the decoding of the records of its pages.
+func (c *Client) DecodeRecord(raw json.RawMessage) (Record, error) {
+	return decodeRecord(raw, c.statuses)
+}
+
+func decodeRecord(raw json.RawMessage, statuses *statusTable) (Record, error) {
 	sc := scanner{s: string(raw)}
 	var w wireRecord
 	bad, err := sc.callLog(&w)
@@ -209,10 +226,11 @@ func DecodeRecord(raw json.RawMessage) (Record, error) {
 		return Record{}, bad
 	}
 	var rec Record
-	if err := w.decode(&rec, nil); err != nil {
+	if err := w.decode(&rec, nil, statuses); err != nil {
 		return Record{}, err
 	}
 	rec.Raw = raw
+	sanitize(&rec)
 	return rec, nil
 }
 
@@ -250,7 +268,7 @@ func (w *wireRecord) member(f field) *flexString {
 // decode normalises w into rec, or says why w is not a call log. Times
 // are checked before statuses before durations, so that a record with several
 // faults names the same one as it always has.
-func (w *wireRecord) decode(rec *Record, times *timeSlab) error {
+func (w *wireRecord) decode(rec *Record, times *timeSlab, statuses *statusTable) error {
 	if !w.CreationTime.Set || strings.TrimSpace(w.CreationTime.S) == "" {
 		return errors.New("call log has no creation_time")
 	}
@@ -266,9 +284,9 @@ func (w *wireRecord) decode(rec *Record, times *timeSlab) error {
 	if err != nil {
 		return fmt.Errorf("end_time: %w", err)
 	}
-	status, ok := NormalizeStatus(w.CallStatus.S)
+	status, ok := statuses.normalize(w.CallStatus.S)
 	if !ok {
-		return fmt.Errorf("unknown call_status %q", w.CallStatus.S)
+		return &statusError{status: w.CallStatus.S}
 	}
 	dur, err := durationOf(w.CallDuration)
 	if err != nil {

@@ -19,6 +19,19 @@ var (
 	ErrRateLimited  = errors.New("unpod: rate limited (429)")
 	ErrServer       = errors.New("unpod: server error (5xx)")
 	ErrUnexpected   = errors.New("unpod: unexpected status")
+
+	// ErrRedirect is a 3xx answer: the client follows no redirect (see the
+	// package documentation), so it is permanent until base_url is fixed.
+	ErrRedirect = errors.New("unpod: redirect refused")
+	// ErrPastLastPage is a 404 for a page after the first that does not
+	// name the organization: the data ended earlier than an earlier page's
+	// count said. It is not permanent and not retried: read the window
+	// again.
+	ErrPastLastPage = errors.New("unpod: page past the end of the data (404)")
+	// ErrBodyTooLarge is a response body over Config.MaxBodyBytes. It is
+	// not retried: the same request would get the same body; ask for a
+	// smaller page.
+	ErrBodyTooLarge = errors.New("unpod: response body too large")
 )
 
 // APIError is a non-2xx answer from the API. It never holds the token: the
@@ -29,7 +42,10 @@ type APIError struct {
 	Method     string        // request method
 	URL        string        // request URL, including the query; never the token
 	Org        string        // the Org-Handle sent, if any
-	RetryAfter time.Duration // from a Retry-After header, 0 when absent
+	RetryAfter time.Duration // from a Retry-After header (capped at MaxRetryAfter), 0 when absent
+	// PastLastPage marks a 404 for a page after the first whose message
+	// does not name the organization; it unwraps to ErrPastLastPage.
+	PastLastPage bool
 }
 
 // Error implements error.
@@ -48,6 +64,10 @@ func (e *APIError) Error() string {
 // Unwrap returns the sentinel error matching the status.
 func (e *APIError) Unwrap() error {
 	switch {
+	case e.Status >= 300 && e.Status <= 399:
+		return ErrRedirect
+	case e.PastLastPage:
+		return ErrPastLastPage
 	case e.Status == http.StatusBadRequest:
 		return ErrBadRequest
 	case e.Status == http.StatusUnauthorized:
@@ -65,14 +85,15 @@ func (e *APIError) Unwrap() error {
 }
 
 // IsPermanent reports whether err means retrying the same request cannot
-// help: 400, 401, 403 and 404 (and any other 4xx except 429). A poller should
-// stop polling that org and report it.
+// help until an operator acts: a refused redirect (3xx), 400, 401, 403 and
+// 404 (and any other 4xx except 429), but not a 404 past the last page
+// (ErrPastLastPage). A poller should stop polling that org and report it.
 func IsPermanent(err error) bool {
 	var ae *APIError
-	if !errors.As(err, &ae) {
+	if !errors.As(err, &ae) || ae.PastLastPage {
 		return false
 	}
-	return ae.Status >= 400 && ae.Status < 500 && ae.Status != http.StatusTooManyRequests
+	return ae.Status >= 300 && ae.Status < 500 && ae.Status != http.StatusTooManyRequests
 }
 
 // IsAuth reports whether err is a 401 or 403: the token or the org handle is
@@ -84,7 +105,7 @@ func IsAuth(err error) bool {
 // IsRetryable reports whether the client would retry err: 5xx, 429, a
 // malformed body, or a network error or timeout.
 func IsRetryable(err error) bool {
-	if err == nil || IsPermanent(err) {
+	if err == nil || IsPermanent(err) || errors.Is(err, ErrBodyTooLarge) || errors.Is(err, ErrPastLastPage) {
 		return false
 	}
 	var ae *APIError

@@ -3,7 +3,9 @@ package unpod
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 )
@@ -14,7 +16,9 @@ const maxOrgPages = 100
 
 // Organizations lists the organizations the token can see; each Handle is a
 // valid Org-Handle for CallLogs. When the answer carries a count larger than
-// what arrived, the following pages are read too.
+// what arrived, the following pages are read too; a 404 for one of those
+// (ErrPastLastPage: the list shrank, or the count was wrong) ends the list
+// there instead of failing it.
 func (c *Client) Organizations(ctx context.Context) ([]Organization, error) {
 	var all []Organization
 	for page := 1; page <= maxOrgPages; page++ {
@@ -29,6 +33,11 @@ func (c *Client) Organizations(ctx context.Context) ([]Organization, error) {
 			orgs, count = o, n
 			return err
 		})
+		if page > 1 && errors.Is(err, ErrPastLastPage) {
+			c.log.LogAttrs(ctx, slog.LevelInfo, "organizations listing ended before its count said",
+				slog.Int("page", page), slog.Int("listed", len(all)), slog.String("err", err.Error()))
+			break
+		}
 		if err != nil {
 			return nil, err
 		}

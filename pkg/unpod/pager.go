@@ -2,6 +2,7 @@ package unpod
 
 import (
 	"context"
+	"errors"
 	"io"
 	"iter"
 )
@@ -36,7 +37,9 @@ func (c *Client) NewPager(q Query) *Pager {
 	return &Pager{c: c, q: q, next: 1, size: q.PageSize, first: -1}
 }
 
-// Next fetches the next page. It returns io.EOF after the last page.
+// Next fetches the next page. It returns io.EOF after the last page, and
+// also when a page after the first answers 404 past the end of the data
+// (ErrPastLastPage): the count shrank, which CountChanged then reports.
 func (p *Pager) Next(ctx context.Context) (*Page, error) {
 	if p.done {
 		return nil, io.EOF
@@ -44,6 +47,10 @@ func (p *Pager) Next(ctx context.Context) (*Page, error) {
 	q := p.q
 	q.Page = p.next
 	page, err := p.c.CallLogs(ctx, q)
+	if p.first >= 0 && errors.Is(err, ErrPastLastPage) {
+		p.done, p.changed = true, true
+		return nil, io.EOF
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,8 @@ import (
 )
 
 // Normalised call statuses. The API also spells "missed" as "no-answer" or
-// "no_answer"; Record.RawStatus keeps what was sent.
+// "no_answer", and other spellings occur (see NormalizeStatus);
+// Record.RawStatus keeps what was sent.
 const (
 	StatusCompleted = "completed"
 	StatusMissed    = "missed"
@@ -107,34 +108,6 @@ func (f *flexString) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	return fmt.Errorf("want a string, number or null, got %.20s", b)
-}
-
-// NormalizeStatus maps the API's status spellings to completed, missed or
-// failed. It reports false for a status it does not know.
-func NormalizeStatus(s string) (string, bool) {
-	switch s {
-	case StatusCompleted, StatusMissed, StatusFailed:
-		return s, true // the usual spellings, without building a key
-	}
-	key := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '-' || c == '_' || c == ' ' || c == '\t':
-		case c >= 'A' && c <= 'Z':
-			key = append(key, c+'a'-'A')
-		default:
-			key = append(key, c)
-		}
-	}
-	switch string(key) {
-	case "completed", "complete", "answered":
-		return StatusCompleted, true
-	case "missed", "noanswer", "unanswered":
-		return StatusMissed, true
-	case "failed", "failure", "error":
-		return StatusFailed, true
-	}
-	return "", false
 }
 
 // timeLayouts are the ISO 8601 shapes seen or plausible; times without a

@@ -1,8 +1,11 @@
 package unpod
 
 // The decoder as it was before the single-pass scanner (decode.go), kept
-// verbatim as the reference that FuzzDecodeDifferential compares against:
-// envelope -> []json.RawMessage -> json.Unmarshal per record.
+// as the reference that FuzzDecodeDifferential compares against: envelope
+// -> []json.RawMessage -> json.Unmarshal per record. Two steps that are not
+// about JSON are shared with the decoder instead of copied: the status
+// mapping (NormalizeStatus, whose table status_test.go checks) and the
+// sanitising of a decoded record (sanitize, checked by sanitize_test.go).
 
 import (
 	"bytes"
@@ -90,7 +93,7 @@ func refDecodeRecord(raw json.RawMessage) (Record, error) {
 	if rec.EndTime, err = refParseOptionalTime(w.EndTime); err != nil {
 		return Record{}, fmt.Errorf("end_time: %w", err)
 	}
-	status, ok := refNormalizeStatus(w.CallStatus.S)
+	status, ok := NormalizeStatus(w.CallStatus.S)
 	if !ok {
 		return Record{}, fmt.Errorf("unknown call_status %q", w.CallStatus.S)
 	}
@@ -98,29 +101,8 @@ func refDecodeRecord(raw json.RawMessage) (Record, error) {
 	if rec.DurationSeconds, err = refParseDuration(w.CallDuration); err != nil {
 		return Record{}, fmt.Errorf("call_duration: %w", err)
 	}
+	sanitize(&rec)
 	return rec, nil
-}
-
-func refNormalizeStatus(s string) (string, bool) {
-	key := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '-' || c == '_' || c == ' ' || c == '\t':
-		case c >= 'A' && c <= 'Z':
-			key = append(key, c+'a'-'A')
-		default:
-			key = append(key, c)
-		}
-	}
-	switch string(key) {
-	case "completed", "complete", "answered":
-		return StatusCompleted, true
-	case "missed", "noanswer", "unanswered":
-		return StatusMissed, true
-	case "failed", "failure", "error":
-		return StatusFailed, true
-	}
-	return "", false
 }
 
 func refParseOptionalTime(f flexString) (*time.Time, error) {

@@ -34,7 +34,8 @@ type version struct {
 	at     time.Time
 	status string // normalised, for the call_status filter
 	json   []byte
-	broken bool // rendered without creation_time: undecodable on purpose
+	broken bool        // rendered without creation_time: undecodable on purpose
+	in     renderInput // the generator's values json was rendered from: the ground truth
 }
 
 // current returns the version visible at now, or nil.
@@ -212,7 +213,7 @@ func (g *generator) makeCall(rng *rand.Rand, org string, created time.Time) *cal
 	}
 	r.broken = d.broken < cfg.InvalidRecords
 
-	final := version{status: status, json: r.render(), broken: r.broken}
+	final := version{status: status, json: r.render(), broken: r.broken, in: r}
 	switch {
 	case d.fate < cfg.LateRecords:
 		final.at = callEnd.Add(5*time.Second + time.Duration(d.delay*float64(cfg.LateDelayMax)))
@@ -242,7 +243,7 @@ func preliminary(r renderInput, at time.Time) version {
 	case "failed":
 		r.status, r.rawStatus, r.reason, r.end = "missed", "missed", "", nil
 	}
-	return version{at: at, status: r.status, json: r.render(), broken: r.broken}
+	return version{at: at, status: r.status, json: r.render(), broken: r.broken, in: r}
 }
 
 // poisson draws a Poisson variate; a normal approximation above 30 keeps

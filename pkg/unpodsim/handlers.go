@@ -9,9 +9,37 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/callstream/callstream/pkg/unpod"
 )
+
+// The simulator reads its query parameters with its own code, not
+// pkg/unpod's: were the client's time parsing or status mapping wrong, the
+// simulator sharing it would agree with the client and hide the fault.
+
+// defaultPageSize is the API's documented page size when none is asked.
+const defaultPageSize = 20
+
+// queryStatuses are the call_status filter values the API documents:
+// completed, missed and failed, and no-answer (with its underscore
+// spelling) for missed.
+var queryStatuses = map[string]string{
+	"completed": "completed", "missed": "missed", "failed": "failed",
+	"no-answer": "missed", "no_answer": "missed",
+}
+
+// queryLayouts are the ISO 8601 forms accepted for start_date and
+// end_date; a time without a zone is UTC.
+var queryLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02"}
+
+func parseQueryTime(v string) (time.Time, error) {
+	var err error
+	for _, layout := range queryLayouts {
+		var t time.Time
+		if t, err = time.Parse(layout, v); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, err
+}
 
 // serveCallLogs implements GET /api/v2/platform/call-logs/.
 func (s *Server) serveCallLogs(w http.ResponseWriter, r *http.Request) {
@@ -21,7 +49,7 @@ func (s *Server) serveCallLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	page, ok1 := intParam(q.Get("page"), 1)
-	size, ok2 := intParam(q.Get("page_size"), unpod.DefaultPageSize)
+	size, ok2 := intParam(q.Get("page_size"), defaultPageSize)
 	if !ok1 || !ok2 {
 		writeError(w, http.StatusBadRequest, "Invalid page or page_size.")
 		return
@@ -30,13 +58,13 @@ func (s *Server) serveCallLogs(w http.ResponseWriter, r *http.Request) {
 	f := filter{now: s.Now()}
 	var err error
 	if v := q.Get("start_date"); v != "" {
-		if f.from, err = unpod.ParseTime(v); err != nil {
+		if f.from, err = parseQueryTime(v); err != nil {
 			writeError(w, http.StatusBadRequest, "Invalid start_date: use ISO 8601.")
 			return
 		}
 	}
 	if v := q.Get("end_date"); v != "" {
-		if f.to, err = unpod.ParseTime(v); err != nil {
+		if f.to, err = parseQueryTime(v); err != nil {
 			writeError(w, http.StatusBadRequest, "Invalid end_date: use ISO 8601.")
 			return
 		}
@@ -48,7 +76,7 @@ func (s *Server) serveCallLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if v := q.Get("call_status"); v != "" {
-		st, ok := unpod.NormalizeStatus(v)
+		st, ok := queryStatuses[v]
 		if !ok {
 			writeError(w, http.StatusBadRequest, "Invalid call_status: use completed, missed or failed.")
 			return

@@ -48,9 +48,9 @@ type cacheKey struct {
 	minute int64
 }
 
-// maxCachedCalls bounds the generation cache (about 600 bytes a call, so
-// 150 MB at most); past it the cache starts over, which costs only
-// regeneration.
+// maxCachedCalls bounds the generation cache (about 800 bytes a call with
+// its rendered JSON and the values it was rendered from, so 200 MB at
+// most); past it the cache starts over, which costs only regeneration.
 const maxCachedCalls = 250_000
 
 // New returns a simulator for cfg. Zero durations and a zero MaxPageSize

@@ -129,6 +129,9 @@ func TestPagesMatchGroundTruth(t *testing.T) {
 	if !slices.Equal(raws(w.Records), raws(truth)) {
 		t.Fatal("served records differ from ground truth")
 	}
+	if d := diffRecords(truth, w.Records); len(d) > 0 {
+		t.Fatalf("decoded records differ from ground truth in %d fields, e.g. %s", len(d), d[0])
+	}
 	for i := 1; i < len(w.Records); i++ {
 		if w.Records[i].CreationTime.After(w.Records[i-1].CreationTime) {
 			t.Fatalf("record %d is newer than record %d: not newest first", i, i-1)

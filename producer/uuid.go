@@ -1,5 +1,0 @@
-package producer
-
-import "github.com/google/uuid"
-
-func parseUUID(s string) (uuid.UUID, error) { return uuid.Parse(s) }
