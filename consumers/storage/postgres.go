@@ -180,8 +180,15 @@ func (p *postgresDB) writeEach(ctx context.Context, rows []row) ([]error, int64,
 	return errs, applied, nil
 }
 
-// rejectsRow: SQLSTATE class 22 (data exception: bad JSON, NUL in text,
-// out-of-range value) and 23 (integrity constraint violation).
+// rejectsRow: SQLSTATE class 22 (data exception: bad JSON, a NUL or an
+// invalid UTF-8 sequence in text (22021), a character the database encoding
+// lacks or \u0000 in jsonb (22P05), an out-of-range value), class 23
+// (integrity constraint violation) and 54000 (program_limit_exceeded: a
+// call_key too long for the primary key's index, a jsonb value too large).
+// Each is about the values of a row, so the batch is written again row by
+// row to find which. Everything else (connection lost, server shutting
+// down, a lock or statement timeout, a read-only server, disk full, the
+// table missing) is the database's state, which passes.
 func (p *postgresDB) rejectsRow(err error) bool {
 	if errors.Is(err, errRevisionRange) {
 		return true
@@ -194,7 +201,7 @@ func (p *postgresDB) rejectsRow(err error) bool {
 	case "22", "23":
 		return true
 	}
-	return false
+	return pe.Code == "54000"
 }
 
 func (p *postgresDB) close() error {
