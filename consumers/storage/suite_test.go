@@ -177,6 +177,73 @@ func show[T any](p *T) string {
 	return fmt.Sprint(*p)
 }
 
+// TestExtremeValuesRoundTrip: times far from now (before 1970, before
+// 2000, PostgreSQL's epoch, and at the ends of the range the API can
+// express), the largest revision and duration, and an absent raw record
+// come back as written: PostgreSQL keeps microseconds (the rest is cut, as
+// pgx does), SQLite every nanosecond.
+func TestExtremeValuesRoundTrip(t *testing.T) {
+	times := []time.Time{
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(1900, 2, 28, 23, 59, 59, 999_999_999, time.UTC),
+		time.Date(1969, 12, 31, 23, 59, 59, 123_456_789, time.UTC),
+		time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(1999, 12, 31, 23, 59, 59, 999_999_000, time.UTC),
+		time.Date(2000, 1, 1, 0, 0, 0, 1_000, time.UTC),
+		time.Date(2026, 11, 27, 9, 0, 0, 123_456_789, time.FixedZone("x", -7*3600)),
+		time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+	}
+	var evs []schemas.CallEvent
+	for i, tm := range times {
+		ev := callEvent(fmt.Sprintf("extreme-%d", i), 1)
+		ev.CreationTime, ev.ObservedAt = tm, tm
+		start := tm.Add(-time.Hour)
+		ev.StartTime, ev.EndTime = &start, nil
+		evs = append(evs, ev)
+	}
+	big := callEvent("extreme-big", 1<<31-1)
+	big.CallDurationSeconds = 1 << 40
+	big.Raw = nil
+	evs = append(evs, big)
+	forEachDialect(t, func(t *testing.T, dsn string) {
+		s := openStore(t, dsn)
+		handle(t, s, evs...)
+		rows := readAll(t, s)
+		precision := time.Nanosecond
+		if s.Dialect() == DialectPostgres {
+			precision = time.Microsecond
+		}
+		for _, want := range evs {
+			got := rows[want.CallKey]
+			for _, c := range []struct {
+				name      string
+				got, want *time.Time
+			}{
+				{"creation_time", &got.CreationTime, &want.CreationTime},
+				{"observed_at", &got.ObservedAt, &want.ObservedAt},
+				{"start_time", got.StartTime, want.StartTime},
+				{"end_time", got.EndTime, want.EndTime},
+			} {
+				if c.want == nil {
+					if c.got != nil {
+						t.Errorf("%s: %s %v, want NULL", want.CallKey, c.name, *c.got)
+					}
+					continue
+				}
+				if w := c.want.Truncate(precision); c.got == nil || !c.got.Equal(w) {
+					t.Errorf("%s: %s %v, want %v", want.CallKey, c.name, show(c.got), w)
+				}
+			}
+			if got.Revision != want.Revision || got.CallDurationSeconds != want.CallDurationSeconds {
+				t.Errorf("%s: revision %d duration %d, want %d and %d", want.CallKey, got.Revision, got.CallDurationSeconds, want.Revision, want.CallDurationSeconds)
+			}
+		}
+		if raw := rows["extreme-big"].Raw; string(raw) != "null" {
+			t.Errorf("an absent raw record is stored as %s, want JSON null", raw)
+		}
+	})
+}
+
 func TestRawJSONRoundTrip(t *testing.T) {
 	raws := map[string]string{
 		"raw-nested":  `{"id":"x1","call_status":"no-answer","meta":{"tags":["a","b"],"score":1.5,"ok":true,"none":null}}`,
