@@ -70,7 +70,7 @@
 // so every delivery order ends in the same row. Within a batch only the
 // winning event per (org, call_key) is written (a PostgreSQL statement
 // cannot upsert one row twice), and rows are written in (org, call_key)
-// order, so concurrent batches lock rows in one order and cannot deadlock.
+// order, so concurrent batches lock rows in one order and do not deadlock.
 //
 // # Batches
 //
@@ -82,7 +82,10 @@
 // into a temporary staging table (one per connection, created when the
 // connection is; no WAL; ON COMMIT DELETE ROWS empties it), then one
 // INSERT ... SELECT from it with the upsert rule. That is four round trips
-// per batch whatever its size. The COPY stream is encoded by this package
+// per batch whatever its size. The staging table lives in the session, so a
+// connection pooler in front of PostgreSQL must pool sessions, not
+// transactions (pgx's statement cache needs that too). The COPY stream is
+// encoded by this package
 // (pgcopy.go) into a reused buffer: pgx.CopyFrom takes every value as an
 // interface, 16 allocations a row; this takes none.
 //

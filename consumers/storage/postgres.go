@@ -34,9 +34,12 @@ const pgCreateStage = `CREATE TEMPORARY TABLE IF NOT EXISTS ` + pgStageTable + `
 
 // pgUpsertStaged moves the staged rows into call_logs. The rows were copied
 // in (org, call_key) order, at most one per call (see latestPerKey), and a
-// scan of a freshly filled temporary table returns them in that order, so
-// concurrent batches lock rows in one order. COLLATE "C" compares event ids
-// byte by byte, like Go and SQLite.
+// scan of the staging table, emptied at every commit, returns them in that
+// order, so concurrent batches lock rows in one order. An ORDER BY to
+// guarantee it cost about 8% more server CPU per event; should the order
+// ever differ, PostgreSQL detects the deadlock (40P01), which is transient,
+// and the batch is retried. COLLATE "C" compares event ids byte by byte,
+// like Go and SQLite.
 var pgUpsertStaged = `INSERT INTO call_logs (` + columns + `)
 SELECT ` + columns + ` FROM pg_temp.` + pgStageTable +
 	fmt.Sprintf(upsertClause, `COLLATE "C"`, `COLLATE "C"`)
