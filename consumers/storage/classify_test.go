@@ -306,7 +306,16 @@ func openSQLiteStore(t *testing.T, busyTimeout time.Duration) *Store {
 // connection, as another process would, until unlock.
 func lockSQLite(t testing.TB, s *Store) (unlock func()) {
 	t.Helper()
-	other, err := sql.Open("sqlite", "file:"+s.target.path)
+	return lockSQLiteFile(t, s.target.path)
+}
+
+// lockSQLiteFile takes the write lock of the SQLite file at path until
+// unlock.
+func lockSQLiteFile(t testing.TB, path string) (unlock func()) {
+	t.Helper()
+	// busy_timeout: the store may be in a transaction; the lock is taken
+	// between two.
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(30000)")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -134,15 +134,17 @@
 // inserts of the same rows without upsert (the ceiling) and, for
 // PostgreSQL, the server's CPU per event and the paths measured against the
 // staging table (pgx.CopyFrom, and one INSERT ... SELECT FROM unnest of an
-// array per column, used before); and end to end from the broker. With
-// batches of 2,000 on the 2-core test machine: PostgreSQL about 70-85k
-// events/s, 1.3 µs of client CPU and 10-11 µs of server CPU per event (plain
-// COPY without upsert: about 9; the unnest INSERT: 4.5-5 µs of client and
-// 11-13 µs of server CPU); SQLite about 60-90k events/s, 10-14 µs of CPU per
-// event, within a fifth of plain multi-row INSERTs. Where SQLite's time
-// goes: the B-tree inserts of the table, its primary key and the one index,
-// the VDBE, the WAL writes and checkpoints; a WITHOUT ROWID table was
-// measured slower (rows are wide). End to end, the consumer runtime's
+// array per column, used before); and end to end from the broker. On the
+// shared 2-core test machine wall-clock figures swing by 2x with its load;
+// CPU per event is steadier. With batches of 2,000: PostgreSQL 37-85k
+// events/s, 1.3 µs of client CPU and 10-11 µs of server CPU per event
+// (plain COPY of the same rows without upsert: 3.6-3.8 µs and 9 µs; the
+// unnest INSERT: 4.5-5.4 µs and 11-13 µs; the staged upsert filled by
+// pgx.CopyFrom: 3.5-3.9 µs of client CPU); SQLite 44-90k events/s, 10-12
+// µs of CPU per event against 9-12 for plain 256-row INSERTs. Where
+// SQLite's time goes: the B-tree inserts of the table, its primary key and
+// the one index, the VDBE, the WAL writes and checkpoints; a WITHOUT ROWID
+// table was measured slower (rows are wide). End to end, the consumer runtime's
 // per-message work costs several times what the writes do.
 //
 // # Migrations
