@@ -1,14 +1,18 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callstream/callstream/consumers"
@@ -39,41 +43,124 @@ func benchEvents(n int) []schemas.CallEvent {
 }
 
 // TestBenchHandleBatch prints the storage consumer's write throughput with
-// HandleBatch called directly (no broker): events/s into SQLite and into
-// PostgreSQL for a few batch sizes, and the p50/p99 batch latency.
+// HandleBatch called directly (no broker), into SQLite and into PostgreSQL
+// for a few batch sizes: events/s, CPU time per event in this process and,
+// for PostgreSQL, in the server's processes serving it (same machine), and
+// the p50/p99 batch latency. In the same run, on the same events, it prints
+// the baselines: plain inserts of the same rows, without upsert, into a
+// table of the same columns and indexes (the ceiling: HandleBatch/this is
+// what the upsert costs), and for PostgreSQL the staged upsert filled by
+// pgx.CopyFrom and the unnest INSERT this package used before COPY.
 //
 //	CALLSTREAM_BENCH=1 CALLSTREAM_TEST_POSTGRES_DSN=... go test -run TestBenchHandleBatch -v ./consumers/storage
 func TestBenchHandleBatch(t *testing.T) {
 	if os.Getenv("CALLSTREAM_BENCH") != "1" {
 		t.Skip("set CALLSTREAM_BENCH=1 to run the benchmark")
 	}
-	const n = 200_000
+	const n = 100_000
 	evs := benchEvents(n)
 	ds := make([]consumers.Delivery, len(evs))
 	for i, ev := range evs {
 		ds[i] = consumers.Delivery{Event: ev}
 	}
+	type variant struct {
+		name string
+		// writer returns how to write a batch into s.
+		writer func(t testing.TB, s *Store) batchWriter
+	}
+	handleBatch := variant{"HandleBatch", func(_ testing.TB, s *Store) batchWriter { return s.HandleBatch }}
+	variants := map[string][]variant{
+		DialectSQLite: {
+			handleBatch,
+			{"plain INSERT 1 row/stmt (baseline)", func(t testing.TB, s *Store) batchWriter { return sqlitePlainInsert(t, s, 1) }},
+			{"plain INSERT 256 rows/stmt (baseline)", func(t testing.TB, s *Store) batchWriter { return sqlitePlainInsert(t, s, 256) }},
+		},
+		DialectPostgres: {
+			handleBatch,
+			{"plain CopyFrom (baseline)", pgPlainCopy},
+			{"staged upsert via pgx.CopyFrom", pgxCopyUpsert},
+			{"unnest INSERT (before COPY)", pgUnnestUpsert},
+		},
+	}
 	for _, d := range dialects() {
 		for _, size := range []int{500, 2000, 5000} {
-			t.Run(fmt.Sprintf("%s/batch=%d", d.name, size), func(t *testing.T) {
-				s := openStore(t, d.dsn(t))
-				var lat []time.Duration
-				cpu0 := cpuTime()
-				start := time.Now()
-				for i := 0; i < len(ds); i += size {
-					b := time.Now()
-					if err := s.HandleBatch(context.Background(), ds[i:min(i+size, len(ds))]); err != nil {
-						t.Fatalf("HandleBatch: %v", err)
+			var base float64
+			for _, v := range variants[d.name] {
+				t.Run(fmt.Sprintf("%s/batch=%d/%s", d.name, size, v.name), func(t *testing.T) {
+					dsn := d.dsn(t)
+					app := fmt.Sprintf("storage-bench-%d", time.Now().UnixNano())
+					if d.name == DialectPostgres {
+						dsn += "&application_name=" + app
 					}
-					lat = append(lat, time.Since(b))
-				}
-				el, cpu := time.Since(start), cpuTime()-cpu0
-				p50, p99 := percentiles(lat)
-				fmt.Printf("BENCH storage %-8s HandleBatch batch=%-5d events=%d  %8.0f events/s  %8.0f events/CPU-s of this process  batch p50=%v p99=%v\n",
-					d.name, size, n, float64(n)/el.Seconds(), float64(n)/cpu.Seconds(), p50.Round(time.Microsecond), p99.Round(time.Microsecond))
-			})
+					s := openStore(t, dsn)
+					write := v.writer(t, s)
+					var lat []time.Duration
+					server0 := serverCPU(t, s, app)
+					cpu0 := cpuTime()
+					start := time.Now()
+					for i := 0; i < len(ds); i += size {
+						b := time.Now()
+						if err := write(context.Background(), ds[i:min(i+size, len(ds))]); err != nil {
+							t.Fatalf("%s: %v", v.name, err)
+						}
+						lat = append(lat, time.Since(b))
+					}
+					el, cpu := time.Since(start), cpuTime()-cpu0
+					server := serverCPU(t, s, app) - server0
+					p50, p99 := percentiles(lat)
+					rate := float64(n) / el.Seconds()
+					ratio := ""
+					if v.name == handleBatch.name {
+						base = rate
+					} else if base > 0 {
+						ratio = fmt.Sprintf("  HandleBatch/this %.2f", base/rate)
+					}
+					serverFigure := ""
+					if server > 0 {
+						serverFigure = fmt.Sprintf("  server %.1f CPU-µs/event", float64(server.Microseconds())/n)
+					}
+					fmt.Printf("BENCH storage %-8s batch=%-5d %-38s events=%d  %8.0f events/s  %5.1f CPU-µs/event in this process%s  batch p50=%v p99=%v%s\n",
+						d.name, size, v.name, n, rate, float64(cpu.Microseconds())/n, serverFigure,
+						p50.Round(time.Microsecond), p99.Round(time.Microsecond), ratio)
+				})
+			}
 		}
 	}
+}
+
+// serverCPU is the CPU time the PostgreSQL server processes of application
+// app have used, read from /proc when the server runs on this machine (as
+// the test server does); 0 for SQLite or when it cannot be read. The
+// server's work competes with the consumer's for the same cores.
+func serverCPU(t testing.TB, s *Store, app string) time.Duration {
+	db, ok := s.db.(*postgresDB)
+	if !ok {
+		return 0
+	}
+	rows, err := db.pool.Query(context.Background(), `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, app)
+	if err != nil {
+		t.Fatalf("list server processes: %v", err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		t.Fatalf("list server processes: %v", err)
+	}
+	var ticks int64
+	for _, pid := range pids {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0 // another machine's server
+		}
+		// Fields after the command name (which may hold spaces): utime and
+		// stime are the 12th and 13th, in clock ticks.
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += utime + stime
+	}
+	// Linux reports these in USER_HZ, 100 per second on every supported
+	// architecture.
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // cpuTime is the user+system CPU time this process has used: on a shared
@@ -200,29 +287,54 @@ func waitMetric(t testing.TB, timeout time.Duration, what string, done func() bo
 }
 
 // BenchmarkHandleBatch measures one batch of 2,000 new calls per iteration
-// into each dialect and reports events/s.
+// into each dialect and reports events/s, beside the baselines of
+// TestBenchHandleBatch. With -benchmem, allocs/op divided by 2,000 is the
+// allocations per event.
 //
-//	go test -run '^$' -bench BenchmarkHandleBatch ./consumers/storage
+//	go test -run '^$' -bench BenchmarkHandleBatch -benchmem ./consumers/storage
 func BenchmarkHandleBatch(b *testing.B) {
 	const size = 2000
+	variants := map[string][]struct {
+		name   string
+		writer func(t testing.TB, s *Store) batchWriter
+	}{
+		DialectSQLite: {
+			{"HandleBatch", func(_ testing.TB, s *Store) batchWriter { return s.HandleBatch }},
+			{"plain-insert-1", func(t testing.TB, s *Store) batchWriter { return sqlitePlainInsert(t, s, 1) }},
+			{"plain-insert-256", func(t testing.TB, s *Store) batchWriter { return sqlitePlainInsert(t, s, 256) }},
+		},
+		DialectPostgres: {
+			{"HandleBatch", func(_ testing.TB, s *Store) batchWriter { return s.HandleBatch }},
+			{"plain-copy", pgPlainCopy},
+			{"pgx-copy-upsert", pgxCopyUpsert},
+			{"unnest", pgUnnestUpsert},
+		},
+	}
 	for _, d := range dialects() {
-		b.Run(d.name, func(b *testing.B) {
-			s := openStore(b, d.dsn(b))
-			batches := make([][]consumers.Delivery, 0, b.N)
-			for i := range b.N {
-				evs := make([]schemas.CallEvent, size)
-				for j := range evs {
-					evs[j] = callEvent(fmt.Sprintf("bb-%06d-%04d", i, j), 1)
+		for _, v := range variants[d.name] {
+			b.Run(d.name+"/"+v.name, func(b *testing.B) {
+				s := openStore(b, d.dsn(b))
+				write := v.writer(b, s)
+				batches := make([][]consumers.Delivery, 0, b.N)
+				for i := range b.N {
+					evs := make([]schemas.CallEvent, size)
+					for j := range evs {
+						evs[j] = callEvent(fmt.Sprintf("bb-%06d-%04d", i, j), 1)
+					}
+					batches = append(batches, deliveries(evs...))
 				}
-				batches = append(batches, deliveries(evs...))
-			}
-			b.ResetTimer()
-			for i := range b.N {
-				if err := s.HandleBatch(context.Background(), batches[i]); err != nil {
-					b.Fatal(err)
+				b.ResetTimer()
+				cpu0 := cpuTime()
+				for i := range b.N {
+					if err := write(context.Background(), batches[i]); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "events/s")
-		})
+				cpu := cpuTime() - cpu0
+				b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "events/s")
+				// On a shared machine CPU time per event says more than wall time.
+				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*size), "CPU-µs/event")
+			})
+		}
 	}
 }

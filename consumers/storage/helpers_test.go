@@ -112,18 +112,32 @@ type stored struct {
 	Raw                                                                            []byte
 }
 
-// readAll reads the whole call_logs table by call_key.
+// readAll reads the whole call_logs table by call_key, for tests whose calls
+// all have distinct call_keys; a call_key stored for two orgs fails it.
 func readAll(t testing.TB, s *Store) map[string]stored {
+	t.Helper()
+	out := map[string]stored{}
+	for ref, r := range readRows(t, s) {
+		if prev, dup := out[ref.key]; dup {
+			t.Fatalf("call_key %q is stored for orgs %q and %q", ref.key, prev.Org, r.Org)
+		}
+		out[ref.key] = r
+	}
+	return out
+}
+
+// readRows reads the whole call_logs table by (org, call_key).
+func readRows(t testing.TB, s *Store) map[callRef]stored {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const q = `SELECT call_key, event_id, org, revision, call_id, source_number, destination_number,
 		call_type, call_status, creation_time, start_time, end_time, call_duration_seconds,
 		end_reason, observed_at, raw FROM call_logs`
-	out := map[string]stored{}
+	out := map[callRef]stored{}
 	switch db := s.db.(type) {
 	case *sqliteDB:
-		rows, err := db.db.QueryContext(ctx, q)
+		rows, err := sqliteOf(t, db).QueryContext(ctx, q)
 		if err != nil {
 			t.Fatalf("read call_logs: %v", err)
 		}
@@ -149,7 +163,7 @@ func readAll(t testing.TB, s *Store) map[string]stored {
 				r.CallID = &callID.String
 			}
 			r.Raw = []byte(raw)
-			out[key] = r
+			out[callRef{r.Org, key}] = r
 		}
 		if err := rows.Err(); err != nil {
 			t.Fatalf("read call_logs: %v", err)
@@ -168,7 +182,7 @@ func readAll(t testing.TB, s *Store) map[string]stored {
 				&r.EndReason, &r.ObservedAt, &r.Raw); err != nil {
 				t.Fatalf("scan call_logs: %v", err)
 			}
-			out[key] = r
+			out[callRef{r.Org, key}] = r
 		}
 		if err := rows.Err(); err != nil {
 			t.Fatalf("read call_logs: %v", err)
@@ -188,6 +202,25 @@ func parseSQLiteTime(t testing.TB, s string) time.Time {
 	return v
 }
 
+// sqliteOf returns the store's open SQLite database or, when a failure
+// closed it, another connection to the same file (the store opens its own
+// again at its next write, which may need what the test is about to fix).
+func sqliteOf(t testing.TB, db *sqliteDB) *sql.DB {
+	t.Helper()
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.conn != nil {
+		return db.conn.db
+	}
+	other, err := sql.Open("sqlite", db.dsn)
+	if err != nil {
+		t.Fatalf("open SQLite %s: %v", db.path, err)
+	}
+	other.SetMaxOpenConns(1)
+	t.Cleanup(func() { _ = other.Close() })
+	return other
+}
+
 // execSQL runs a statement on the store's own database.
 func execSQL(t testing.TB, s *Store, q string) {
 	t.Helper()
@@ -196,7 +229,7 @@ func execSQL(t testing.TB, s *Store, q string) {
 	var err error
 	switch db := s.db.(type) {
 	case *sqliteDB:
-		_, err = db.db.ExecContext(ctx, q)
+		_, err = sqliteOf(t, db).ExecContext(ctx, q)
 	case *postgresDB:
 		_, err = db.pool.Exec(ctx, q)
 	}

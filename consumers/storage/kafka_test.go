@@ -106,8 +106,9 @@ func publish(t testing.TB, brokers []string, topic string, evs []schemas.CallEve
 
 // runConsumer runs the consumer runtime with only the storage plug-in,
 // reading prefix's calls topic in a consumer group of its own, until ctx is
-// done; then it shuts down gracefully.
-func runConsumer(ctx context.Context, brokers []string, prefix, dsn string, batch int, logger *slog.Logger, reg prometheus.Registerer) error {
+// done; then it shuts down gracefully. tune, if any, adjusts the storage
+// configuration.
+func runConsumer(ctx context.Context, brokers []string, prefix, dsn string, batch int, logger *slog.Logger, reg prometheus.Registerer, tune ...func(*Config)) error {
 	kc := kafkaConfig(brokers)
 	ccfg := consumers.DefaultConfig()
 	ccfg.GroupPrefix = prefix + "group-"
@@ -115,6 +116,9 @@ func runConsumer(ctx context.Context, brokers []string, prefix, dsn string, batc
 	scfg := DefaultConfig()
 	scfg.DSN = dsn
 	scfg.BatchSize, scfg.MaxInFlight, scfg.BatchWait = batch, 2*batch, 50*time.Millisecond
+	for _, f := range tune {
+		f(&scfg)
+	}
 	pcfg := kafkabus.DefaultPublisherConfig()
 	pcfg.Config = kc
 	pub, err := kafkabus.NewPublisher(pcfg, consumers.WatermillLogger(logger))

@@ -1,7 +1,8 @@
 package storage
 
 import (
-	"sort"
+	"cmp"
+	"slices"
 
 	"github.com/callstream/callstream/consumers"
 	"github.com/callstream/callstream/schemas"
@@ -12,6 +13,10 @@ type row struct {
 	idx int
 	ev  *schemas.CallEvent
 }
+
+// callRef names a row of call_logs: a call_key is unique only within its
+// org (two orgs' APIs may hand out the same id).
+type callRef struct{ org, key string }
 
 // supersedes reports whether a replaces b under the upsert rule: a higher
 // revision wins; on equal revisions the greater event_id (byte order) wins,
@@ -24,30 +29,32 @@ func supersedes(a, b *schemas.CallEvent) bool {
 	return a.EventID > b.EventID
 }
 
-// latestPerKey keeps, for each call_key, only the event that supersedes the
-// others in the batch, sorted by call_key. A multi-row PostgreSQL upsert
-// cannot touch one key twice, and a fixed key order means two concurrent
-// batches lock rows in the same order and cannot deadlock.
+// latestPerKey keeps, for each (org, call_key), only the event that
+// supersedes the others in the batch, sorted by (org, call_key). A
+// multi-row PostgreSQL upsert cannot touch one row twice, and a fixed key
+// order means two concurrent batches lock rows in the same order and cannot
+// deadlock.
 func latestPerKey(batch []consumers.Delivery) []row {
-	best := make(map[string]int, len(batch))
+	best := make(map[callRef]int, len(batch))
 	out := make([]row, 0, len(batch))
 	for i := range batch {
 		ev := &batch[i].Event
-		if j, ok := best[ev.CallKey]; ok {
+		ref := callRef{ev.Org, ev.CallKey}
+		if j, ok := best[ref]; ok {
 			if supersedes(ev, out[j].ev) {
 				out[j] = row{idx: i, ev: ev}
 			}
 			continue
 		}
-		best[ev.CallKey] = len(out)
+		best[ref] = len(out)
 		out = append(out, row{idx: i, ev: ev})
 	}
 	sortByKey(out)
 	return out
 }
 
-// allRows returns every event of the batch, sorted by call_key (stable, so
-// batch order within a key).
+// allRows returns every event of the batch, sorted by (org, call_key)
+// (stable, so batch order within a call).
 func allRows(batch []consumers.Delivery) []row {
 	out := make([]row, len(batch))
 	for i := range batch {
@@ -58,7 +65,12 @@ func allRows(batch []consumers.Delivery) []row {
 }
 
 func sortByKey(rows []row) {
-	sort.SliceStable(rows, func(i, j int) bool { return rows[i].ev.CallKey < rows[j].ev.CallKey })
+	slices.SortStableFunc(rows, func(a, b row) int {
+		if c := cmp.Compare(a.ev.Org, b.ev.Org); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ev.CallKey, b.ev.CallKey)
+	})
 }
 
 // rawJSON returns the raw record as text; an absent one is stored as JSON

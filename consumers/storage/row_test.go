@@ -8,7 +8,11 @@ import (
 
 func TestLatestPerKey(t *testing.T) {
 	ev := func(key string, rev int, id string) schemas.CallEvent {
-		return schemas.CallEvent{CallKey: key, Revision: rev, EventID: id}
+		return schemas.CallEvent{Org: "acme", CallKey: key, Revision: rev, EventID: id}
+	}
+	inOrg := func(org string, e schemas.CallEvent) schemas.CallEvent {
+		e.Org = org
+		return e
 	}
 	tests := []struct {
 		name string
@@ -20,6 +24,8 @@ func TestLatestPerKey(t *testing.T) {
 		{"equal revision, greater id wins", []schemas.CallEvent{ev("a", 2, "b"), ev("a", 2, "c"), ev("a", 2, "a")}, []int{1}},
 		{"exact duplicate keeps the first", []schemas.CallEvent{ev("a", 2, "b"), ev("a", 2, "b")}, []int{0}},
 		{"sorted by key", []schemas.CallEvent{ev("c", 1, "x"), ev("a", 1, "x"), ev("b", 1, "x"), ev("a", 2, "y")}, []int{3, 2, 0}},
+		{"same call_key in two orgs: two calls", []schemas.CallEvent{inOrg("zeta", ev("a", 3, "z")), inOrg("beta", ev("a", 1, "x"))}, []int{1, 0}},
+		{"sorted by org, then key", []schemas.CallEvent{inOrg("b", ev("a", 1, "x")), inOrg("a", ev("b", 1, "x")), inOrg("b", ev("a", 2, "y")), inOrg("a", ev("a", 1, "x"))}, []int{3, 1, 2}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -28,7 +34,8 @@ func TestLatestPerKey(t *testing.T) {
 				t.Fatalf("kept %d rows, want %d", len(got), len(tc.want))
 			}
 			for i, r := range got {
-				if r.idx != tc.want[i] || r.ev != nil && r.ev.CallKey != tc.in[tc.want[i]].CallKey {
+				want := tc.in[tc.want[i]]
+				if r.idx != tc.want[i] || r.ev.Org != want.Org || r.ev.CallKey != want.CallKey || r.ev.Revision != want.Revision {
 					t.Errorf("row %d is batch item %d, want %d", i, r.idx, tc.want[i])
 				}
 			}

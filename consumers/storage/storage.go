@@ -12,7 +12,7 @@ import (
 
 // backend is one SQL dialect's way to write rows.
 type backend interface {
-	// writeBatch upserts rows (at most one per call_key) in one
+	// writeBatch upserts rows (at most one per (org, call_key)) in one
 	// transaction and returns how many rows it inserted or changed.
 	writeBatch(ctx context.Context, rows []row) (int64, error)
 	// writeEach upserts rows one by one inside one transaction, each in its
@@ -21,7 +21,8 @@ type backend interface {
 	writeEach(ctx context.Context, rows []row) (rowErrs []error, applied int64, err error)
 	// rejectsRow reports whether err is the database refusing a row's
 	// content (a constraint or a value it cannot hold), which retrying
-	// cannot fix, rather than a failure of the database itself.
+	// cannot fix, rather than a failure of the database itself, which
+	// passes. Everything it does not claim is treated as the latter.
 	rejectsRow(err error) bool
 	close() error
 }
@@ -98,12 +99,21 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// HandleBatch upserts the batch in one transaction: for each call_key the
-// stored row moves only to a higher revision. When it returns nil the batch
-// is durable. When the database rejects some rows (a constraint, a value it
-// cannot hold), the others are still committed and the rejected ones come
-// back as permanent errors in a *consumers.ItemErrors. Any other error fails
-// the whole batch and is worth retrying.
+// HandleBatch upserts the batch in one transaction: for each (org,
+// call_key) the stored row moves only to a higher revision. When it returns
+// nil the batch is durable.
+//
+// Every error is classified for the runtime. When the database refuses some
+// rows' content (a constraint, a value it cannot hold: see rejectsRow), the
+// others are still committed and the refused ones come back as
+// consumers.Permanent errors in a *consumers.ItemErrors: retrying cannot
+// change them. Any other error is the database's (unreachable, shutting
+// down, locked past busy_timeout, out of disk, a timeout) and is returned as
+// consumers.Transient for the whole batch, so the runtime holds the batch
+// and retries it for as long as the database takes to come back instead of
+// dead-lettering events an outage merely delayed. The next attempt needs
+// nothing from the last: pgxpool replaces connections it finds dead, and
+// SQLite opens its connection again (see sqliteDB).
 func (s *Store) HandleBatch(ctx context.Context, batch []consumers.Delivery) error {
 	if len(batch) == 0 {
 		return nil
@@ -117,7 +127,7 @@ func (s *Store) HandleBatch(ctx context.Context, batch []consumers.Delivery) err
 	}
 	if !s.db.rejectsRow(err) {
 		s.metrics.observe(start, "error", len(batch), 0, 0)
-		return fmt.Errorf("storage: write batch of %d events to %s: %w", len(batch), s.target.redacted, err)
+		return consumers.Transient(fmt.Errorf("storage: write batch of %d events to %s: %w", len(batch), s.target.redacted, err))
 	}
 	// Some row is refused: write them one by one to find which.
 	s.log.Warn("storage: batch refused, writing its events one by one", "events", len(batch), "err", err)
@@ -125,7 +135,7 @@ func (s *Store) HandleBatch(ctx context.Context, batch []consumers.Delivery) err
 	rowErrs, applied, err := s.db.writeEach(ctx, all)
 	if err != nil {
 		s.metrics.observe(start, "error", len(batch), 0, 0)
-		return fmt.Errorf("storage: write %d events one by one to %s: %w", len(batch), s.target.redacted, err)
+		return consumers.Transient(fmt.Errorf("storage: write %d events one by one to %s: %w", len(batch), s.target.redacted, err))
 	}
 	failed := consumers.ItemErrors{}
 	for i, rerr := range rowErrs {
@@ -133,8 +143,8 @@ func (s *Store) HandleBatch(ctx context.Context, batch []consumers.Delivery) err
 			continue
 		}
 		ev := all[i].ev
-		failed[all[i].idx] = consumers.Permanent(fmt.Errorf("storage: %s refused event %s (call_key %q, revision %d): %w",
-			s.target.dialect, ev.EventID, ev.CallKey, ev.Revision, rerr))
+		failed[all[i].idx] = consumers.Permanent(fmt.Errorf("storage: %s refused event %s (org %q, call_key %q, revision %d): %w",
+			s.target.dialect, ev.EventID, ev.Org, ev.CallKey, ev.Revision, rerr))
 	}
 	if len(failed) == 0 {
 		s.metrics.observe(start, "ok", len(batch), applied, 0)
