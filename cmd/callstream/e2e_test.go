@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -314,7 +315,7 @@ lake:
 	for _, org := range sc.Orgs {
 		truthCalls += e2eCheckTruth(t, sim, org, cut, clock.Now(), latest)
 	}
-	rows := e2eCheckPostgres(t, dsn, schema, sim, sc.Orgs, cut, clock.Now(), latest)
+	rows := e2eCheckCallLogs(t, e2eRowsPostgres(t, dsn, schema), sim, sc.Orgs, cut, clock.Now(), latest)
 	files, lakeRows := e2eCheckLake(t, lakeDir, events)
 	accepted, refused := e2eCheckWebhooks(t, recv, events)
 	e2eCheckAlerts(t, e2eAlerts(t, kcfg, alertsTopic), incident)
@@ -467,8 +468,16 @@ func e2eCheckTruth(t *testing.T, sim *unpodsim.Server, org string, cut, asOf tim
 
 // e2eCheckPostgres checks call_logs: one row per call of the topic, at the
 // latest revision, and every ground-truth call before cut at the truth's
-// content (status, times, duration, end reason). It returns the row count.
-func e2eCheckPostgres(t *testing.T, dsn, schema string, sim *unpodsim.Server, orgs []string, cut, asOf time.Time, latest map[string]e2eEvent) int {
+// e2eCallLogRow is a row of call_logs, as the checks read it.
+type e2eCallLogRow struct {
+	eventID, org, status, reason string
+	revision                     int
+	end                          *time.Time
+	duration                     int64
+}
+
+// e2eRowsPostgres reads call_logs of a PostgreSQL schema by org/call_key.
+func e2eRowsPostgres(t *testing.T, dsn, schema string) map[string]e2eCallLogRow {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -477,30 +486,67 @@ func e2eCheckPostgres(t *testing.T, dsn, schema string, sim *unpodsim.Server, or
 		t.Fatalf("connect to %s: %v", schema, err)
 	}
 	defer conn.Close(ctx)
-	type row struct {
-		eventID, org, status, reason string
-		revision                     int
-		end                          *time.Time
-		duration                     int64
-	}
 	rs, err := conn.Query(ctx, `SELECT call_key, event_id, org, revision, call_status, end_time, call_duration_seconds, end_reason FROM call_logs`)
 	if err != nil {
 		t.Fatalf("query call_logs: %v", err)
 	}
-	byKey := map[string]row{}
-	n := 0
+	byKey := map[string]e2eCallLogRow{}
 	for rs.Next() {
 		var k string
-		var r row
+		var r e2eCallLogRow
 		if err := rs.Scan(&k, &r.eventID, &r.org, &r.revision, &r.status, &r.end, &r.duration, &r.reason); err != nil {
 			t.Fatalf("scan call_logs: %v", err)
 		}
 		byKey[r.org+"/"+k] = r
-		n++
 	}
 	if err := rs.Err(); err != nil {
 		t.Fatalf("read call_logs: %v", err)
 	}
+	return byKey
+}
+
+// e2eRowsSQLite reads call_logs of a SQLite file by org/call_key.
+func e2eRowsSQLite(t *testing.T, path string) map[string]e2eCallLogRow {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rs, err := db.Query(`SELECT call_key, event_id, org, revision, call_status, end_time, call_duration_seconds, end_reason FROM call_logs`)
+	if err != nil {
+		t.Fatalf("query call_logs in %s: %v", path, err)
+	}
+	defer rs.Close()
+	byKey := map[string]e2eCallLogRow{}
+	for rs.Next() {
+		var k string
+		var end sql.NullString
+		var r e2eCallLogRow
+		if err := rs.Scan(&k, &r.eventID, &r.org, &r.revision, &r.status, &end, &r.duration, &r.reason); err != nil {
+			t.Fatalf("scan call_logs: %v", err)
+		}
+		if end.Valid {
+			e, err := time.Parse(time.RFC3339Nano, end.String)
+			if err != nil {
+				t.Fatalf("call_logs end_time %q: %v", end.String, err)
+			}
+			r.end = &e
+		}
+		byKey[r.org+"/"+k] = r
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatalf("read call_logs: %v", err)
+	}
+	return byKey
+}
+
+// e2eCheckCallLogs checks call_logs against the topic and the ground truth:
+// one row per call of the topic, at its latest revision, and every
+// ground-truth call at the truth's content. It returns the row count.
+func e2eCheckCallLogs(t *testing.T, byKey map[string]e2eCallLogRow, sim *unpodsim.Server, orgs []string, cut, asOf time.Time, latest map[string]e2eEvent) int {
+	t.Helper()
+	n := len(byKey)
 	bad := 0
 	fail := func(format string, args ...any) {
 		if bad++; bad <= 10 {

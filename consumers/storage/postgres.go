@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -65,8 +66,9 @@ type postgresDB struct {
 func openPostgres(ctx context.Context, t target, cfg Config) (*postgresDB, error) {
 	pc, err := pgxpool.ParseConfig(t.conn)
 	if err != nil {
-		// pgx's parse errors mask the password already; say which DSN anyway.
-		return nil, fmt.Errorf("storage: PostgreSQL DSN %s: %w", t.redacted, err)
+		// pgx's parse errors mask the password already; say which DSN
+		// anyway. A DSN that does not parse will not parse on a retry.
+		return nil, backoff.Permanent(fmt.Errorf("storage: PostgreSQL DSN %s: %w", t.redacted, err))
 	}
 	if cfg.MaxConns > 0 {
 		pc.MaxConns = int32(cfg.MaxConns)

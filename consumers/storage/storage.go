@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/callstream/callstream/consumers"
+	"github.com/cenkalti/backoff/v4"
 )
 
 // backend is one SQL dialect's way to write rows.
@@ -66,14 +67,32 @@ func Open(ctx context.Context, cfg Config, deps consumers.Deps) (*Store, error) 
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := newMetrics(deps.Registerer)
-	var db backend
-	switch t.dialect {
-	case DialectSQLite:
-		db, err = openSQLite(ctx, t, cfg)
-	case DialectPostgres:
-		db, err = openPostgres(ctx, t, cfg)
-	}
+	// A database that is starting, or a SQLite file another process holds
+	// locked (a backup), is waited for up to connect_timeout (ctx), as the
+	// runtime waits out a failing database later: the process must not
+	// exit for it. A DSN that does not parse fails at once.
+	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond),
+		backoff.WithMaxInterval(3*time.Second), backoff.WithMaxElapsedTime(0))
+	var last error
+	db, err := backoff.RetryNotifyWithData(func() (db backend, err error) {
+		if t.dialect == DialectSQLite {
+			db, err = openSQLite(ctx, t, cfg)
+		} else {
+			db, err = openPostgres(ctx, t, cfg)
+		}
+		last = err
+		var perm *backoff.PermanentError
+		if errors.As(err, &perm) {
+			last = perm.Err
+		}
+		return db, err
+	}, backoff.WithContext(bo, ctx), func(err error, wait time.Duration) {
+		log.Warn("storage: database not ready; retrying", "database", t.redacted, "err", err, "retry_in", wait.Round(time.Millisecond).String())
+	})
 	if err != nil {
+		if last != nil {
+			err = last // what the database said, not that the wait ran out
+		}
 		return nil, err
 	}
 	log.Info("storage: database ready", "dialect", t.dialect, "database", t.redacted)

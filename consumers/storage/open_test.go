@@ -1,0 +1,46 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/callstream/callstream/consumers"
+)
+
+// TestOpenWaitsForALockedFile: a SQLite file another connection holds
+// locked (a backup, a long transaction) when the consumer starts is waited
+// for, well past busy_timeout, instead of failing the process.
+func TestOpenWaitsForALockedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "calls.db")
+	dsn := "sqlite://" + path
+	openStore(t, dsn).Close()
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(context.Background(), "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(1500*time.Millisecond, func() { _, _ = conn.ExecContext(context.Background(), "ROLLBACK") })
+	cfg := testConfig(dsn)
+	cfg.BusyTimeout = 200 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	s, err := Open(ctx, cfg, consumers.Deps{})
+	if err != nil {
+		t.Fatalf("Open while the file was locked for 1.5 s: %v", err)
+	}
+	defer s.Close()
+	if el := time.Since(start); el < time.Second {
+		t.Fatalf("Open returned after %s: the lock was not in its way, the test proves nothing", el)
+	}
+}
