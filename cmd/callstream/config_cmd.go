@@ -2,10 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/callstream/callstream/pkg/config"
 )
+
+// errInvalidConfig ends `config validate` with exit code 1, the problems
+// already listed.
+var errInvalidConfig = errors.New("invalid configuration")
 
 func cmdConfig(_ context.Context, e *env, args []string) error {
 	if len(args) == 0 || (args[0] != "validate" && args[0] != "print" && args[0] != "docs") {
@@ -24,6 +30,13 @@ func cmdConfig(_ context.Context, e *env, args []string) error {
 		return err
 	}
 	if args[0] == "validate" {
+		if err := cfg.Validate(); err != nil {
+			fmt.Fprintln(e.stderr, "configuration is not valid:")
+			for _, line := range strings.Split(err.Error(), "\n") {
+				fmt.Fprintln(e.stderr, "  - "+line)
+			}
+			return errInvalidConfig
+		}
 		fmt.Fprintln(e.stdout, "configuration is valid")
 		return nil
 	}

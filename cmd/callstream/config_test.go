@@ -135,3 +135,34 @@ alerting:
 		}
 	}
 }
+
+// TestConfigValidateNamesEveryProblem: `config validate` runs the checks
+// the commands run, not only the parser: each bad setting of issue 14
+// (item 11) is refused and named, all of them in one run.
+func TestConfigValidateNamesEveryProblem(t *testing.T) {
+	file := t.TempDir() + "/bad.yaml"
+	yaml := `log: {level: loud}
+producer: {poll_interval: -5s, rescan_ages: [5m, 0s]}
+storage: {dsn: "mysql://app@db/calls"}
+lake: {compression: lzo}
+alerting:
+  notifiers:
+    slack: {url: "ftp://hooks.slack.example/x"}
+webhooks:
+  endpoints:
+    - {name: billing, url: "https://billing.example.com/hooks", secrets: ["whsec_not-base64!"]}
+`
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	e := &env{stdout: &out, stderr: &out, lookupEnv: func(string) (string, bool) { return "", false }}
+	if code := runMain(context.Background(), e, []string{"config", "validate", "--config", file}); code != 1 {
+		t.Fatalf("config validate exited %d, want 1:\n%s", code, out.String())
+	}
+	for _, want := range []string{`log level "loud"`, "poll_interval", "rescan_ages", `scheme "mysql"`, `"lzo"`, "slack", "billing"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the output does not name %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -36,6 +36,12 @@ func DefaultConfig() Config {
 	}
 }
 
+// Validate reports the first setting New would refuse.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
 // withDefaults fills zero fields from DefaultConfig and rejects bad values.
 func (c Config) withDefaults() (Config, error) {
 	d := DefaultConfig()

@@ -180,6 +180,16 @@ func (c Config) connectTimeout() time.Duration {
 	return c.ConnectTimeout
 }
 
+// Validate reports what Open would refuse without connecting: the batch
+// settings and the DSN.
+func (c Config) Validate() error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	_, err := parseDSN(c.EffectiveDSN())
+	return err
+}
+
 func (c Config) validate() error {
 	var errs []error
 	if c.BatchSize < 0 {

@@ -128,6 +128,9 @@ var reservedHeaders = map[string]bool{
 
 // validate checks the whole configuration and names the endpoint at fault.
 // Secrets never appear in its errors.
+// Validate reports the first setting New would refuse.
+func (c Config) Validate() error { return c.validate() }
+
 func (c *Config) validate() error {
 	if c.Timeout <= 0 || c.Concurrency <= 0 || c.QueueSize <= 0 || c.SpillBytes <= 0 || c.MaxResponseBytes <= 0 {
 		return errors.New("webhooks: timeout, concurrency, queue_size, spill_bytes and max_response_bytes must be positive")

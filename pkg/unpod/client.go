@@ -50,13 +50,27 @@ type Client struct {
 	statuses *statusTable
 }
 
+// Validate reports what New would refuse in the configuration, the token
+// aside (the embedded mode runs the simulator without one): the base URL
+// and the status map.
+func (c Config) Validate() error {
+	base, err := url.Parse(strings.TrimSpace(c.BaseURL))
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return fmt.Errorf("unpod: base URL %q: want http(s)://host[/path]", RedactURL(c.BaseURL))
+	}
+	if _, err := c.StatusMap.compile(); err != nil {
+		return err
+	}
+	return nil
+}
+
 // New returns a Client for cfg; zero fields take DefaultConfig values.
 func New(cfg Config) (*Client, error) {
 	cfg = cfg.withDefaults()
-	base, err := url.Parse(strings.TrimSpace(cfg.BaseURL))
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("unpod: base URL %q: want http(s)://host[/path]", RedactURL(cfg.BaseURL))
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
+	base, _ := url.Parse(strings.TrimSpace(cfg.BaseURL))
 	base.Path = strings.TrimRight(base.Path, "/")
 	// Credentials in the URL would only ever be logged: the Authorization
 	// header carries the token, and net/http sends no userinfo beside it.
