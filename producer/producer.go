@@ -77,6 +77,8 @@ type Producer struct {
 	mem   *Memory
 	m     *metrics
 
+	sources sources // each org's last poll, for Ready and Sources
+
 	mu       sync.Mutex
 	cps      map[string]*Checkpoint
 	dirty    bool
@@ -289,6 +291,7 @@ func (p *Producer) orgLoop(ctx context.Context, org string) {
 			p.m.paused.WithLabelValues(org).Set(0)
 		}
 		p.m.polled(org, err)
+		p.sources.record(org, err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -39,6 +41,19 @@ func cmdProduce(ctx context.Context, e *env, args []string) error {
 	if err := serveStatusPage(gctx, g, ops, cfg.HTTP, reg, logger, "callstream produce", true, nil); err != nil {
 		return err
 	}
+	var running atomic.Pointer[producer.Producer]
+	ops.AddReadiness("api", func(ctx context.Context) error {
+		if p := running.Load(); p != nil {
+			return p.Ready(ctx)
+		}
+		return errors.New("starting")
+	})
+	ops.AddReport("orgs", func() any {
+		if p := running.Load(); p != nil {
+			return p.Sources()
+		}
+		return nil
+	})
 	g.Go(func() error { return ops.Run(gctx) })
 	g.Go(func() error {
 		if err := k.wait(gctx); err != nil {
@@ -48,6 +63,7 @@ func cmdProduce(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
+		running.Store(p)
 		return p.Run(gctx)
 	})
 	return g.Wait()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/callstream/callstream/consumers"
@@ -114,6 +115,8 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 
 	ops := telemetry.NewServer(cfg.HTTP, reg, logger)
 	ops.AddReadiness("consumers", rt.Ready)
+	ops.AddReadiness("api", p.Ready)
+	ops.AddReport("orgs", func() any { return p.Sources() })
 	if err := serveStatusPage(ctx, g, ops, cfg.HTTP, reg, logger, "callstream run", true, rt.Plugins()); err != nil {
 		return err
 	}
@@ -125,7 +128,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	g.Go(func() error { return rt.Run(ctx) })
 	g.Go(func() error { return p.Run(ctx) })
 	g.Go(func() error { out.alerts(ctx, alerts); return nil })
-	g.Go(func() error { out.summaries(ctx, p, 10*time.Second); return nil })
+	g.Go(func() error { out.summaries(ctx, reg, 10*time.Second); return nil })
 	return g.Wait()
 }
 
@@ -224,7 +227,7 @@ func (c *console) event(ev *schemas.CallEvent) {
 	}
 }
 
-func (c *console) summaries(ctx context.Context, p *producer.Producer, every time.Duration) {
+func (c *console) summaries(ctx context.Context, reg prometheus.Gatherer, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -233,12 +236,61 @@ func (c *console) summaries(ctx context.Context, p *producer.Producer, every tim
 			return
 		case <-t.C:
 		}
-		s := p.Stats()
+		line, err := summaryLine(reg)
+		if err != nil {
+			continue
+		}
 		c.mu.Lock()
-		fmt.Fprintf(c.w, "summary: %d records read, %d events published (%d updates), %d duplicates dropped, %d invalid, %d calls remembered\n",
-			s.RecordsRead, s.Published, s.Updated, s.Duplicates, s.Invalid, s.Remembered)
+		fmt.Fprintln(c.w, line)
 		c.mu.Unlock()
 	}
+}
+
+// summaryLine says what every stage did so far, from the process's metrics
+// (the same figures as /metrics and the status page).
+func summaryLine(reg prometheus.Gatherer) (string, error) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return "", err
+	}
+	sum := func(name string, match ...string) float64 {
+		var v float64
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+		next:
+			for _, m := range mf.Metric {
+				for i := 0; i+1 < len(match); i += 2 {
+					found := false
+					for _, l := range m.Label {
+						found = found || (l.GetName() == match[i] && l.GetValue() == match[i+1])
+					}
+					if !found {
+						continue next
+					}
+				}
+				switch {
+				case m.Counter != nil:
+					v += m.Counter.GetValue()
+				case m.Gauge != nil:
+					v += m.Gauge.GetValue()
+				}
+			}
+		}
+		return v
+	}
+	return fmt.Sprintf("summary: %.0f records read, %.0f events published, %.0f duplicates dropped, %.0f dead-lettered | "+
+		"storage %.0f rows written | lake %.0f rows in %.0f files | webhooks %.0f delivered, %.0f waiting | "+
+		"alerts %.0f firing | DLQ %.0f",
+		sum("callstream_producer_records_read_total"), sum("callstream_producer_events_published_total"),
+		sum("callstream_producer_duplicates_dropped_total"), sum("callstream_producer_dead_lettered_total"),
+		sum("callstream_storage_events_total", "outcome", "applied"),
+		sum("callstream_lake_rows_written_total"), sum("callstream_lake_files_written_total"),
+		sum("callstream_webhooks_outcomes_total", "outcome", "delivered"), sum("callstream_webhooks_queued"),
+		sum("callstream_alerting_alerts", "state", "firing"),
+		sum("callstream_consumer_messages_total", "outcome", "poisoned")+sum("callstream_producer_dead_lettered_total")+
+			sum("callstream_webhooks_outcomes_total", "outcome", "dlq")), nil
 }
 
 func (c *console) alerts(ctx context.Context, msgs <-chan *message.Message) {

@@ -22,8 +22,9 @@ func cmdSimulate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	reg := telemetry.NewRegistry()
 	sim := cfg.Simulator
-	sim.Logger = logger
+	sim.Logger, sim.Registerer = logger, reg
 	srv, err := unpodsim.New(sim)
 	if err != nil {
 		return fmt.Errorf("simulator: %w", err)
@@ -36,7 +37,6 @@ func cmdSimulate(ctx context.Context, e *env, args []string) error {
 		"hint", "point the client at it: UNPOD_API_URL=http://"+ln.Addr().String()+" UNPOD_API_TOKEN=<simulator.token>")
 	fmt.Fprintf(e.stdout, "simulator listening on http://%s\n", ln.Addr())
 
-	reg := telemetry.NewRegistry()
 	ops := telemetry.NewServer(cfg.HTTP, reg, logger)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(ctx, ln) })

@@ -17,9 +17,11 @@
 // The record key is the message's schemas.KeyMetadata ("partition_key") value;
 // callstream sets it to the event's call_key. Partitions are chosen with
 // kafka-go's Murmur2Balancer, the same hash (murmur2 of the key, positive,
-// modulo the partition count) as the Java client and librdkafka, so every
-// client sends a key to the same partition. A message without a key goes to
-// a random partition. Every other metadata entry becomes a Kafka header of
+// modulo the partition count) as the Java client's default partitioner, so
+// a Java producer sends a key to the same partition. librdkafka (and the
+// clients built on it) match only when configured with
+// partitioner=murmur2_random; their default, consistent_random, hashes with
+// CRC32. A message without a key goes to a random partition. Every other metadata entry becomes a Kafka header of
 // the same name (CloudEvents binary mode: the producer sets ce_id, ce_type,
 // ... as metadata); the message UUID travels in the header
 // "_watermill_message_uuid", as in watermill-kafka.

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -28,12 +29,13 @@ import (
 
 // LogConfig selects the log format and level.
 type LogConfig struct {
-	Format string `yaml:"format" env:"CALLSTREAM_LOG_FORMAT" flag:"log-format" doc:"Log format: json or text."`
+	Format string `yaml:"format" env:"CALLSTREAM_LOG_FORMAT" flag:"log-format" doc:"Log format: auto (text on a terminal, JSON otherwise), json or text."`
 	Level  string `yaml:"level" env:"CALLSTREAM_LOG_LEVEL" flag:"log-level" doc:"Log level: debug, info, warn or error."`
 }
 
-// DefaultLogConfig logs JSON at info level.
-func DefaultLogConfig() LogConfig { return LogConfig{Format: "json", Level: "info"} }
+// DefaultLogConfig logs at info level, text on a terminal and JSON
+// otherwise (a container, a pipe into a log collector).
+func DefaultLogConfig() LogConfig { return LogConfig{Format: "auto", Level: "info"} }
 
 // NewLogger builds a logger writing to w.
 func NewLogger(w io.Writer, cfg LogConfig) (*slog.Logger, error) {
@@ -42,14 +44,31 @@ func NewLogger(w io.Writer, cfg LogConfig) (*slog.Logger, error) {
 		return nil, fmt.Errorf("telemetry: log level %q: want debug, info, warn or error", cfg.Level)
 	}
 	opts := &slog.HandlerOptions{Level: level}
-	switch strings.ToLower(cfg.Format) {
+	format := strings.ToLower(cfg.Format)
+	if format == "auto" {
+		format = "json"
+		if isTerminal(w) {
+			format = "text"
+		}
+	}
+	switch format {
 	case "json", "":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	default:
-		return nil, fmt.Errorf("telemetry: log format %q: want json or text", cfg.Format)
+		return nil, fmt.Errorf("telemetry: log format %q: want auto, json or text", cfg.Format)
 	}
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // NewRegistry returns a Prometheus registry with the Go runtime and process
@@ -121,6 +140,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	checks   map[string]Check
+	reports  map[string]func() any
 	patterns []string
 }
 
@@ -174,7 +194,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	status, code := map[string]string{}, http.StatusOK
+	status, code := map[string]any{}, http.StatusOK
 	for _, n := range names {
 		if err := checks[n](ctx); err != nil {
 			status[n] = err.Error()
@@ -183,7 +203,29 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 			status[n] = "ok"
 		}
 	}
+	s.mu.Lock()
+	reports := make(map[string]func() any, len(s.reports))
+	for n, rep := range s.reports {
+		reports[n] = rep
+	}
+	s.mu.Unlock()
+	for n, rep := range reports {
+		if _, taken := status[n]; !taken {
+			status[n] = rep()
+		}
+	}
 	writeJSON(w, code, status)
+}
+
+// AddReport adds an entry to the /readyz body that informs and never
+// fails the check: what a producer polls and how each source answers, say.
+func (s *Server) AddReport(name string, report func() any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reports == nil {
+		s.reports = map[string]func() any{}
+	}
+	s.reports[name] = report
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

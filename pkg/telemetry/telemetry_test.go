@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +72,7 @@ func TestNewLogger(t *testing.T) {
 		want    string
 	}{
 		{LogConfig{Format: "json", Level: "info"}, false, `"msg":"hello"`},
+		{LogConfig{Format: "auto", Level: "info"}, false, `"msg":"hello"`}, // not a terminal: JSON
 		{LogConfig{Format: "text", Level: "debug"}, false, "msg=hello"},
 		{LogConfig{Format: "xml", Level: "info"}, true, ""},
 		{LogConfig{Format: "json", Level: "loud"}, true, ""},
@@ -178,6 +181,27 @@ func TestHTTPConfigBaseURL(t *testing.T) {
 		}
 		if got := tt.cfg.BaseURL(); got != tt.want {
 			t.Errorf("%+v: BaseURL = %q, want %q", tt.cfg, got, tt.want)
+		}
+	}
+}
+
+// TestReportInformsReadyz: a report shows in the /readyz body and never
+// fails it; a failing check still does.
+func TestReportInformsReadyz(t *testing.T) {
+	s := NewServer(HTTPConfig{}, NewRegistry(), slog.New(slog.DiscardHandler))
+	s.AddReport("orgs", func() any { return map[string]string{"acme": "paused: unauthorized"} })
+	for _, failing := range []bool{false, true} {
+		if failing {
+			s.AddReadiness("bus", func(context.Context) error { return errors.New("broker down") })
+		}
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		want := http.StatusOK
+		if failing {
+			want = http.StatusServiceUnavailable
+		}
+		if rec.Code != want || !strings.Contains(rec.Body.String(), `"acme":"paused: unauthorized"`) {
+			t.Fatalf("failing=%v: /readyz = %d %s", failing, rec.Code, rec.Body.String())
 		}
 	}
 }
