@@ -35,7 +35,6 @@ func (s *sources) record(org string, err error) {
 	s.last[org] = st
 }
 
-
 // Sources reports each organization's last poll: "ok", or the class of its
 // failure ("paused: unauthorized", ...), never an error text that could
 // hold a URL or a token.
