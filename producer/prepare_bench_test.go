@@ -40,7 +40,7 @@ func BenchmarkPreparePage(b *testing.B) {
 		w := Window{Start: t0, End: t0.Add(time.Hour)}
 		bt, _ := p.gate("acme", w, f, map[string]struct{}{}, map[uint64]struct{}{})
 		pub.msgs = pub.msgs[:0]
-		if err := p.send(context.Background(), "acme", bt); err != nil {
+		if err := p.send(context.Background(), "acme", bt, p.prepare("acme", bt)); err != nil {
 			b.Fatal(err)
 		}
 		for _, msg := range pub.msgs {

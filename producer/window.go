@@ -306,12 +306,16 @@ func (q *publishQueue) submit(b *batch) {
 	if b == nil || q.failed() {
 		return
 	}
+	// The batch is encoded now, while the one before it is being
+	// published; publishing itself stays one batch at a time, in order.
+	ready := make(chan []outgoing, 1)
+	go func() { ready <- q.p.prepare(q.org, b) }()
 	q.sem <- struct{}{}
 	q.wg.Add(1)
 	go func() {
 		defer q.wg.Done()
 		defer func() { <-q.sem }()
-		if err := q.p.send(q.ctx, q.org, b); err != nil {
+		if err := q.p.send(q.ctx, q.org, b, <-ready); err != nil {
 			q.fail(err)
 		}
 	}()
@@ -351,20 +355,7 @@ type outgoing struct {
 // send encodes and publishes a batch, remembers its events once the bus
 // acknowledged them, then dead-letters what could not be published: the
 // batch's dead letters and every event over the size limit.
-func (p *Producer) send(ctx context.Context, org string, b *batch) error {
-	events := make([]schemas.CallEvent, len(b.recs))
-	out := make([]outgoing, 0, len(b.recs))
-	source := schemas.Source(org)
-	for i, r := range b.recs {
-		events[i] = NewEvent(org, r, b.ids[i], b.revisions[i], b.observed)
-		msg := newMessage(&events[i], source)
-		if n := messageSize(msg); n > p.cfg.MaxMessageBytes {
-			b.dead = append(b.dead, tooLarge(org, r, b.ids[i].CallKey,
-				fmt.Sprintf("its event is %d bytes, over producer.max_message_bytes %d", n, p.cfg.MaxMessageBytes)))
-			continue
-		}
-		out = append(out, outgoing{event: &events[i], msg: msg, rec: r, id: b.ids[i], key: b.keys[i]})
-	}
+func (p *Producer) send(ctx context.Context, org string, b *batch, out []outgoing) error {
 	acked, refused, err := p.publishEvents(ctx, org, out)
 	if err != nil {
 		return err
@@ -379,6 +370,25 @@ func (p *Producer) send(ctx context.Context, org string, b *batch) error {
 		}
 	}
 	return nil
+}
+
+// prepare encodes a batch's events; those too large for the bus become
+// dead letters of the batch.
+func (p *Producer) prepare(org string, b *batch) []outgoing {
+	events := make([]schemas.CallEvent, len(b.recs))
+	out := make([]outgoing, 0, len(b.recs))
+	source := schemas.Source(org)
+	for i, r := range b.recs {
+		events[i] = NewEvent(org, r, b.ids[i], b.revisions[i], b.observed)
+		msg := newMessage(&events[i], source)
+		if n := messageSize(msg); n > p.cfg.MaxMessageBytes {
+			b.dead = append(b.dead, tooLarge(org, r, b.ids[i].CallKey,
+				fmt.Sprintf("its event is %d bytes, over producer.max_message_bytes %d", n, p.cfg.MaxMessageBytes)))
+			continue
+		}
+		out = append(out, outgoing{event: &events[i], msg: msg, rec: r, id: b.ids[i], key: b.keys[i]})
+	}
+	return out
 }
 
 func tooLarge(org string, r *unpod.Record, callKey, why string) deadLetter {
