@@ -17,6 +17,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/callstream/callstream/pkg/config"
+	"github.com/callstream/callstream/pkg/retryafter"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -155,7 +156,7 @@ func (p *Plugin) attempt(ctx context.Context, ep *endpoint, e *entry) result {
 	r.gone = resp.StatusCode == http.StatusGone
 	r.abort = strings.EqualFold(strings.TrimSpace(resp.Header.Get(HeaderDelivery)), AbortMessage)
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		r.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		r.retryAfter, _ = retryafter.Parse(resp.Header.Get("Retry-After"), time.Now())
 	}
 	return r
 }
@@ -179,23 +180,6 @@ func (p *Plugin) retryDelay(n int, retryAfter time.Duration) time.Duration {
 		d = min(retryAfter, p.cfg.MaxRetryAfter)
 	}
 	return d
-}
-
-// parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or bad.
-//
-// TODO(lead): use unpod.ParseRetryAfter
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 // finish removes a settled entry from its queue and the durable state.

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/callstream/callstream/pkg/retryafter"
 	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/time/rate"
 )
@@ -284,7 +285,7 @@ func (c *Client) attempt(ctx context.Context, endpoint, target, org string, pars
 			URL:     target,
 			Org:     org,
 		}
-		ae.RetryAfter, _ = ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		ae.RetryAfter, _ = retryafter.Parse(resp.Header.Get("Retry-After"), time.Now())
 		switch {
 		case resp.StatusCode >= 300 && resp.StatusCode <= 399:
 			ae.Message = "redirect to " + redirectTarget(req.URL, resp.Header.Get("Location")) +
@@ -427,36 +428,6 @@ func errorMessage(body []byte) string {
 		s = s[:200] + "..."
 	}
 	return s
-}
-
-// MaxRetryAfter caps what ParseRetryAfter returns: a server asking for
-// more than a day is taken to mean a day, not ignored.
-const MaxRetryAfter = 24 * time.Hour
-
-// ParseRetryAfter reads a Retry-After header (RFC 9110 section 10.2.3) in
-// either form, delay-seconds or an HTTP date, relative to now. ok is false
-// when the header is absent or unusable (not a number or a date, or a
-// negative number); a date in the past is a wait of 0, and a wait over
-// MaxRetryAfter is capped at it. It is the one Retry-After parser of the
-// project.
-func ParseRetryAfter(h string, now time.Time) (wait time.Duration, ok bool) {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0, false
-	}
-	if secs, err := strconv.ParseFloat(h, 64); err == nil {
-		if secs != secs || secs < 0 {
-			return 0, false
-		}
-		if secs >= MaxRetryAfter.Seconds() {
-			return MaxRetryAfter, true
-		}
-		return time.Duration(secs * float64(time.Second)), true
-	}
-	if t, err := http.ParseTime(h); err == nil {
-		return min(max(t.Sub(now), 0), MaxRetryAfter), true
-	}
-	return 0, false
 }
 
 func retryReason(err error) string {

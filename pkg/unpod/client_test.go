@@ -200,34 +200,6 @@ func TestRetryAfterBeyondBudget(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 2, 7, 5, 57, 0, 0, time.UTC)
-	type want struct {
-		d  time.Duration
-		ok bool
-	}
-	tests := map[string]want{
-		"":                              {0, false},
-		"5":                             {5 * time.Second, true},
-		"0":                             {0, true},
-		"-3":                            {0, false},
-		"NaN":                           {0, false},
-		"1.5":                           {1500 * time.Millisecond, true},
-		"Sat, 07 Feb 2026 05:57:30 GMT": {30 * time.Second, true},
-		"Sat, 07 Feb 2026 05:56:30 GMT": {0, true},
-		"soon":                          {0, false},
-		// Over a day is capped, not dropped (issue 14.12).
-		"86401":                         {24 * time.Hour, true},
-		"604800":                        {24 * time.Hour, true},
-		"Sat, 14 Feb 2026 05:57:00 GMT": {24 * time.Hour, true},
-	}
-	for h, w := range tests {
-		if d, ok := ParseRetryAfter(h, now); d != w.d || ok != w.ok {
-			t.Errorf("ParseRetryAfter(%q) = %s, %v; want %s, %v", h, d, ok, w.d, w.ok)
-		}
-	}
-}
-
 func TestRateLimit(t *testing.T) {
 	srv, n := script(t, ok)
 	run := func(rate float64) time.Duration {

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/callstream/callstream/pkg/retryafter"
 )
 
 // listener is a plain HTTP server on addr that counts its requests and
@@ -207,8 +209,8 @@ func TestRetryAfterOverADay(t *testing.T) {
 	srv, _ := script(t, status(429, "throttled", "Retry-After", "172800"))
 	c, _ := New(fastConfig(srv.URL))
 	_, err := c.CallLogs(context.Background(), Query{Org: "acme"})
-	if RetryAfter(err) != MaxRetryAfter {
-		t.Fatalf("RetryAfter = %s (err %v), want %s", RetryAfter(err), err, MaxRetryAfter)
+	if RetryAfter(err) != retryafter.Max {
+		t.Fatalf("RetryAfter = %s (err %v), want %s", RetryAfter(err), err, retryafter.Max)
 	}
 }
 

@@ -42,7 +42,7 @@ type APIError struct {
 	Method     string        // request method
 	URL        string        // request URL, including the query; never the token
 	Org        string        // the Org-Handle sent, if any
-	RetryAfter time.Duration // from a Retry-After header (capped at MaxRetryAfter), 0 when absent
+	RetryAfter time.Duration // from a Retry-After header (capped at retryafter.Max), 0 when absent
 	// PastLastPage marks a 404 for a page after the first whose message
 	// does not name the organization; it unwraps to ErrPastLastPage.
 	PastLastPage bool
