@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,7 +17,9 @@ type metrics struct {
 	duration prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics builds the storage metrics and registers them with reg, when
+// not nil; a second sink on the same registry shares the first one's.
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callstream_storage_batches_total",
@@ -32,13 +35,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
 	}
-	if reg == nil {
-		return m
+	r := telemetry.NewRegistrar(reg)
+	telemetry.Reuse(r, &m.batches)
+	telemetry.Reuse(r, &m.events)
+	telemetry.Reuse(r, &m.duration)
+	if err := r.Err(); err != nil {
+		return nil, fmt.Errorf("storage: register metrics: %w", err)
 	}
-	m.batches, _ = telemetry.RegisterOrReuse(reg, m.batches)
-	m.events, _ = telemetry.RegisterOrReuse(reg, m.events)
-	m.duration, _ = telemetry.RegisterOrReuse(reg, m.duration)
-	return m
+	return m, nil
 }
 
 func (m *metrics) observe(start time.Time, result string, events int, applied int64, refused int) {

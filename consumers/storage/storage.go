@@ -66,7 +66,10 @@ func Open(ctx context.Context, cfg Config, deps consumers.Deps) (*Store, error) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := newMetrics(deps.Registerer)
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	// A database that is starting, or a SQLite file another process holds
 	// locked (a backup), is waited for up to connect_timeout (ctx), as the
 	// runtime waits out a failing database later: the process must not
