@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/callstream/callstream/pkg/jsonscan"
 )
 
 // Decoding reads a page in one pass with a validating scanner instead of
@@ -33,7 +35,7 @@ import (
 func DecodePage(body []byte, page int) (*Page, error) { return decodePage(body, page, nil) }
 
 func decodePage(body []byte, page int, statuses *statusTable) (*Page, error) {
-	d := pageDecoder{sc: scanner{s: string(body)}, body: body, page: page, statuses: statuses}
+	d := pageDecoder{sc: jsonscan.New(string(body)), body: body, page: page, statuses: statuses}
 	p, err := d.decode()
 	if err != nil {
 		var ae *APIError
@@ -47,9 +49,9 @@ func decodePage(body []byte, page int, statuses *statusTable) (*Page, error) {
 
 // pageDecoder holds the state of one DecodePage call.
 type pageDecoder struct {
-	sc       scanner // over a string copy of body: record strings are substrings of it
-	body     []byte  // the caller's body; never retained
-	raw      []byte  // a copy of body that Record.Raw slices point into, made on first use
+	sc       jsonscan.Scanner[string] // over a string copy of body: record strings are substrings of it
+	body     []byte                   // the caller's body; never retained
+	raw      []byte                   // a copy of body that Record.Raw slices point into, made on first use
 	page     int
 	times    timeSlab
 	statuses *statusTable
@@ -57,9 +59,9 @@ type pageDecoder struct {
 
 func (d *pageDecoder) decode() (*Page, error) {
 	sc := &d.sc
-	sc.ws()
-	if sc.peek() != '{' {
-		return nil, sc.fail("want a JSON object")
+	sc.Space()
+	if sc.Peek() != '{' {
+		return nil, sc.Fail("want a JSON object")
 	}
 	var (
 		count      *int
@@ -68,22 +70,17 @@ func (d *pageDecoder) decode() (*Page, error) {
 		haveData   bool // false for a missing or null data, as json leaves the slice nil then
 		p          = &Page{}
 	)
-	if err := sc.open(); err != nil {
+	more, err := sc.Enter('{')
+	if err != nil {
 		return nil, err
 	}
-	sc.ws()
-	more := sc.peek() != '}'
-	if !more {
-		sc.i++
-		sc.depth--
-	}
 	for more {
-		name, escaped, err := sc.key()
+		name, flags, err := sc.Key()
 		if err != nil {
 			return nil, err
 		}
-		sc.ws()
-		switch matchName(name, escaped, envelopeField) {
+		sc.Space()
+		switch matchName(name, flags&jsonscan.Escaped != 0, envelopeField) {
 		case fieldCount:
 			err = d.unmarshal(&count)
 		case fieldStatusCode:
@@ -91,31 +88,31 @@ func (d *pageDecoder) decode() (*Page, error) {
 		case fieldMessage:
 			err = d.unmarshal(&message)
 		case fieldData:
-			switch sc.peek() {
+			switch sc.Peek() {
 			case 'n':
-				err = sc.lit("null")
+				err = sc.Literal("null")
 				haveData, p.Records, p.Invalid = false, nil, nil
 			case '[':
 				// A repeated data member replaces the earlier one, as in encoding/json.
 				haveData = true
 				err = d.records(p, count)
 			default:
-				if err = sc.value(); err == nil {
+				if err = sc.Value(); err == nil {
 					err = errors.New(`"data" is not an array`)
 				}
 			}
 		default:
-			err = sc.value()
+			err = sc.Value()
 		}
 		if err != nil {
 			return nil, err
 		}
-		if more, err = sc.more('}'); err != nil {
+		if more, err = sc.More('}'); err != nil {
 			return nil, err
 		}
 	}
-	if sc.ws(); sc.i != len(sc.s) {
-		return nil, sc.fail("want the end after the top-level value")
+	if err := sc.End(); err != nil {
+		return nil, err
 	}
 	if !haveData && statusCode >= 400 {
 		// Some gateways answer 200 with the error in the body.
@@ -134,11 +131,11 @@ func (d *pageDecoder) decode() (*Page, error) {
 // unmarshal decodes the value at the read offset into v with encoding/json,
 // for the few envelope members, whose type rules it then applies exactly.
 func (d *pageDecoder) unmarshal(v any) error {
-	start := d.sc.i
-	if err := d.sc.value(); err != nil {
+	start := d.sc.Offset()
+	if err := d.sc.Value(); err != nil {
 		return err
 	}
-	return json.Unmarshal(d.body[start:d.sc.i], v)
+	return json.Unmarshal(d.body[start:d.sc.Offset()], v)
 }
 
 // minRecordLen is the shortest text a good record can have,
@@ -149,35 +146,34 @@ const minRecordLen = 53
 // records decodes the data array at the read offset into p.
 func (d *pageDecoder) records(p *Page, count *int) error {
 	sc := &d.sc
-	if err := sc.open(); err != nil {
+	more, err := sc.Enter('[')
+	if err != nil {
 		return err
 	}
 	hint := 0
 	if count != nil {
-		hint = max(0, min(*count, len(sc.s)/minRecordLen+1))
+		hint = max(0, min(*count, len(sc.Source())/minRecordLen+1))
 	}
 	p.Records, p.Invalid = make([]Record, 0, hint), nil
 	d.times.block = 2 * hint
-	sc.ws()
-	if sc.peek() == ']' {
-		sc.i++
-		sc.depth--
+	if !more {
 		return nil
 	}
 	if d.raw == nil {
 		d.raw = append([]byte(nil), d.body...)
 	}
 	for i := 0; ; i++ {
-		sc.ws()
-		start := sc.i
+		sc.Space()
+		start := sc.Offset()
 		var w wireRecord
-		bad, err := sc.callLog(&w)
+		bad, err := callLog(sc, &w)
 		if err != nil {
 			return err
 		}
 		// The full slice expression keeps an append to one Raw from
 		// overwriting the next record's bytes.
-		raw := json.RawMessage(d.raw[start:sc.i:sc.i])
+		end := sc.Offset()
+		raw := json.RawMessage(d.raw[start:end:end])
 		if bad == nil {
 			// Decoding in place saves copying each Record into the slice.
 			p.Records = append(p.Records, Record{})
@@ -192,7 +188,7 @@ func (d *pageDecoder) records(p *Page, count *int) error {
 		if bad != nil {
 			p.Invalid = append(p.Invalid, RecordError{Page: d.page, Index: i, Raw: raw, Err: bad})
 		}
-		if more, err := sc.more(']'); err != nil || !more {
+		if more, err := sc.More(']'); err != nil || !more {
 			return err
 		}
 	}
@@ -211,13 +207,11 @@ func (c *Client) DecodeRecord(raw json.RawMessage) (Record, error) {
 }
 
 func decodeRecord(raw json.RawMessage, statuses *statusTable) (Record, error) {
-	sc := scanner{s: string(raw)}
+	sc := jsonscan.New(string(raw))
 	var w wireRecord
-	bad, err := sc.callLog(&w)
+	bad, err := callLog(&sc, &w)
 	if err == nil {
-		if sc.ws(); sc.i != len(sc.s) {
-			err = sc.fail("want the end after the call log")
-		}
+		err = sc.End()
 	}
 	if err != nil {
 		return Record{}, fmt.Errorf("decode call log: %w", err)
@@ -350,54 +344,48 @@ func newTime(t time.Time) *time.Time { return &t }
 // is bad JSON, which ends the page. bad is JSON that is not a call log (not an
 // object, or a member of the wrong type); the value is still consumed whole so
 // that the page goes on.
-func (sc *scanner) callLog(w *wireRecord) (bad, err error) {
-	sc.ws()
-	switch sc.peek() {
+func callLog(sc *jsonscan.Scanner[string], w *wireRecord) (bad, err error) {
+	sc.Space()
+	switch sc.Peek() {
 	case '{':
 	case 'n':
 		// encoding/json decodes null into a struct as no members at all.
-		return nil, sc.lit("null")
+		return nil, sc.Literal("null")
 	default:
-		start := sc.i
-		if err := sc.value(); err != nil {
+		start := sc.Offset()
+		if err := sc.Value(); err != nil {
 			return nil, err
 		}
-		return fmt.Errorf("decode call log: want an object, got %.20s", sc.s[start:sc.i]), nil
+		return fmt.Errorf("decode call log: want an object, got %.20s", sc.Source()[start:sc.Offset()]), nil
 	}
-	if err := sc.open(); err != nil {
+	if more, err := sc.Enter('{'); err != nil || !more {
 		return nil, err
 	}
-	sc.ws()
-	if sc.peek() == '}' {
-		sc.i++
-		sc.depth--
-		return nil, nil
-	}
 	for {
-		name, escaped, err := sc.key()
+		name, flags, err := sc.Key()
 		if err != nil {
 			return nil, err
 		}
-		sc.ws()
+		sc.Space()
 		f := fieldUnknown
 		if bad == nil {
 			// encoding/json stops at the first bad member; the rest is only checked as JSON.
-			f = matchName(name, escaped, recordField)
+			f = matchName(name, flags&jsonscan.Escaped != 0, recordField)
 		}
 		switch f {
 		case fieldUnknown:
-			err = sc.value()
+			err = sc.Value()
 		case fieldDuration:
-			start := sc.i
-			err = sc.value()
-			w.CallDuration = sc.s[start:sc.i]
+			start := sc.Offset()
+			err = sc.Value()
+			w.CallDuration = sc.Source()[start:sc.Offset()]
 		default:
-			bad, err = sc.flex(w.member(f))
+			bad, err = flex(sc, w.member(f))
 		}
 		if err != nil {
 			return nil, err
 		}
-		more, err := sc.more('}')
+		more, err := sc.More('}')
 		if err != nil {
 			return nil, err
 		}
@@ -409,38 +397,40 @@ func (sc *scanner) callLog(w *wireRecord) (bad, err error) {
 
 // flex consumes a string, number or null into f, as flexString.UnmarshalJSON
 // would; another value is bad.
-func (sc *scanner) flex(f *flexString) (bad, err error) {
-	start := sc.i
-	switch c := sc.peek(); {
+func flex(sc *jsonscan.Scanner[string], f *flexString) (bad, err error) {
+	start := sc.Offset()
+	switch c := sc.Peek(); {
 	case c == '"':
-		escaped, err := sc.str()
+		flags, err := sc.Quoted()
 		if err != nil {
 			return nil, err
 		}
-		if !escaped {
-			*f = flexString{S: sc.s[start+1 : sc.i-1], Set: true}
+		// Invalid UTF-8 is taken as it is here; sanitize replaces it and
+		// keeps the original (see RawBase64Member).
+		if flags&jsonscan.Escaped == 0 {
+			*f = flexString{S: sc.Source()[start+1 : sc.Offset()-1], Set: true}
 			return nil, nil
 		}
 		var s string
-		if err := json.Unmarshal([]byte(sc.s[start:sc.i]), &s); err != nil {
+		if err := json.Unmarshal([]byte(sc.Source()[start:sc.Offset()]), &s); err != nil {
 			return fmt.Errorf("decode call log: %w", err), nil
 		}
 		*f = flexString{S: s, Set: true}
 	case c == '-' || isDigit(c):
-		if err := sc.num(); err != nil {
+		if err := sc.Number(); err != nil {
 			return nil, err
 		}
-		*f = flexString{S: sc.s[start:sc.i], Set: true}
+		*f = flexString{S: sc.Source()[start:sc.Offset()], Set: true}
 	case c == 'n':
-		if err := sc.lit("null"); err != nil {
+		if err := sc.Literal("null"); err != nil {
 			return nil, err
 		}
 		*f = flexString{}
 	default:
-		if err := sc.value(); err != nil {
+		if err := sc.Value(); err != nil {
 			return nil, err
 		}
-		return fmt.Errorf("decode call log: want a string, number or null, got %.20s", sc.s[start:sc.i]), nil
+		return fmt.Errorf("decode call log: want a string, number or null, got %.20s", sc.Source()[start:sc.Offset()]), nil
 	}
 	return nil, nil
 }

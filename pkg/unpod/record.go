@@ -227,3 +227,5 @@ func parseDurationText(s string) (int64, error) {
 	}
 	return days*86400 + total, nil
 }
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
