@@ -10,6 +10,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/callstream/callstream/pkg/delivery"
 	"github.com/callstream/callstream/schemas"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
@@ -127,12 +128,12 @@ func (sub *subscription) run() {
 // subscription stopped first.
 func (sub *subscription) send(km kafka.Message) (msg *message.Message, done context.CancelFunc, ok bool) {
 	msg = sub.newMessage(km, nil, true)
-	ctx := msg.Context().(*deliveryCtx)
+	ctx := msg.Context().(*delivery.Context)
 	select {
 	case sub.out <- msg:
-		return msg, ctx.cancel, true
+		return msg, ctx.Cancel, true
 	case <-sub.ctx.Done():
-		ctx.cancel()
+		ctx.Cancel()
 		return nil, nil, false
 	}
 }
@@ -162,7 +163,7 @@ func (sub *subscription) newMessage(km kafka.Message, in *interner, withCtx bool
 	}
 	setDeliveryMetadata(msg, km)
 	if withCtx {
-		msg.SetContext(newDeliveryCtx(sub.valueCtx))
+		msg.SetContext(delivery.NewContext(sub.valueCtx))
 	} else {
 		msg.SetContext(sub.valueCtx)
 	}
@@ -310,35 +311,3 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return false
 	}
 }
-
-// deliveryCtx is the context of one delivered message: it carries the
-// Subscribe context's values and is canceled when the message is acked,
-// nacked or its subscription stops. Unlike context.WithCancel it does not
-// register with a parent, which matters at one message per fetch.
-type deliveryCtx struct {
-	context.Context
-	done chan struct{}
-	once sync.Once
-}
-
-func newDeliveryCtx(values context.Context) *deliveryCtx {
-	return &deliveryCtx{Context: values, done: make(chan struct{})}
-}
-
-func (c *deliveryCtx) Done() <-chan struct{} { return c.done }
-
-func (c *deliveryCtx) Err() error {
-	select {
-	case <-c.done:
-		return context.Canceled
-	default:
-		return nil
-	}
-}
-
-// Deadline reports none: the message lives until acked, whatever the
-// Subscribe context's deadline (whose expiry stops the subscription and so
-// cancels this context anyway).
-func (c *deliveryCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
-
-func (c *deliveryCtx) cancel() { c.once.Do(func() { close(c.done) }) }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/callstream/callstream/pkg/delivery"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -71,7 +72,7 @@ type subscription struct {
 type entry struct {
 	rec   *record
 	msg   *message.Message
-	ctx   *deliveryCtx
+	ctx   *delivery.Context
 	dueAt time.Time // when a nacked entry is delivered again
 }
 
@@ -392,7 +393,7 @@ func (sub *subscription) takeReady() *entry {
 // track makes a delivery of r and hands it to the acker.
 func (sub *subscription) track(r *record) *entry {
 	e := &entry{rec: r, msg: r.message(sub.tp.name)}
-	e.ctx = newDeliveryCtx(sub.valueCtx)
+	e.ctx = delivery.NewContext(sub.valueCtx)
 	e.msg.SetContext(e.ctx)
 	sub.mu.Lock()
 	sub.inflight = append(sub.inflight, e)
@@ -472,7 +473,7 @@ func (sub *subscription) acker() {
 			sub.settle(true, nil)
 			sub.mu.Lock()
 			for _, e := range sub.inflight {
-				e.ctx.cancel()
+				e.ctx.Cancel()
 			}
 			sub.mu.Unlock()
 			return
@@ -509,7 +510,7 @@ func (sub *subscription) settle(all bool, due []*entry) []*entry {
 	sub.mu.Unlock()
 	committable := false
 	for _, e := range done {
-		e.ctx.cancel()
+		e.ctx.Cancel()
 		if e.verdict() == 1 {
 			<-sub.slots
 			if sub.tracker != nil && sub.tracker.ack(e.rec.off) {
@@ -600,35 +601,3 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return false
 	}
 }
-
-// deliveryCtx is the context of one delivered message: it carries the
-// Subscribe context's values and is canceled when the message is acked,
-// nacked or its subscription stops. Unlike context.WithCancel it does not
-// register with a parent, which matters at one context per message.
-type deliveryCtx struct {
-	context.Context
-	done chan struct{}
-	once sync.Once
-}
-
-func newDeliveryCtx(values context.Context) *deliveryCtx {
-	return &deliveryCtx{Context: values, done: make(chan struct{})}
-}
-
-func (c *deliveryCtx) Done() <-chan struct{} { return c.done }
-
-func (c *deliveryCtx) Err() error {
-	select {
-	case <-c.done:
-		return context.Canceled
-	default:
-		return nil
-	}
-}
-
-// Deadline reports none: the message lives until acked, whatever the
-// Subscribe context's deadline (whose expiry stops the subscription and so
-// cancels this context anyway).
-func (c *deliveryCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
-
-func (c *deliveryCtx) cancel() { c.once.Do(func() { close(c.done) }) }
