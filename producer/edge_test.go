@@ -367,3 +367,45 @@ func TestOrgListingPastLastPage(t *testing.T) {
 		t.Fatalf("orgs = %v, %v; want acme and globex", orgs, err)
 	}
 }
+
+// TestDLQLimitLowerThanConfigured: the DLQ topic keeps Kafka's default limit
+// (about 1 MB) and the publisher its default batch_bytes, below the
+// producer's dlq_max_message_bytes (8 MiB). The bus refuses the 2 MB record
+// whole as too large (schemas.ErrTooLarge from kafkabus), so it goes on the
+// DLQ by reference, and the window is done.
+func TestDLQLimitLowerThanConfigured(t *testing.T) {
+	at := func(d time.Duration) time.Time { return edgeT0.Add(d) }
+	big2 := bigRecord("big2", at(-3*time.Minute), 2<<20)
+	api := newFakeAPI(t)
+	api.set(fakeRecord{at(-4 * time.Minute), callLog("s1", at(-4*time.Minute), "completed", "")},
+		fakeRecord{at(-3 * time.Minute), big2})
+	deps, kcfg := kafkaDeps(t, newClient(t, api.srv.URL, "tok"), nil)
+	deps.Now = (&fakeClock{now: edgeT0}).Now
+	p, err := New(edgeConfig(), deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.pollOrg(context.Background(), "acme"); err != nil {
+		t.Fatalf("poll: %v", err)
+	}
+	if f := p.checkpoint("acme").Rungs[0].Frontier; f.Before(edgeT0.Add(-time.Minute)) {
+		t.Errorf("the window was not marked done: frontier %s", f)
+	}
+	var stored []string
+	if err := kafkabus.ReadRange(context.Background(), kcfg, deps.DLQTopic, nil, func(m kafka.Message) error {
+		for _, h := range m.Headers {
+			if h.Key == DLQStoredMetadata {
+				stored = append(stored, string(h.Value))
+			}
+		}
+		if len(m.Value) > dlqExcerpt {
+			t.Errorf("DLQ record of %d bytes, want the %d-byte excerpt", len(m.Value), dlqExcerpt)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != 1 || stored[0] != "by_reference" {
+		t.Errorf("DLQ holds %v, want the 2 MB record once, by reference", stored)
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/callstream/callstream/schemas"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
@@ -171,10 +172,35 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	}
 	if err != nil {
 		p.metrics.errors.WithLabelValues("publish").Inc()
+		if tooLarge(err) {
+			return fmt.Errorf("kafkabus: publish %d messages to %s: %w (publisher batch_bytes %d; the topic's max.message.bytes may be lower): %w",
+				len(msgs), topic, schemas.ErrTooLarge, p.cfg.BatchBytes, err)
+		}
 		return fmt.Errorf("kafkabus: publish %d messages to %s: %w", len(msgs), topic, err)
 	}
 	p.metrics.published.WithLabelValues(topic).Add(float64(len(msgs)))
 	return nil
+}
+
+// tooLarge reports whether err says a message is too large for the bus:
+// over the writer's BatchBytes (refused before sending) or over the topic's
+// max.message.bytes (refused by the broker). Retrying either cannot help,
+// so callers see schemas.ErrTooLarge. kafka.WriteErrors does not unwrap to
+// its elements, hence the loop.
+func tooLarge(err error) bool {
+	var mtl kafka.MessageTooLargeError
+	if errors.As(err, &mtl) || errors.Is(err, kafka.MessageSizeTooLarge) {
+		return true
+	}
+	var we kafka.WriteErrors
+	if errors.As(err, &we) {
+		for _, e := range we {
+			if e != nil && tooLarge(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // refreshTopic makes the writer see a topic that was created after its
