@@ -366,19 +366,9 @@ func (p *Plugin) flush(ctx context.Context) error {
 			return err
 		}
 	}
+	p.publishPending()
 	for i := range p.outbox {
 		it := &p.outbox[i]
-		if slices.Contains(it.Pending, destTopic) {
-			if err := p.publish(&it.Notice); err != nil {
-				// The notice is saved in the outbox: acknowledging the call
-				// is safe, and the next tick publishes it. Later notices
-				// wait, so one alert's events stay in order.
-				p.logPublishErr(err)
-				break
-			}
-			it.Pending = slices.DeleteFunc(it.Pending, func(s string) bool { return s == destTopic })
-			p.dirty = true
-		}
 		for _, q := range p.queues {
 			k := it.Notice.ID + "\x00" + q.name
 			if slices.Contains(it.Pending, q.name) && !p.queued[k] {
@@ -451,15 +441,50 @@ func (p *Plugin) save(ctx context.Context) error {
 	return nil
 }
 
-// publish sends one transition to the alerts topic in the CloudEvents
-// binary binding, keyed by alert_id so one alert's events stay in order.
-func (p *Plugin) publish(n *Notice) error {
-	if p.deps.Publisher == nil {
-		return nil
+// publishPending publishes every outbox notice still pending for the
+// alerts topic in one call, in outbox order: an incident that moves many
+// alerts at once costs one round trip to the bus, not one per alert. If the
+// call fails the notices stay in the outbox (acknowledging the calls is
+// safe) and the next flush or tick publishes them again, all of them, so
+// one alert's events stay in order; a partial write is repeated with the
+// same ids.
+func (p *Plugin) publishPending() {
+	var items []*outboxItem
+	var msgs []*message.Message
+	for i := range p.outbox {
+		it := &p.outbox[i]
+		if !slices.Contains(it.Pending, destTopic) {
+			continue
+		}
+		msg, err := p.alertMessage(&it.Notice)
+		if err != nil {
+			p.logPublishErr(err)
+			break // later notices wait behind this one
+		}
+		items, msgs = append(items, it), append(msgs, msg)
 	}
+	if len(msgs) == 0 {
+		return
+	}
+	if p.deps.Publisher != nil {
+		if err := p.deps.Publisher.Publish(p.deps.Topics.Alerts, msgs...); err != nil {
+			p.logPublishErr(fmt.Errorf("alerting: publish %d alert events to %s: %w", len(msgs), p.deps.Topics.Alerts, err))
+			return
+		}
+	}
+	for _, it := range items {
+		it.Pending = slices.DeleteFunc(it.Pending, func(s string) bool { return s == destTopic })
+	}
+	p.dirty = true
+}
+
+// alertMessage encodes one transition for the alerts topic in the
+// CloudEvents binary binding, keyed by alert_id so one alert's events stay
+// in order.
+func (p *Plugin) alertMessage(n *Notice) (*message.Message, error) {
 	payload, err := json.Marshal(&n.Alert)
 	if err != nil {
-		return fmt.Errorf("alerting: encode alert %s: %w", n.Alert.AlertID, err)
+		return nil, fmt.Errorf("alerting: encode alert %s: %w", n.Alert.AlertID, err)
 	}
 	msg := message.NewMessage(n.ID, payload)
 	msg.Metadata.Set(schemas.HeaderSpecVersion, schemas.SpecVersion)
@@ -470,10 +495,7 @@ func (p *Plugin) publish(n *Notice) error {
 	msg.Metadata.Set(schemas.HeaderSubject, n.Alert.AlertID)
 	msg.Metadata.Set(schemas.HeaderContentType, schemas.JSONContentType)
 	msg.Metadata.Set(schemas.KeyMetadata, n.Alert.AlertID)
-	if err := p.deps.Publisher.Publish(p.deps.Topics.Alerts, msg); err != nil {
-		return fmt.Errorf("alerting: publish alert %s (%s) to %s: %w", n.Alert.AlertID, n.Kind, p.deps.Topics.Alerts, err)
-	}
-	return nil
+	return msg, nil
 }
 
 // Run delivers notifications, lets idle partitions go and saves confirmed
