@@ -26,6 +26,8 @@ type Config struct {
 	SaveInterval   time.Duration   `yaml:"save_interval" doc:"How often the checkpoint is saved when it changed."`
 	OrgBackoff     time.Duration   `yaml:"org_backoff" doc:"First pause of an organization whose requests fail; it doubles up to org_backoff_max."`
 	OrgBackoffMax  time.Duration   `yaml:"org_backoff_max" doc:"Longest pause of a failing organization."`
+	AuditInterval  time.Duration   `yaml:"audit_interval" env:"CALLSTREAM_AUDIT_INTERVAL" doc:"How often the producer compares the API's count of each closed hour with the calls it published (callstream_audit_missing_calls); one request per organization and audited hour; 0 disables."`
+	AuditSpan      time.Duration   `yaml:"audit_span" doc:"How far back from the lowest rescan frontier the periodic audit checks closed hours; each run costs audit_span/1h requests per organization."`
 	SimClock       string          `yaml:"sim_clock" env:"CALLSTREAM_SIM_CLOCK" doc:"Run on a simulated clock, SPEEDx@RFC3339-origin (e.g. 60x@2026-01-01T00:00:00Z), for demos and tests against the simulator; empty means real time."`
 
 	// The size limits of the bus, which the producer checks before it
@@ -50,6 +52,8 @@ func DefaultConfig() Config {
 		SaveInterval:   time.Second,
 		OrgBackoff:     30 * time.Second,
 		OrgBackoffMax:  15 * time.Minute,
+		AuditInterval:  time.Hour,
+		AuditSpan:      24 * time.Hour,
 		// 1 MiB less 32 KiB for the record batch's framing and headers.
 		MaxMessageBytes:    1<<20 - 32<<10,
 		DLQMaxMessageBytes: 8 << 20,
@@ -79,6 +83,12 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("rescan_ages = %v: want a list starting with 0s", c.RescanAges))
 	} else if !slices.IsSorted(c.RescanAges) || len(slices.Compact(slices.Clone(c.RescanAges))) != len(c.RescanAges) {
 		errs = append(errs, fmt.Errorf("rescan_ages = %v: want strictly increasing ages", c.RescanAges))
+	}
+	if c.AuditInterval < 0 {
+		errs = append(errs, fmt.Errorf("audit_interval = %s: want 0 (off) or more", c.AuditInterval))
+	}
+	if c.AuditInterval > 0 && c.AuditSpan < time.Hour {
+		errs = append(errs, fmt.Errorf("audit_span = %s: want at least 1h (the audit checks whole hours)", c.AuditSpan))
 	}
 	if c.PageSize <= 0 {
 		errs = append(errs, fmt.Errorf("page_size = %d: want a positive size", c.PageSize))

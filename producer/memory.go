@@ -95,12 +95,16 @@ func (m *Memory) Commit(org, callKey, contentHash string, revision int, created 
 	m.commit(keyOf(org, callKey), memEntry{hash: hashPrefix(contentHash), revision: uint32(revision), minute: unixMinute(created)})
 }
 
-func (m *Memory) commit(k memKey, e memEntry) {
+// commit reports whether k was new to the memory: a call published (or
+// read back) for the first time within the horizon, which the audit counts.
+func (m *Memory) commit(k memKey, e memEntry) bool {
 	m.mu.Lock()
-	if old, ok := m.m[k]; !ok || e.revision >= old.revision {
+	old, ok := m.m[k]
+	if !ok || e.revision >= old.revision {
 		m.m[k] = e
 	}
 	m.mu.Unlock()
+	return !ok
 }
 
 // Len returns the number of remembered calls.

@@ -91,6 +91,7 @@ type Producer struct {
 	dead     deadMarks         // what was dead-lettered, saved in the checkpoints
 	loggedMu sync.Mutex
 	logged   map[string]bool // dead-letter kinds logged once
+	audit    auditLedger     // distinct calls published per org and hour (audit.go)
 
 	published    atomic.Int64
 	updated      atomic.Int64
@@ -164,6 +165,8 @@ func (p *Producer) Run(ctx context.Context) error {
 			p.orgLoop(ctx, org)
 		}()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); p.auditLoop(ctx, orgs) }()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 

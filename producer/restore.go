@@ -148,7 +148,9 @@ func (p *Producer) restoreEvent(value []byte, only string, e *topicEntry) bool {
 	}
 	// The value has every normalised field: the content hash it was
 	// published with is recomputed from it, not carried.
-	p.mem.commit(keyOf(c.org, c.callKey), memEntry{hash: c.hash(), revision: uint32(e.revision), minute: unixMinute(c.creation)})
+	if p.mem.commit(keyOf(c.org, c.callKey), memEntry{hash: c.hash(), revision: uint32(e.revision), minute: unixMinute(c.creation)}) {
+		auditPublished(p, c.org, c.creation)
+	}
 	return true
 }
 

@@ -453,7 +453,9 @@ func (p *Producer) commit(org string, acked []outgoing) {
 	updated := 0
 	for _, o := range acked {
 		e := o.event
-		p.mem.commit(o.key, memEntry{hash: o.id.hash, revision: uint32(e.Revision), minute: unixMinute(e.CreationTime)})
+		if p.mem.commit(o.key, memEntry{hash: o.id.hash, revision: uint32(e.Revision), minute: unixMinute(e.CreationTime)}) {
+			auditPublished(p, org, e.CreationTime)
+		}
 		if e.Revision > 1 {
 			updated++
 		}

@@ -38,6 +38,7 @@ func commands() map[string]command {
 		"dlq":         {"put dead-lettered messages back on their topics (dlq replay [--limit N] [--dry-run])", cmdDLQ},
 		"simulate":    {"serve a simulated Unpod API", cmdSimulate},
 		"backfill":    {"read a past time range once through the dedup gate", cmdBackfill},
+		"audit":       {"compare the API's count per day or hour with what was published, stored and written to the lake", cmdAudit},
 		"config":      {"validate or print the effective configuration (config validate|print)", cmdConfig},
 		"version":     {"print the version", cmdVersion},
 		"healthcheck": {"probe a running process's /readyz (for container health checks)", cmdHealthcheck},

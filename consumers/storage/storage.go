@@ -25,6 +25,8 @@ type backend interface {
 	// cannot fix, rather than a failure of the database itself, which
 	// passes. Everything it does not claim is treated as the latter.
 	rejectsRow(err error) bool
+	// count returns the rows of org with a creation_time in [start, end).
+	count(ctx context.Context, org string, start, end time.Time) (int64, error)
 	close() error
 }
 
