@@ -42,6 +42,8 @@ type auditLedger struct {
 	mu    sync.Mutex
 	hours map[string]map[int64]int64 // org -> Unix hour -> calls
 	floor map[string]time.Time       // org -> first hour start counted whole
+	// onAudit, when set (tests), sees the rows of every audit of the loop.
+	onAudit func(org string, rows []audit.Row)
 }
 
 // auditHour is the Unix hour of t.
@@ -191,6 +193,9 @@ func (p *Producer) auditLoop(ctx context.Context, orgs []string) {
 				result = "gap"
 			}
 			m.runs.WithLabelValues(org, result).Inc()
+			if p.audit.onAudit != nil {
+				p.audit.onAudit(org, rows)
+			}
 		}
 	}
 }
