@@ -413,7 +413,7 @@ func TestPrometheusRulesUseRealMetrics(t *testing.T) {
 			alerts = append(alerts, r.Alert)
 		}
 	}
-	for _, want := range []string{"CallstreamProducerStalled", "CallstreamConsumerLagGrowing", "CallstreamDLQReceiving"} {
+	for _, want := range []string{"CallstreamProducerStalled", "CallstreamConsumerLagGrowing", "CallstreamDLQReceiving", "CallstreamAuditMissingCalls"} {
 		if !strings.Contains(strings.Join(alerts, " "), want) {
 			t.Errorf("rules lack %s", want)
 		}
