@@ -44,7 +44,7 @@ func cmdAudit(ctx context.Context, e *env, args []string) error {
 		fs.StringVar(&fromS, "from", "", "start of the range, creation time, ISO 8601 (required); moved back to the start of its day or hour")
 		fs.StringVar(&toS, "to", "", "end of the range (exclusive), ISO 8601; default now; windows not closed yet are skipped")
 		fs.StringVar(&by, "by", "day", "window size: day or hour (UTC)")
-		fs.StringVar(&only, "only", "", "check only these sinks, comma-separated (storage, lake); default: the enabled consumer plug-ins")
+		fs.StringVar(&only, "only", "", "check only these, comma-separated (published, storage, lake); default: the events topic and the enabled consumer plug-ins")
 	})
 	if err != nil {
 		return err
@@ -80,12 +80,13 @@ func cmdAudit(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	checkPublished := len(o.only) == 0 || slices.Contains(o.only, publishedSink)
 
 	rows := make(map[string][]audit.Row, len(o.orgs))
 	for _, org := range o.orgs {
 		r := make([]audit.Row, len(ws))
 		for i, w := range ws {
-			r[i] = audit.Row{Org: org, Window: w, Published: 0, Stored: audit.NotChecked, Lake: audit.NotChecked}
+			r[i] = audit.Row{Org: org, Window: w, Published: audit.NotChecked, Stored: audit.NotChecked, Lake: audit.NotChecked}
 			// One request per window: page_size=1 returns the count.
 			pg, err := client.CallLogs(ctx, unpod.Query{Org: org, Page: 1, PageSize: 1, Start: w.Start, End: w.End})
 			if err != nil {
@@ -95,8 +96,10 @@ func cmdAudit(ctx context.Context, e *env, args []string) error {
 		}
 		rows[org] = r
 	}
-	if err := countPublished(ctx, cfg, logger, o.orgs, ws, rows); err != nil {
-		return err
+	if checkPublished {
+		if err := countPublished(ctx, e, cfg, logger, o.orgs, ws, rows); err != nil {
+			return err
+		}
 	}
 	if checkStorage {
 		if err := countStored(ctx, cfg, logger, o.orgs, rows); err != nil {
@@ -169,18 +172,19 @@ func parseAuditFlags(cfg *Config, orgS, fromS, toS, by, only string, now time.Ti
 	for _, s := range strings.Split(only, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case "":
-		case storageSink, lakeSink:
+		case publishedSink, storageSink, lakeSink:
 			o.only = append(o.only, s)
 		default:
-			return o, fmt.Errorf("%w: --only: unknown sink %q: want storage or lake", errUsage, s)
+			return o, fmt.Errorf("%w: --only: unknown sink %q: want published, storage or lake", errUsage, s)
 		}
 	}
 	return o, nil
 }
 
 const (
-	storageSink = "storage"
-	lakeSink    = lake.Name
+	publishedSink = "published"
+	storageSink   = "storage"
+	lakeSink      = lake.Name
 )
 
 // auditSinks says which sinks the audit checks: those named by only, else
@@ -240,8 +244,10 @@ type auditEvent struct {
 
 // countPublished reads the events topic once (Kafka, or the embedded bus of
 // the state directory) and counts the distinct (org, call_key) of each
-// window. Kafka's retention bounds how far back this can see.
-func countPublished(ctx context.Context, cfg *Config, logger *slog.Logger, orgs []string, ws []audit.Window, rows map[string][]audit.Row) error {
+// window. The topic's retention bounds how far back this can see: the
+// embedded bus keeps localRetention, so older windows are not checked
+// there; Kafka's retention.ms is the operator's (7 days by default).
+func countPublished(ctx context.Context, e *env, cfg *Config, logger *slog.Logger, orgs []string, ws []audit.Window, rows map[string][]audit.Row) error {
 	b, err := openBus(ctx, cfg, "reads the published events from", logger, nil)
 	if err != nil {
 		return err
@@ -279,10 +285,23 @@ func countPublished(ctx context.Context, cfg *Config, logger *slog.Logger, orgs 
 	if bad > 0 {
 		logger.Warn("records of the events topic that are not call events were skipped", "topic", topic, "records", bad)
 	}
+	var kept time.Time // windows starting before it may have lost events to retention
+	if len(cfg.Kafka.Brokers) == 0 {
+		kept = time.Now().Add(-localRetention(cfg.Producer))
+	}
+	skipped := 0
 	for org, s := range seen {
 		for i := range s {
+			if ws[i].Start.Before(kept) {
+				skipped++
+				continue
+			}
 			rows[org][i].Published = int64(len(s[i]))
 		}
+	}
+	if skipped > 0 {
+		fmt.Fprintf(e.stderr, "published not checked in %d windows: the embedded bus keeps events only %s (twice the rescan horizon plus an hour)\n",
+			skipped, localRetention(cfg.Producer))
 	}
 	return nil
 }

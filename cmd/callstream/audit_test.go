@@ -64,8 +64,11 @@ func TestAuditBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	// Two days back, whatever the time of day: every hour of it is closed.
-	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -2)
+	// Three hours ending 37 hours ago; the audit runs with a rescan
+	// horizon of a day, so they are closed (a day old) and still on the
+	// embedded bus (which keeps events twice the horizon plus an hour).
+	hour0 := time.Now().UTC().Truncate(time.Hour).Add(-40 * time.Hour)
+	day := hour0.Truncate(24 * time.Hour)
 	sc := unpodsim.DefaultConfig()
 	sc.Orgs, sc.Token, sc.Start, sc.CallsPerMinute, sc.DailyShape, sc.Incidents = []string{"acme", "globex"}, "audit-token", day, 1, false, nil
 	sc.Updates, sc.InvalidRecords, sc.Faults = 0, 0, unpodsim.Faults{}
@@ -83,7 +86,7 @@ func TestAuditBinary(t *testing.T) {
 	// Three hours of each org; acme loses 3 calls of hour 1 on the bus
 	// (so in storage and the lake too), 2 of hour 2 in storage and 1 of
 	// hour 0 in the lake.
-	hours := []time.Time{day.Add(10 * time.Hour), day.Add(11 * time.Hour), day.Add(12 * time.Hour)}
+	hours := []time.Time{hour0, hour0.Add(time.Hour), hour0.Add(2 * time.Hour)}
 	now := time.Now()
 	type call struct {
 		ev   schemas.CallEvent
@@ -146,10 +149,10 @@ func TestAuditBinary(t *testing.T) {
 
 	envv := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "CALLSTREAM_STATE_DIR=" + state,
 		"UNPOD_API_URL=" + url, "UNPOD_API_TOKEN=audit-token", "CALLSTREAM_LOG_LEVEL=warn", "CALLSTREAM_LOG_FORMAT=text"}
-	run := func(args ...string) (int, string, string) {
+	run := func(rescan string, args ...string) (int, string, string) {
 		cmd := exec.Command(bin, append([]string{"audit"}, args...)...)
 		var out, errb bytes.Buffer
-		cmd.Env, cmd.Stdout, cmd.Stderr = envv, &out, &errb
+		cmd.Env, cmd.Stdout, cmd.Stderr = append(envv, "CALLSTREAM_RESCAN_AGES="+rescan), &out, &errb
 		err := cmd.Run()
 		var ee *exec.ExitError
 		switch {
@@ -163,7 +166,7 @@ func TestAuditBinary(t *testing.T) {
 	}
 	from, to := hours[0].Format(time.RFC3339), hours[2].Add(time.Hour).Format(time.RFC3339)
 
-	code, out, errs := run("--org", "acme,globex", "--from", from, "--to", to, "--by", "hour")
+	code, out, errs := run("0s,24h", "--org", "acme,globex", "--from", from, "--to", to, "--by", "hour")
 	t.Logf("audit of both orgs: exit %d\n%s%s", code, out, errs)
 	if code != 1 || !strings.Contains(errs, "6 calls missing in 3 windows") {
 		t.Errorf("exit %d, stderr %q: want 1 and 6 calls missing in 3 windows", code, errs)
@@ -193,18 +196,31 @@ func TestAuditBinary(t *testing.T) {
 		t.Errorf("%d rows, want 6", len(rows))
 	}
 
-	// A clean org: exit 0, nothing missing; by day, with the lake only.
-	code, out, errs = run("--org", "globex", "--from", from, "--to", to, "--by", "hour")
+	// With the default horizon the bus keeps five hours: the published
+	// column of hours older than that is not checked, and says so.
+	code, out, errs = run("0s,5m,30m,2h", "--org", "globex", "--from", from, "--to", to, "--by", "hour")
+	for key, r := range auditTable(t, out) {
+		if r[1] != -1 || r[4] != 0 {
+			t.Errorf("default horizon: %s: %v, want published not checked and nothing missing", key, r)
+		}
+	}
+	if code != 0 || !strings.Contains(errs, "published not checked in 3 windows") {
+		t.Errorf("default horizon: exit %d\n%s%s", code, out, errs)
+	}
+
+	// A clean org: exit 0, nothing missing. By day, with the default
+	// horizon, the lake only: the day's other hours are missing there.
+	code, out, errs = run("0s,24h", "--org", "globex", "--from", from, "--to", to, "--by", "hour")
 	if code != 0 || !strings.Contains(out, "missing: 0 calls in 0 of 3 windows") {
 		t.Errorf("globex: exit %d\n%s%s", code, out, errs)
 	}
-	code, out, errs = run("--org", "globex", "--from", hours[0].Format(time.RFC3339), "--to", hours[0].Add(time.Minute).Format(time.RFC3339), "--only", "lake")
+	code, out, errs = run("0s,5m,30m,2h", "--org", "globex", "--from", hours[0].Format(time.RFC3339), "--to", hours[0].Add(time.Minute).Format(time.RFC3339), "--only", "lake")
 	dayRows := auditTable(t, out)
 	dayKey := "globex " + day.Format(time.DateOnly)
 	if n := len(sim.GroundTruthWindow("globex", day, day.Add(24*time.Hour), now)); code != 1 || len(dayRows) != 1 ||
-		dayRows[dayKey][0] != n || dayRows[dayKey][2] != -1 || dayRows[dayKey][4] != n-truth["globex"][0]-truth["globex"][1]-truth["globex"][2] {
+		dayRows[dayKey][0] != n || dayRows[dayKey][1] != -1 || dayRows[dayKey][2] != -1 || dayRows[dayKey][4] != n-truth["globex"][0]-truth["globex"][1]-truth["globex"][2] {
 		// Only three hours of the day were written anywhere.
-		t.Errorf("globex by day, lake only: exit %d, row %v, want api %d and storage not checked\n%s%s", code, dayRows[dayKey], n, out, errs)
+		t.Errorf("globex by day, lake only: exit %d, row %v, want api %d, published and storage not checked\n%s%s", code, dayRows[dayKey], n, out, errs)
 	}
 }
 

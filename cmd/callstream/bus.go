@@ -223,15 +223,19 @@ const producerStateFile = "producer-state.json"
 // busFile is the embedded bus's file under the state directory.
 const busFile = "bus.db"
 
+// localRetention is how long the embedded bus keeps messages: twice the
+// producer's rescan horizon plus an hour.
+func localRetention(p producer.Config) time.Duration {
+	return 2*(p.SettleLag+p.RescanAges[len(p.RescanAges)-1]) + time.Hour
+}
+
 // openLocal opens the embedded bus. Messages are kept at least twice the
 // producer's rescan horizon plus an hour: its restore reads the calls topic
 // back from there.
 func openLocal(ctx context.Context, cfg *Config, logger *slog.Logger, reg prometheus.Registerer) (*localBus, error) {
-	p := cfg.Producer
-	horizon := p.SettleLag + p.RescanAges[len(p.RescanAges)-1]
 	b, err := sqlitebus.Open(ctx, sqlitebus.Config{
 		Path: cfg.statePath(busFile), Logger: logger.With("component", "bus"), Registerer: reg,
-		Retention: 2*horizon + time.Hour,
+		Retention: localRetention(cfg.Producer),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded bus: %w", err)
