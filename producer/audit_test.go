@@ -2,6 +2,7 @@ package producer
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -230,4 +231,66 @@ func TestPeriodicAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(reg2, "run 2")
+}
+
+func TestAuditConfig(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		interval time.Duration
+		span     time.Duration
+		want     string
+	}{
+		{"defaults", time.Hour, 24 * time.Hour, ""},
+		{"off", 0, 0, ""},
+		{"negative interval", -time.Second, 24 * time.Hour, "audit_interval"},
+		{"span under an hour", time.Hour, 30 * time.Minute, "audit_span"},
+	} {
+		cfg := DefaultConfig()
+		cfg.AuditInterval, cfg.AuditSpan = c.interval, c.span
+		err := cfg.Validate()
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s: %v, want an error naming %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestAuditLedger: the first hour counted whole is the one starting at or
+// after the floor; calls are counted per hour of creation time.
+func TestAuditLedger(t *testing.T) {
+	p := &Producer{cfg: Config{AuditInterval: time.Hour}}
+	h := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	cases := []struct {
+		floor     time.Time
+		wantFirst time.Time
+	}{
+		{h, h},
+		{h.Add(time.Nanosecond), h.Add(time.Hour)},
+		{h.Add(59 * time.Minute), h.Add(time.Hour)},
+	}
+	for i, c := range cases {
+		org := fmt.Sprintf("org%d", i)
+		p.audit.setFloor(org, c.floor)
+		p.audit.setFloor(org, c.floor.Add(-5*time.Hour)) // the first floor stays
+		for _, at := range []time.Time{h.Add(-time.Nanosecond), h, h.Add(59 * time.Minute), h.Add(time.Hour), h.Add(2 * time.Hour)} {
+			auditPublished(p, org, at)
+		}
+		auditPublished(p, []byte(org), h.Add(time.Hour+time.Second))
+		for _, hr := range []time.Time{h.Add(-time.Hour), h, h.Add(time.Hour), h.Add(2 * time.Hour)} {
+			n, whole := p.audit.published(org, hr)
+			wantWhole := !hr.Before(c.wantFirst)
+			want := map[time.Time]int64{h: 2, h.Add(time.Hour): 2, h.Add(2 * time.Hour): 1}[hr]
+			if whole != wantWhole || (whole && n != want) {
+				t.Errorf("floor %s, hour %s: %d (whole %v), want %d (whole %v)", c.floor, hr, n, whole, want, wantWhole)
+			}
+		}
+	}
+	p.audit.prune("org0", h.Add(time.Hour))
+	if n, _ := p.audit.published("org0", h); n != 0 {
+		t.Errorf("hour %s kept after the prune: %d", h, n)
+	}
+	off := &Producer{}
+	auditPublished(off, "acme", h)
+	if off.audit.hours != nil {
+		t.Error("the ledger counts with the audit off")
+	}
 }
