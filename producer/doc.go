@@ -36,7 +36,23 @@
 // that every record is read once per rung, so the cost is about
 // 178 + 4·R/1000 requests an hour for R calls an hour (4,200 an hour at a
 // million calls an hour), plus retries and the re-reads of windows that
-// changed while being paged.
+// changed while being paged. The periodic completeness audit adds
+// audit_span/1h requests per organization every audit_interval: 24 an hour
+// with the defaults (see below).
+//
+// # Completeness audit
+//
+// Every audit_interval (1h; 0 disables) the producer compares, for each
+// organization and each closed hour (one every rung has read, ending at or
+// before the lowest frontier) of the last audit_span (24h), the API's count
+// (one request with page_size=1) with the distinct calls it published, and
+// exports the shortfall as callstream_audit_missing_calls{org}. Published
+// calls are counted per organization and hour of creation time when they
+// first enter the dedup memory, from an acknowledged batch or from the
+// events topic read back; the restore brings back every call created at or
+// after the lowest frontier, so the hours from there on are counted whole
+// across restarts. Without an EventLog the audit is off. audit.go holds the
+// argument; `callstream audit` compares the sinks as well.
 //
 // # Identity and the dedup gate
 //
