@@ -13,12 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/callstream/callstream/consumers"
 	"github.com/callstream/callstream/consumers/lake"
 	"github.com/callstream/callstream/consumers/storage"
+	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/pkg/sqlitebus"
+	"github.com/callstream/callstream/pkg/testenv"
 	"github.com/callstream/callstream/pkg/unpodsim"
 	"github.com/callstream/callstream/producer"
 	"github.com/callstream/callstream/schemas"
@@ -54,7 +57,9 @@ func TestAuditFlags(t *testing.T) {
 // the simulator's own truth on the embedded bus, in call_logs and in the
 // lake, with a few left out of each. The table must show, per hour,
 // the simulator's count and exactly what was left out, and the exit code
-// must say whether anything is missing.
+// must say whether anything is missing. In integration mode the same
+// events go to a fresh topic of the shared Kafka broker too, and the audit
+// reads them there.
 func TestAuditBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -222,6 +227,57 @@ func TestAuditBinary(t *testing.T) {
 		// Only three hours of the day were written anywhere.
 		t.Errorf("globex by day, lake only: exit %d, row %v, want api %d, published and storage not checked\n%s%s", code, dayRows[dayKey], n, out, errs)
 	}
+
+	// Kafka mode: the same events on a fresh topic of the shared broker.
+	t.Run("kafka", func(t *testing.T) {
+		kcfg := testenv.KafkaConfig(t)
+		prefix := testenv.Prefix(t)
+		topic := schemas.TopicName(prefix, schemas.CallsTopic)
+		if err := kafkabus.EnsureTopic(ctx, kcfg, kafkabus.TopicSpec{Name: topic, Partitions: 3}); err != nil {
+			t.Fatal(err)
+		}
+		pcfg := kafkabus.DefaultPublisherConfig()
+		pcfg.Config = kcfg
+		kp, err := kafkabus.NewPublisher(pcfg, watermill.NopLogger{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range published {
+			m, err := producer.NewMessage(&published[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := kp.Publish(topic, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := kp.Close(); err != nil {
+			t.Fatal(err)
+		}
+		envv := append(envv, "KAFKA_BROKERS="+strings.Join(kcfg.Brokers, ","), "CALLSTREAM_TOPIC_PREFIX="+prefix)
+		cmd := exec.Command(bin, "audit", "--org", "acme,globex", "--from", from, "--to", to, "--by", "hour", "--only", "published")
+		var out, errb bytes.Buffer
+		cmd.Env, cmd.Stdout, cmd.Stderr = append(envv, "CALLSTREAM_RESCAN_AGES=0s,24h"), &out, &errb
+		err = cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(errb.String(), "3 calls missing in 1 windows") {
+			t.Fatalf("exit %v, want 1 and 3 calls missing in 1 windows\n%s%s", err, out.String(), errb.String())
+		}
+		rows := auditTable(t, out.String())
+		for _, org := range sc.Orgs {
+			for h, start := range hours {
+				n := truth[org][h]
+				want := []int{n, n, -1, -1, 0}
+				if org == "acme" && h == 1 {
+					want = []int{n, n - 3, -1, -1, 3}
+				}
+				key := org + " " + start.Format("2006-01-02T15:04Z")
+				if got := rows[key]; fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("%s: %v, want %v", key, got, want)
+				}
+			}
+		}
+	})
 }
 
 // auditTable reads the table `callstream audit` printed: "org window" ->
