@@ -37,6 +37,9 @@ type fakeAPI struct {
 	inflate    int // add this to count on the next responses ...
 	inflateN   int // ... this many of them
 	requests   int
+	// onRequest, when set, runs (under mu) before each request is
+	// answered: a test changes the data between the pages of one read.
+	onRequest func(f *fakeAPI, from, to time.Time, page int)
 }
 
 type fakeRecord struct {
@@ -67,6 +70,9 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	page, size = max(page, 1), max(size, 1)
 	f.mu.Lock()
 	f.requests++
+	if f.onRequest != nil {
+		f.onRequest(f, from, to, page)
+	}
 	var match []fakeRecord
 	for _, rec := range f.recs {
 		if !rec.at.Before(from) && rec.at.Before(to) {
