@@ -80,6 +80,7 @@ type composeFile struct {
 		Build       any               `yaml:"build"`
 		Command     []string          `yaml:"command"`
 		Environment map[string]string `yaml:"environment"`
+		Volumes     []string          `yaml:"volumes"`
 		DependsOn   map[string]any    `yaml:"depends_on"`
 		Healthcheck *struct {
 			Test []string `yaml:"test"`
