@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# `make mutate`: mutation testing of the packages that hold the guarantees
+# (no loss, no duplicate, order, identity, signatures, retry classification,
+# alert state). Gremlins changes one operator at a time in a package's code
+# and runs that package's tests; a mutant that survives is a behaviour no
+# test pins. Not part of `make test`: each mutant is a full `go test` run.
+#
+#   scripts/mutate.sh                       every package below
+#   scripts/mutate.sh consumers/alerting    only the ones named
+#
+# Prints, per package, the surviving (LIVED) mutants and then a table of
+# killed / lived / timed out / not covered and the score. Score is
+# killed / (killed + lived): the share of covered mutants some test catches
+# (gremlins' "test efficacy"); a timed-out mutant counts as neither.
+# Integration tests run too (a mutant in the Kafka path must be caught against
+# the real broker), so the services are started as in `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GREMLINS_VERSION=v0.6.0
+PACKAGES=(consumers/alerting pkg/unpod producer consumers consumers/webhooks consumers/storage consumers/lake)
+if (($# > 0)); then PACKAGES=("$@"); fi
+
+bin=${XDG_CACHE_HOME:-$HOME/.cache}/callstream/bin
+GREMLINS=${GREMLINS:-$bin/gremlins}
+# A `go install`ed gremlins says "dev" to --version; its build info has the module version.
+if [[ ! -x $GREMLINS ]] || ! go version -m "$GREMLINS" 2>/dev/null | grep -q "go-gremlins/gremlins[[:space:]]*$GREMLINS_VERSION"; then
+	echo "installing gremlins $GREMLINS_VERSION into $bin (once)"
+	GOBIN=$bin go install "github.com/go-gremlins/gremlins/cmd/gremlins@$GREMLINS_VERSION" \
+		|| { echo "FAIL: could not install gremlins from the Go module proxy" >&2; exit 1; }
+	GREMLINS=$bin/gremlins
+fi
+command -v jq >/dev/null || { echo "FAIL: jq is needed to summarise the results (Debian: apt-get install jq)" >&2; exit 1; }
+
+source scripts/services.sh
+start_services
+export CALLSTREAM_INTEGRATION=1
+
+# Each mutant's test run may take this many times as long as the unmutated
+# run before it counts as timed out (a mutant that loops forever).
+COEFFICIENT=${MUTATE_TIMEOUT_COEFFICIENT:-4}
+# On a shared machine, heavy jobs queue on one lock file: MUTATE_LOCK names
+# it, and each mutant's `go test` takes it, through a `go` first on PATH,
+# so that other jobs run between two mutants rather than after a whole
+# package (hours). The coverage run, whose time sets the mutants' timeout,
+# does not wait for it; the wait for the lock counts against a mutant's
+# timeout, hence the larger coefficient. Unset, the script runs unlocked.
+LOCK=${MUTATE_LOCK:-}
+if [[ -n $LOCK ]]; then
+	COEFFICIENT=${MUTATE_TIMEOUT_COEFFICIENT:-12}
+	shim=$(mktemp -d)
+	trap 'rm -rf "$shim"; stop_services' EXIT
+	real_go=$(command -v go)
+	cat >"$shim/go" <<-SHIM
+		#!/usr/bin/env bash
+		if [[ \${1:-} == test && " \$* " != *" -coverprofile "* ]]; then exec flock "$LOCK" "$real_go" "\$@"; fi
+		exec "$real_go" "\$@"
+	SHIM
+	chmod +x "$shim/go"
+	export PATH=$shim:$PATH
+fi
+# The unmutated run that sets the timeout must really run: a cached result
+# takes milliseconds, and every mutant would time out.
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-count=1"
+# MUTATE_ARGS adds gremlins flags, e.g. -E 'sanitize' to leave files out.
+read -ra extra <<<"${MUTATE_ARGS:-}"
+out=${MUTATE_OUT:-.callstream/mutate}
+mkdir -p "$out"
+
+for pkg in "${PACKAGES[@]}"; do
+	[[ -d $pkg ]] || { echo "FAIL: no package directory $pkg" >&2; exit 1; }
+	args=(unleash --workers 1 --timeout-coefficient "$COEFFICIENT" -S lt -o "$out/${pkg//\//_}.json")
+	# "consumers" means the runtime and middlewares: the plug-ins beneath it
+	# are packages of their own, run on their own.
+	if [[ $pkg == consumers ]]; then args+=(-E '/'); fi
+	echo "== $pkg"
+	cmd=("$GREMLINS" "${args[@]}")
+	cmd+=("${extra[@]}")
+	(cd "$pkg" && "${cmd[@]}") || echo "gremlins exited $? on $pkg"
+done
+
+echo
+printf '%-22s %7s %6s %9s %12s %7s\n' package killed lived timed-out not-covered score
+for pkg in "${PACKAGES[@]}"; do
+	f=$out/${pkg//\//_}.json
+	[[ -s $f ]] || { printf '%-22s (no result)\n' "$pkg"; continue; }
+	jq -r --arg p "$pkg" '
+		[.files[].mutations[].status] as $s
+		| ($s | map(select(. == "KILLED")) | length) as $k
+		| ($s | map(select(. == "LIVED")) | length) as $l
+		| ($s | map(select(. == "TIMED OUT")) | length) as $t
+		| ($s | map(select(. == "NOT COVERED")) | length) as $n
+		| [$p, $k, $l, $t, $n, (if $k + $l > 0 then "\(($k * 1000 / ($k + $l) | floor) / 10)%" else "-" end)]
+		| @tsv' "$f" | awk -F'\t' '{printf "%-22s %7s %6s %9s %12s %7s\n", $1, $2, $3, $4, $5, $6}'
+done
