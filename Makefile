@@ -5,7 +5,7 @@
 GO ?= go
 BIN := bin/callstream
 
-.PHONY: run build test bench lint kafka-up kafka-down pg-up pg-down fuzz clean
+.PHONY: run build test bench lint mutate kafka-up kafka-down pg-up pg-down fuzz clean
 
 ## run: the embedded pipeline (producer + consumers in one process); the
 ## simulator is polled when UNPOD_API_TOKEN is not set.
@@ -30,6 +30,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeDifferential -fuzztime 60s ./pkg/unpod
 	$(GO) test -run '^$$' -fuzz FuzzScanAgreesWithValid -fuzztime 60s ./pkg/jsonscan
 	$(GO) test -run '^$$' -fuzz FuzzDecodeCallDifferential -fuzztime 60s ./schemas
+
+## mutate: mutation testing (gremlins) of the packages that hold the
+## guarantees; prints each package's surviving mutants and score. Slow (a
+## test run per mutant), not part of test. PKGS=consumers/alerting picks some.
+mutate:
+	scripts/mutate.sh $(PKGS)
 
 ## lint: gofmt, vet, staticcheck, go mod tidy, and the layout's dependency rules.
 lint:
