@@ -130,7 +130,9 @@ func readTopic(t testing.TB, cfg kafkabus.Config, topic string) []topicEvent {
 
 // checkStream checks the guarantees of the events topic: CloudEvents
 // headers, each (call_key, revision) once, revisions 1..n in offset order
-// within a key, and returns the latest event per org/call_key.
+// within a key, each revision a change of content (the same call
+// republished under a new revision is a duplicate too), and returns the
+// latest event per org/call_key.
 func checkStream(t testing.TB, events []topicEvent) map[string]topicEvent {
 	t.Helper()
 	latest := map[string]topicEvent{}
@@ -167,10 +169,25 @@ func checkStream(t testing.TB, events []topicEvent) map[string]topicEvent {
 			t.Errorf("call %s: revision %d follows revision %d", id, e.Revision, prev.Revision)
 		case ok && e.Partition != prev.Partition:
 			t.Errorf("call %s: revisions in partitions %d and %d", id, prev.Partition, e.Partition)
+		case ok && sameFields(&prev.CallEvent, &e.CallEvent):
+			t.Errorf("duplicate: call %s revision %d republishes revision %d's content unchanged", id, e.Revision, prev.Revision)
 		}
 		latest[id] = e
 	}
 	return latest
+}
+
+// sameFields reports whether two events carry the same normalised call:
+// every field a consumer reads, leaving out what each publication sets
+// (event id, revision, observed_at) and the raw payload, whose spelling
+// may change without the call changing (DESIGN.md section 3).
+func sameFields(a, b *schemas.CallEvent) bool {
+	sameTime := func(a, b *time.Time) bool { return (a == nil) == (b == nil) && (a == nil || a.Equal(*b)) }
+	sameID := (a.CallID == nil) == (b.CallID == nil) && (a.CallID == nil || *a.CallID == *b.CallID)
+	return sameID && a.SourceNumber == b.SourceNumber && a.DestinationNumber == b.DestinationNumber &&
+		a.CallType == b.CallType && a.CallStatus == b.CallStatus && a.CreationTime.Equal(b.CreationTime) &&
+		sameTime(a.StartTime, b.StartTime) && sameTime(a.EndTime, b.EndTime) &&
+		a.CallDurationSeconds == b.CallDurationSeconds && a.EndReason == b.EndReason
 }
 
 // sameContent compares every normalised field of an event with a
