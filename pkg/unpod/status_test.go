@@ -102,4 +102,14 @@ func TestStatusMapInvalid(t *testing.T) {
 	if strings.Contains(err.Error(), "ok=completed") {
 		t.Errorf("error %q names a good entry", err)
 	}
+	// config validate checks the configuration with Validate alone.
+	cfg := DefaultConfig()
+	cfg.StatusMap = StatusMap{"voicemail=answered"}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `"voicemail=answered"`) {
+		t.Errorf("Validate of a bad status_map = %v, want an error naming the entry", err)
+	}
+	cfg.StatusMap = StatusMap{"voicemail=missed"}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate of a good status_map: %v", err)
+	}
 }
