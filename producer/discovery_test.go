@@ -61,7 +61,7 @@ func TestDiscoversOrganizations(t *testing.T) {
 			t.Fatalf("the simulator has no calls of %s: the case tests nothing", org)
 		}
 	}
-	got := map[string]map[string]bool{}
+	var got map[string]map[string]bool
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		got = map[string]map[string]bool{}
