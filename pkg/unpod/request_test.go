@@ -1,0 +1,76 @@
+package unpod
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestZeroPageSendsNothing: a query without page or page_size sends
+// neither, leaving the API's defaults (page 1, 20 records); page=0 would be
+// an invalid page.
+func TestZeroPageSendsNothing(t *testing.T) {
+	var got *http.Request
+	srv, _ := script(t, func(w http.ResponseWriter, r *http.Request) { got = r; ok(w, r) })
+	c, err := New(fastConfig(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CallLogs(context.Background(), Query{Org: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if v := got.URL.Query(); v.Has("page") || v.Has("page_size") {
+		t.Errorf("query %v, want no page and no page_size", v)
+	}
+}
+
+// TestInvalidRecordNamesItsPage: a record that cannot be decoded is reported
+// with the page it came from (the dead letter's metadata): page 1 when the
+// query names none.
+func TestInvalidRecordNamesItsPage(t *testing.T) {
+	const body = `{"count":2,"status_code":200,"message":"ok","data":[` +
+		`{"call_status":"completed","creation_time":"2026-02-07T05:57:00Z","call_duration":207},{"call_status":"completed"}]}`
+	srv, _ := script(t, func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(body)) })
+	c, err := New(fastConfig(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ page, want int }{{0, 1}, {1, 1}, {3, 3}} {
+		p, err := c.CallLogs(context.Background(), Query{Org: "acme", Page: tc.page, PageSize: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Records) != 1 || len(p.Invalid) != 1 {
+			t.Fatalf("page %d: %d records, %d invalid, want 1 and 1", tc.page, len(p.Records), len(p.Invalid))
+		}
+		if p.Invalid[0].Page != tc.want || p.Invalid[0].Index != 1 {
+			t.Errorf("query page %d: invalid record on page %d index %d, want page %d index 1", tc.page, p.Invalid[0].Page, p.Invalid[0].Index, tc.want)
+		}
+	}
+}
+
+// TestGivingUpCountsAttempts: when the retry budget runs out the error says
+// how many attempts were made, as many as the server saw.
+func TestGivingUpCountsAttempts(t *testing.T) {
+	srv, n := script(t, status(503, "down"))
+	cfg := fastConfig(srv.URL)
+	cfg.MaxRetryTime = 200 * time.Millisecond
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.CallLogs(context.Background(), Query{Org: "acme"})
+	if err == nil {
+		t.Fatal("a server that always answers 503 did not fail the request")
+	}
+	m := regexp.MustCompile(`giving up after (\d+) attempts`).FindStringSubmatch(err.Error())
+	if m == nil {
+		t.Fatalf("error %q does not say it gave up", err)
+	}
+	if got, _ := strconv.Atoi(m[1]); int64(got) != n.Load() || got < 2 {
+		t.Errorf("error says %d attempts, the server saw %d requests", got, n.Load())
+	}
+}
