@@ -73,4 +73,10 @@ func TestGivingUpCountsAttempts(t *testing.T) {
 	if got, _ := strconv.Atoi(m[1]); int64(got) != n.Load() || got < 2 {
 		t.Errorf("error says %d attempts, the server saw %d requests", got, n.Load())
 	}
+	// A 503 without Retry-After waits the backoff, at least half the
+	// initial interval (randomization 0.5), before each retry: not a
+	// retry at once, which would hammer a server that is down.
+	if most := int64(cfg.MaxRetryTime/(cfg.InitialBackoff/2)) + 1; n.Load() > most {
+		t.Errorf("%d requests in a %s budget with a %s initial backoff: retried without waiting (at most %d)", n.Load(), cfg.MaxRetryTime, cfg.InitialBackoff, most)
+	}
 }
