@@ -80,3 +80,25 @@ func TestGivingUpCountsAttempts(t *testing.T) {
 		t.Errorf("%d requests in a %s budget with a %s initial backoff: retried without waiting (at most %d)", n.Load(), cfg.MaxRetryTime, cfg.InitialBackoff, most)
 	}
 }
+
+// TestEvery2xxIsAnAnswer: any 2xx status carries the page, up to 299; 300
+// is refused (no redirect is followed).
+func TestEvery2xxIsAnAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		code int
+		ok   bool
+	}{{200, true}, {203, true}, {299, true}, {300, false}} {
+		srv, _ := script(t, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(tc.code); w.Write([]byte(okPage)) })
+		c, err := New(fastConfig(srv.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := c.CallLogs(context.Background(), Query{Org: "acme"})
+		if tc.ok && (err != nil || len(p.Records) != 1) {
+			t.Errorf("status %d: %v, want the page", tc.code, err)
+		}
+		if !tc.ok && err == nil {
+			t.Errorf("status %d accepted as an answer", tc.code)
+		}
+	}
+}
