@@ -102,3 +102,46 @@ func TestEvery2xxIsAnAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestPermanentAndRetryable pins the retry classification at its edges:
+// every 3xx and 4xx but 429 needs an operator, 429 and every 5xx are
+// retried, a 404 past the last page is neither.
+func TestPermanentAndRetryable(t *testing.T) {
+	for _, tc := range []struct {
+		status               int
+		pastLast             bool
+		permanent, retryable bool
+	}{
+		{300, false, true, false}, {301, false, true, false}, {399, false, true, false},
+		{400, false, true, false}, {401, false, true, false}, {404, false, true, false},
+		{404, true, false, false}, {428, false, true, false}, {429, false, false, true},
+		{430, false, true, false}, {499, false, true, false},
+		{500, false, false, true}, {503, false, false, true}, {599, false, false, true},
+	} {
+		err := &APIError{Status: tc.status, PastLastPage: tc.pastLast}
+		if IsPermanent(err) != tc.permanent || IsRetryable(err) != tc.retryable {
+			t.Errorf("status %d (past last page %v): IsPermanent %v, IsRetryable %v; want %v, %v",
+				tc.status, tc.pastLast, IsPermanent(err), IsRetryable(err), tc.permanent, tc.retryable)
+		}
+	}
+}
+
+// TestOrganizationsListingIsBounded: a server that repeats its first page
+// for every page number, with a count it never reaches, is read maxOrgPages
+// times and no more.
+func TestOrganizationsListingIsBounded(t *testing.T) {
+	srv, n := script(t, func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte(`{"count":100000,"data":[{"name":"A","domain_handle":"a"}]}`))
+	})
+	c, err := New(fastConfig(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orgs, err := c.Organizations(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Load() != maxOrgPages || len(orgs) != maxOrgPages {
+		t.Errorf("%d requests, %d organizations listed; want %d of each", n.Load(), len(orgs), maxOrgPages)
+	}
+}
