@@ -2,11 +2,14 @@ package unpod
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestZeroPageSendsNothing: a query without page or page_size sends
@@ -143,5 +146,43 @@ func TestOrganizationsListingIsBounded(t *testing.T) {
 	}
 	if n.Load() != maxOrgPages || len(orgs) != maxOrgPages {
 		t.Errorf("%d requests, %d organizations listed; want %d of each", n.Load(), len(orgs), maxOrgPages)
+	}
+}
+
+// TestRetriesCountedByReason: each retry is counted under its reason, a
+// 429 apart from the 5xx (rate limiting is not an outage).
+func TestRetriesCountedByReason(t *testing.T) {
+	truncated := func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(okPage[:40])) }
+	srv, _ := script(t, status(429, "slow down", "Retry-After", "0"), status(503, "down"), status(500, "boom"), truncated, ok)
+	reg := prometheus.NewRegistry()
+	cfg := fastConfig(srv.URL)
+	cfg.Registerer = reg
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CallLogs(context.Background(), Query{Org: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "callstream_unpod_retries_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" {
+					got[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	want := map[string]float64{"429": 1, "5xx": 2, "malformed": 1}
+	if !maps.Equal(got, want) {
+		t.Errorf("retries by reason %v, want %v", got, want)
 	}
 }
