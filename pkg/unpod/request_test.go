@@ -186,3 +186,20 @@ func TestRetriesCountedByReason(t *testing.T) {
 		t.Errorf("retries by reason %v, want %v", got, want)
 	}
 }
+
+// TestAPIErrorNamesTheRequest: an API error names the request, the
+// organization when there is one, the status and the message (the
+// status's text when the body had none).
+func TestAPIErrorNamesTheRequest(t *testing.T) {
+	for _, tc := range []struct {
+		err  APIError
+		want string
+	}{
+		{APIError{Method: "GET", URL: "http://x/api", Org: "acme", Status: 403, Message: "Forbidden org"}, "unpod: GET http://x/api (org acme): 403: Forbidden org"},
+		{APIError{Method: "GET", URL: "http://x/orgs", Status: 500}, "unpod: GET http://x/orgs: 500: Internal Server Error"},
+	} {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("Error() = %q, want %q", got, tc.want)
+		}
+	}
+}
