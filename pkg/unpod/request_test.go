@@ -2,10 +2,15 @@ package unpod
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,5 +206,114 @@ func TestAPIErrorNamesTheRequest(t *testing.T) {
 		if got := tc.err.Error(); got != tc.want {
 			t.Errorf("Error() = %q, want %q", got, tc.want)
 		}
+	}
+}
+
+// TestOrganizationsErrorEnvelope: a 200 whose body is an error envelope with
+// status_code 400 is that 400 (permanent, not retried), not a malformed
+// body to retry.
+func TestOrganizationsErrorEnvelope(t *testing.T) {
+	srv, n := script(t, func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte(`{"status_code":400,"message":"Bad request"}`))
+	})
+	c, err := New(fastConfig(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Organizations(context.Background())
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Status != 400 || !IsPermanent(err) || n.Load() != 1 {
+		t.Errorf("err = %v after %d requests, want the 400 at once", err, n.Load())
+	}
+}
+
+// pagedServer serves count records (created a second apart) in pages of the
+// requested size, the record at each index in bad served without
+// creation_time (undecodable).
+func pagedServer(t *testing.T, count int, bad map[int]bool) (*Client, *atomic.Int64) {
+	t.Helper()
+	srv, n := script(t, func(w http.ResponseWriter, r *http.Request) {
+		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+		size, _ := strconv.Atoi(r.URL.Query().Get("page_size"))
+		page = max(page, 1)
+		var b strings.Builder
+		fmt.Fprintf(&b, `{"count":%d,"data":[`, count)
+		for i := (page - 1) * size; i < min(page*size, count); i++ {
+			if i > (page-1)*size {
+				b.WriteByte(',')
+			}
+			if bad[i] {
+				fmt.Fprintf(&b, `{"id":"r%d","call_status":"completed"}`, i)
+				continue
+			}
+			fmt.Fprintf(&b, `{"id":"r%d","call_status":"completed","creation_time":"2026-02-07T05:%02d:%02dZ","call_duration":1}`, i, i/60, i%60)
+		}
+		b.WriteString("]}")
+		w.Write([]byte(b.String()))
+	})
+	c, err := New(fastConfig(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, n
+}
+
+// TestPagerReadsEveryPage: a window of 5 records in pages of 2 is three
+// pages, every record read once, an undecodable one counting as read (not
+// as a short page that ends the window); page_size 0 pages by the API's
+// default of 20.
+func TestPagerReadsEveryPage(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		count     int
+		size      int
+		bad       map[int]bool
+		pages     int
+		sentSize  string
+		records   int
+		undecoded int
+	}{
+		{"pages of 2", 5, 2, nil, 3, "2", 5, 0},
+		{"an undecodable record on page 1", 5, 2, map[int]bool{0: true}, 3, "2", 4, 1},
+		{"the default page size", 45, 0, nil, 3, "20", 45, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, n := pagedServer(t, tc.count, tc.bad)
+			w, err := c.ReadWindow(context.Background(), Query{Org: "acme", PageSize: tc.size})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w.Pages != tc.pages || int(n.Load()) != tc.pages || len(w.Records) != tc.records || len(w.Invalid) != tc.undecoded || w.CountChanged {
+				t.Errorf("%d pages in %d requests, %d records, %d undecodable, count changed %v; want %d pages, %d records, %d undecodable",
+					w.Pages, n.Load(), len(w.Records), len(w.Invalid), w.CountChanged, tc.pages, tc.records, tc.undecoded)
+			}
+			p := c.NewPager(Query{Org: "acme", PageSize: tc.size})
+			if _, err := p.Next(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if p.Pages() != tc.pages {
+				t.Errorf("Pages() = %d after page 1, want %d", p.Pages(), tc.pages)
+			}
+		})
+	}
+}
+
+// TestPagerEmptyFirstPage: page 1 empty although count says 5 (the data
+// changed): the read ends there, and the page count stays defined.
+func TestPagerEmptyFirstPage(t *testing.T) {
+	srv, _ := script(t, func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(`{"count":5,"data":[]}`)) })
+	c, err := New(fastConfig(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.NewPager(Query{Org: "acme", PageSize: 10})
+	if _, err := p.Next(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Next(context.Background()); err != io.EOF {
+		t.Errorf("after an empty page 1: %v, want io.EOF", err)
+	}
+	if got := p.Pages(); got != 1 {
+		t.Errorf("Pages() = %d, want 1 (count 5 in pages of 10)", got)
 	}
 }
