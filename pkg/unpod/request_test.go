@@ -2,6 +2,7 @@ package unpod
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -315,5 +316,27 @@ func TestPagerEmptyFirstPage(t *testing.T) {
 	}
 	if got := p.Pages(); got != 1 {
 		t.Errorf("Pages() = %d, want 1 (count 5 in pages of 10)", got)
+	}
+}
+
+// TestParseDurationBounds: zero and the largest duration accepted (a
+// century) are durations, in every spelling; one past is not.
+func TestParseDurationBounds(t *testing.T) {
+	century := strconv.Itoa(maxDurationSeconds)
+	for _, tc := range []struct {
+		raw  string
+		want int64
+		ok   bool
+	}{
+		{`0`, 0, true}, {`"0"`, 0, true}, {`"0 days, 0:05:25"`, 325, true}, {`"0:00"`, 0, true},
+		{century, maxDurationSeconds, true}, {`"` + century + `"`, maxDurationSeconds, true},
+		{strconv.Itoa(maxDurationSeconds + 1), 0, false}, {`"` + strconv.Itoa(maxDurationSeconds+1) + `"`, 0, false},
+		{`"36500 days, 0:00:00"`, 36500 * 86400, true}, {`"36501 days, 0:00:00"`, 0, false},
+		{`-1`, 0, false}, {`"-1"`, 0, false}, {`"-1 days, 0:00:01"`, 0, false},
+	} {
+		got, err := ParseDuration(json.RawMessage(tc.raw))
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseDuration(%s) = %d, %v; want %d, ok %v", tc.raw, got, err, tc.want, tc.ok)
+		}
 	}
 }
