@@ -333,6 +333,7 @@ func TestParseDurationBounds(t *testing.T) {
 		{strconv.Itoa(maxDurationSeconds + 1), 0, false}, {`"` + strconv.Itoa(maxDurationSeconds+1) + `"`, 0, false},
 		{`"36500 days, 0:00:00"`, 36500 * 86400, true}, {`"36501 days, 0:00:00"`, 0, false},
 		{`-1`, 0, false}, {`"-1"`, 0, false}, {`"-1 days, 0:00:01"`, 0, false},
+		{`"0:59:59"`, 3599, true}, {`"0:60:00"`, 0, false}, {`"0:00:60"`, 0, false},
 		{`"100000:00:00"`, 100000 * 3600, true}, {`"1000000:00:00"`, 0, false}, // fields of up to 6 digits
 	} {
 		got, err := ParseDuration(json.RawMessage(tc.raw))
