@@ -342,3 +342,21 @@ func TestParseDurationBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorMessage: the human message of an error body, from the API's
+// message, Django REST's detail, or the text itself cut at 200 bytes.
+func TestErrorMessage(t *testing.T) {
+	long := strings.Repeat("x", 200)
+	for _, tc := range []struct{ body, want string }{
+		{`{"message":"Invalid token.","detail":"other"}`, "Invalid token."},
+		{`{"detail":"Invalid page."}`, "Invalid page."},
+		{`{}`, "{}"},
+		{" bad gateway \n", "bad gateway"},
+		{long, long},
+		{long + "y", long + "..."},
+	} {
+		if got := errorMessage([]byte(tc.body)); got != tc.want {
+			t.Errorf("errorMessage(%q) = %q, want %q", tc.body, got, tc.want)
+		}
+	}
+}
