@@ -360,3 +360,28 @@ func TestErrorMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusMapChangesACanonicalSpelling: status_map may change the
+// mapping of a canonical spelling too (an API whose "failed" means a
+// missed call), and an empty map leaves the defaults.
+func TestStatusMapChangesACanonicalSpelling(t *testing.T) {
+	remap, err := StatusMap{"failed=missed", "busy=failed"}.compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty, err := StatusMap{}.compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		table    *statusTable
+		in, want string
+	}{
+		{remap, "failed", StatusMissed}, {remap, "busy", StatusFailed}, {remap, "completed", StatusCompleted},
+		{empty, "failed", StatusFailed}, {empty, "completed", StatusCompleted}, {nil, "missed", StatusMissed},
+	} {
+		if got, ok := tc.table.normalize(tc.in); !ok || got != tc.want {
+			t.Errorf("normalize(%q) = %q, %v; want %q", tc.in, got, ok, tc.want)
+		}
+	}
+}
