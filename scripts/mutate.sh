@@ -34,7 +34,12 @@ if [[ ! -x $GREMLINS ]] || ! go version -m "$GREMLINS" 2>/dev/null | grep -q "go
 		|| { echo "FAIL: could not install gremlins from the Go module proxy" >&2; exit 1; }
 	GREMLINS=$bin/gremlins
 fi
-command -v jq >/dev/null || { echo "FAIL: jq is needed to summarise the results (Debian: apt-get install jq)" >&2; exit 1; }
+if ! command -v jq >/dev/null; then
+	command -v apt-get >/dev/null || { echo "FAIL: jq is needed to summarise the results (Debian: apt-get install jq)" >&2; exit 1; }
+	echo "installing jq (once)"
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq; } \
+		|| { echo "FAIL: could not install jq with apt-get (needed to summarise the results)" >&2; exit 1; }
+fi
 
 source scripts/services.sh
 start_services
