@@ -207,7 +207,9 @@ func (l *lane) process(msgs []*message.Message) {
 		idx = append(idx, i)
 	}
 	sortByPosition(ds, idx)
-	for i, o := range l.settle(ds) {
+	settled := l.settle(ds)
+	l.m.fresh(time.Now(), ds, settled)
+	for i, o := range settled {
 		outcomes[idx[i]] = o
 	}
 	l.deadLetter(msgs, outcomes)

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callstream/callstream/pkg/telemetry"
+	"github.com/callstream/callstream/schemas"
 )
 
 // Outcomes of one message, the values of the outcome label.
@@ -26,6 +27,7 @@ type metrics struct {
 	lag           *prometheus.GaugeVec     // plugin
 	paused        *prometheus.GaugeVec     // plugin
 	undeliverable *prometheus.CounterVec   // plugin
+	freshness     *prometheus.HistogramVec // stage, plugin, type: shared with the producer (pkg/telemetry)
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -60,8 +62,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "callstream_consumer_undeliverable_total",
 			Help: "Messages that could be neither handled nor dead-lettered (too large for the DLQ): recorded in the plug-in's state and skipped.",
 		}, []string{"plugin"}),
+		freshness: telemetry.NewFreshness(),
 	}
 	r := telemetry.NewRegistrar(reg)
+	telemetry.Reuse(r, &m.freshness)
 	telemetry.Reuse(r, &m.messages)
 	telemetry.Reuse(r, &m.attempts)
 	telemetry.Reuse(r, &m.processing)
@@ -81,6 +85,7 @@ type laneMetrics struct {
 	attempts, undeliverable   prometheus.Counter
 	processing, batchSize     prometheus.Observer
 	paused                    prometheus.Gauge
+	freshCreated, freshUpdate prometheus.Observer // creation_time to handled
 }
 
 func (m *metrics) lane(plugin string) laneMetrics {
@@ -93,6 +98,8 @@ func (m *metrics) lane(plugin string) laneMetrics {
 		processing:    m.processing.WithLabelValues(plugin),
 		batchSize:     m.batchSize.WithLabelValues(plugin),
 		paused:        m.paused.WithLabelValues(plugin),
+		freshCreated:  m.freshness.WithLabelValues(telemetry.StageHandled, plugin, schemas.TypeCallCreated),
+		freshUpdate:   m.freshness.WithLabelValues(telemetry.StageHandled, plugin, schemas.TypeCallUpdated),
 	}
 	lm.paused.Set(0)
 	return lm
@@ -106,5 +113,20 @@ func (lm laneMetrics) count(handled, poisoned, failed int, d time.Duration) {
 	s := d.Seconds()
 	for range handled + poisoned + failed {
 		lm.processing.Observe(s)
+	}
+}
+
+// fresh observes, for each delivery handled at now, the seconds since its
+// call's creation_time.
+func (lm laneMetrics) fresh(now time.Time, ds []Delivery, out []outcome) {
+	for i := range ds {
+		if out[i].kind != handled {
+			continue
+		}
+		o := lm.freshCreated
+		if ds[i].Event.Revision > 1 {
+			o = lm.freshUpdate
+		}
+		o.Observe(telemetry.Freshness(ds[i].Event.CreationTime, now))
 	}
 }

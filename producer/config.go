@@ -14,21 +14,24 @@ import (
 // which SimClock may speed up; PollInterval and the backoffs are too, and
 // are slept in proportion.
 type Config struct {
-	Orgs           []string        `yaml:"org_handles" env:"UNPOD_ORG_HANDLES" flag:"org" doc:"Org-Handles to poll, comma-separated; empty means every organization the token sees."`
-	PollInterval   time.Duration   `yaml:"poll_interval" env:"CALLSTREAM_POLL_INTERVAL" doc:"How often each organization is polled for newly closed windows."`
-	SettleLag      time.Duration   `yaml:"settle_lag" env:"CALLSTREAM_SETTLE_LAG" doc:"Age at which a slice of time is first read: windows end at now minus this lag."`
-	Lookback       time.Duration   `yaml:"lookback" env:"CALLSTREAM_LOOKBACK" doc:"How far back the first run of an organization starts."`
-	RescanAges     []time.Duration `yaml:"rescan_ages" env:"CALLSTREAM_RESCAN_AGES" doc:"Ages (after the settle lag) at which each slice of time is read again to catch late and changed records; must start with 0s."`
-	Partitions     int             `yaml:"partitions" doc:"Partitions of the events topic when the producer creates it; 0 means the broker's default."`
-	PageSize       int             `yaml:"page_size" doc:"Records per page requested; the largest size the API accepts."`
-	MaxWindow      time.Duration   `yaml:"max_window" doc:"Longest window read as one unit; longer ranges are split."`
-	MaxWindowReads int             `yaml:"max_window_reads" doc:"Reads of a window whose count changed while paging before it is reported and accepted."`
-	SaveInterval   time.Duration   `yaml:"save_interval" doc:"How often the checkpoint is saved when it changed."`
-	OrgBackoff     time.Duration   `yaml:"org_backoff" doc:"First pause of an organization whose requests fail; it doubles up to org_backoff_max."`
-	OrgBackoffMax  time.Duration   `yaml:"org_backoff_max" doc:"Longest pause of a failing organization."`
-	AuditInterval  time.Duration   `yaml:"audit_interval" env:"CALLSTREAM_AUDIT_INTERVAL" doc:"How often the producer compares the API's count of each closed hour with the calls it published (callstream_audit_missing_calls); one request per organization and audited hour; 0 disables."`
-	AuditSpan      time.Duration   `yaml:"audit_span" doc:"How far back from the lowest rescan frontier the periodic audit checks closed hours; each run costs audit_span/1h requests per organization."`
-	SimClock       string          `yaml:"sim_clock" env:"CALLSTREAM_SIM_CLOCK" doc:"Run on a simulated clock, SPEEDx@RFC3339-origin (e.g. 60x@2026-01-01T00:00:00Z), for demos and tests against the simulator; empty means real time."`
+	Orgs             []string        `yaml:"org_handles" env:"UNPOD_ORG_HANDLES" flag:"org" doc:"Org-Handles to poll, comma-separated; empty means every organization the token sees."`
+	PollInterval     time.Duration   `yaml:"poll_interval" env:"CALLSTREAM_POLL_INTERVAL" doc:"Wait between two polls of an organization that is busy (its last poll published something) or catching up; see idle_poll_interval and org_request_budget."`
+	IdlePollInterval time.Duration   `yaml:"idle_poll_interval" env:"CALLSTREAM_IDLE_POLL_INTERVAL" doc:"Longest wait between two polls: after each poll that published nothing the wait doubles from poll_interval up to this. At or below poll_interval, polling never backs off."`
+	OrgRequestBudget int             `yaml:"org_request_budget" env:"CALLSTREAM_ORG_REQUEST_BUDGET" doc:"Most API requests an hour one organization's polling spends on average (a quarter of an hour's worth may be spent at once, as in a catch-up); 0 means no budget. unpod.rate_limit stays the ceiling for all organizations together."`
+	SettleLag        time.Duration   `yaml:"settle_lag" env:"CALLSTREAM_SETTLE_LAG" doc:"Age at which a slice of time is first read: windows end at now minus this lag. Raise it only for an API whose records commonly appear a little after their creation_time or whose clock runs behind the producer's (each such record otherwise waits for the next poll's recent re-read)."`
+	RecentRescan     time.Duration   `yaml:"recent_rescan" env:"CALLSTREAM_RECENT_RESCAN" doc:"Span before the settle lag whose newest page is read again at every poll, so that records that appear or change late reach the topic at the next poll instead of at the next rung; 0 turns it off."`
+	Lookback         time.Duration   `yaml:"lookback" env:"CALLSTREAM_LOOKBACK" doc:"How far back the first run of an organization starts."`
+	RescanAges       []time.Duration `yaml:"rescan_ages" env:"CALLSTREAM_RESCAN_AGES" doc:"Ages (after the settle lag) at which each slice of time is read again to catch late and changed records; must start with 0s."`
+	Partitions       int             `yaml:"partitions" doc:"Partitions of the events topic when the producer creates it; 0 means the broker's default."`
+	PageSize         int             `yaml:"page_size" doc:"Records per page requested; the largest size the API accepts."`
+	MaxWindow        time.Duration   `yaml:"max_window" doc:"Longest window read as one unit; longer ranges are split."`
+	MaxWindowReads   int             `yaml:"max_window_reads" doc:"Reads of a window whose count changed while paging before it is reported and accepted."`
+	SaveInterval     time.Duration   `yaml:"save_interval" doc:"How often the checkpoint is saved when it changed."`
+	OrgBackoff       time.Duration   `yaml:"org_backoff" doc:"First pause of an organization whose requests fail; it doubles up to org_backoff_max."`
+	OrgBackoffMax    time.Duration   `yaml:"org_backoff_max" doc:"Longest pause of a failing organization."`
+	AuditInterval    time.Duration   `yaml:"audit_interval" env:"CALLSTREAM_AUDIT_INTERVAL" doc:"How often the producer compares the API's count of each closed hour with the calls it published (callstream_audit_missing_calls); one request per organization and audited hour; 0 disables."`
+	AuditSpan        time.Duration   `yaml:"audit_span" doc:"How far back from the lowest rescan frontier the periodic audit checks closed hours; each run costs audit_span/1h requests per organization."`
+	SimClock         string          `yaml:"sim_clock" env:"CALLSTREAM_SIM_CLOCK" doc:"Run on a simulated clock, SPEEDx@RFC3339-origin (e.g. 60x@2026-01-01T00:00:00Z), for demos and tests against the simulator; empty means real time."`
 
 	// The size limits of the bus, which the producer checks before it
 	// publishes so that one huge record never blocks its organization.
@@ -36,24 +39,27 @@ type Config struct {
 	DLQMaxMessageBytes int `yaml:"dlq_max_message_bytes" doc:"Largest dead letter put on the DLQ with the raw record whole; a larger one carries its first 64 KiB, size and sha256 (stored by reference to the API). Keep it under the DLQ topic's max.message.bytes and the publisher's batch_bytes."`
 }
 
-// DefaultConfig returns the production defaults. With them an organization
-// costs about 180 requests an hour while its calls fit in one page per
-// window (see the package documentation).
+// DefaultConfig returns the production defaults: fresh by default (a call
+// visible in the API reaches the topic within idle_poll_interval plus a
+// read), at the request cost the package documentation states.
 func DefaultConfig() Config {
 	return Config{
-		PollInterval:   30 * time.Second,
-		SettleLag:      30 * time.Second,
-		Lookback:       time.Hour,
-		RescanAges:     []time.Duration{0, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour},
-		Partitions:     6,
-		PageSize:       1000,
-		MaxWindow:      time.Hour,
-		MaxWindowReads: 3,
-		SaveInterval:   time.Second,
-		OrgBackoff:     30 * time.Second,
-		OrgBackoffMax:  15 * time.Minute,
-		AuditInterval:  time.Hour,
-		AuditSpan:      24 * time.Hour,
+		PollInterval:     2 * time.Second,
+		IdlePollInterval: 10 * time.Second,
+		OrgRequestBudget: 3600,
+		SettleLag:        0,
+		RecentRescan:     30 * time.Minute,
+		Lookback:         time.Hour,
+		RescanAges:       []time.Duration{0, 2 * time.Minute, 10 * time.Minute, 30 * time.Minute, 2 * time.Hour},
+		Partitions:       6,
+		PageSize:         1000,
+		MaxWindow:        time.Hour,
+		MaxWindowReads:   3,
+		SaveInterval:     time.Second,
+		OrgBackoff:       30 * time.Second,
+		OrgBackoffMax:    15 * time.Minute,
+		AuditInterval:    time.Hour,
+		AuditSpan:        24 * time.Hour,
 		// 1 MiB less 32 KiB for the record batch's framing and headers.
 		MaxMessageBytes:    1<<20 - 32<<10,
 		DLQMaxMessageBytes: 8 << 20,
@@ -75,6 +81,15 @@ func (c Config) Validate() error {
 	pos("org_backoff_max", c.OrgBackoffMax)
 	if c.SettleLag < 0 {
 		errs = append(errs, fmt.Errorf("settle_lag = %s: want 0 or more", c.SettleLag))
+	}
+	if c.IdlePollInterval < 0 {
+		errs = append(errs, fmt.Errorf("idle_poll_interval = %s: want 0 or more", c.IdlePollInterval))
+	}
+	if c.OrgRequestBudget < 0 {
+		errs = append(errs, fmt.Errorf("org_request_budget = %d: want 0 (no budget) or more", c.OrgRequestBudget))
+	}
+	if c.RecentRescan < 0 {
+		errs = append(errs, fmt.Errorf("recent_rescan = %s: want 0 (off) or more", c.RecentRescan))
 	}
 	if c.Lookback < 0 {
 		errs = append(errs, fmt.Errorf("lookback = %s: want 0 or more", c.Lookback))

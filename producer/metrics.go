@@ -2,11 +2,13 @@ package producer
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callstream/callstream/pkg/telemetry"
 	"github.com/callstream/callstream/pkg/unpod"
 	"github.com/callstream/callstream/schemas"
 )
@@ -29,6 +31,7 @@ type metrics struct {
 	remembered    prometheus.Gauge
 	stateSaves    *prometheus.CounterVec // result
 	restoredCalls prometheus.Counter
+	freshness     *prometheus.HistogramVec // stage, plugin, type: shared with the consumers (pkg/telemetry)
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -80,9 +83,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "callstream_producer_restored_events_total", Help: "Events read back from the events topic to rebuild the dedup memory.",
 		}),
 	}
+	m.freshness = telemetry.NewFreshness()
 	if reg == nil {
 		return m, nil
 	}
+	// The consumers runtime of the same process counts in the same
+	// histogram.
+	fr, err := telemetry.RegisterOrReuse(reg, m.freshness)
+	if err != nil {
+		return nil, fmt.Errorf("producer: register %s: %w", telemetry.FreshnessName, err)
+	}
+	m.freshness = fr
 	for _, c := range []prometheus.Collector{m.recordsRead, m.invalid, m.deadLettered, m.published, m.duplicates, m.windows,
 		m.orgErrors, m.lag, m.paused, m.pauseReason, m.calls, m.lastPoll, m.remembered, m.stateSaves, m.restoredCalls} {
 		if err := reg.Register(c); err != nil {
@@ -176,4 +187,22 @@ func (m *metrics) publishedCalls(org string, events []outgoing) {
 	m.calls.WithLabelValues(org, schemas.StatusCompleted).Add(float64(completed))
 	m.calls.WithLabelValues(org, schemas.StatusMissed).Add(float64(missed))
 	m.calls.WithLabelValues(org, schemas.StatusFailed).Add(float64(failed))
+}
+
+// fresh observes the freshness of events acknowledged at now: from each
+// call's creation_time to the acknowledgement.
+func (m *metrics) fresh(now time.Time, events []outgoing) {
+	if len(events) == 0 {
+		return
+	}
+	created := m.freshness.WithLabelValues(telemetry.StagePublished, "", schemas.TypeCallCreated)
+	updated := m.freshness.WithLabelValues(telemetry.StagePublished, "", schemas.TypeCallUpdated)
+	for i := range events {
+		e := events[i].event
+		o := created
+		if e.Revision > 1 {
+			o = updated
+		}
+		o.Observe(telemetry.Freshness(e.CreationTime, now))
+	}
 }

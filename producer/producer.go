@@ -77,7 +77,8 @@ type Producer struct {
 	mem   *Memory
 	m     *metrics
 
-	sources sources // each org's last poll, for Ready and Sources
+	sources sources  // each org's last poll, for Ready and Sources
+	act     activity // requests and events per org since its last poll, for its cadence
 
 	mu       sync.Mutex
 	cps      map[string]*Checkpoint
@@ -254,12 +255,13 @@ const maxRetryAfterWait = time.Hour
 // capped at maxRetryAfterWait.
 func (p *Producer) orgLoop(ctx context.Context, org string) {
 	bo := p.newBackoff()
+	cad := newCadence(p.cfg, p.now())
 	for {
 		err := p.pollOrg(ctx, org)
 		if ctx.Err() != nil {
 			return
 		}
-		wait := p.clock.Wall(p.cfg.PollInterval)
+		wait := p.clock.Wall(cad.next(p.now(), p.pollOutcome(org, err)))
 		if err != nil {
 			kind := "transient"
 			ra := unpod.RetryAfter(err)
@@ -336,6 +338,9 @@ func (p *Producer) pollOrg(ctx context.Context, org string) error {
 	// for the next poll, so a fast clock cannot keep rung 0 busy with
 	// slivers of time while the other rungs starve.
 	now := p.now()
+	if err := p.readRecentIfDue(ctx, org, now); err != nil {
+		return err
+	}
 	for ctx.Err() == nil {
 		cp := p.checkpoint(org)
 		w, ok := cp.Next(now, p.cfg.SettleLag, p.cfg.PollInterval, p.cfg.MaxWindow)

@@ -110,6 +110,7 @@ func (p *Producer) readOnce(ctx context.Context, org string, w Window, size int)
 		return fmt.Errorf("producer: org %s window [%s, %s) page %d: %w",
 			org, w.Start.Format(time.RFC3339Nano), w.End.Format(time.RFC3339Nano), page, err)
 	}
+	p.act.add(org, 1, 0)
 	first, err := p.deps.Source.CallLogs(ctx, q)
 	if err != nil {
 		return false, wrap(1, err)
@@ -141,6 +142,7 @@ func (p *Producer) readOnce(ctx context.Context, org string, w Window, size int)
 			go func() {
 				qq := q
 				qq.Page = page
+				p.act.add(org, 1, 0)
 				pg, err := p.deps.Source.CallLogs(fctx, qq)
 				if err != nil {
 					ch <- fetched{err: wrap(page, err)}
@@ -462,6 +464,8 @@ func (p *Producer) commit(org string, acked []outgoing) {
 	}
 	p.updated.Add(int64(updated))
 	p.published.Add(int64(len(acked)))
+	p.act.add(org, 0, len(acked))
+	p.m.fresh(p.now(), acked)
 	p.m.published.WithLabelValues(org, schemas.TypeCallUpdated).Add(float64(updated))
 	p.m.published.WithLabelValues(org, schemas.TypeCallCreated).Add(float64(len(acked) - updated))
 	p.m.publishedCalls(org, acked)

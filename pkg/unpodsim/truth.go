@@ -87,3 +87,32 @@ func (s *Server) InvalidCount(org string, from, to, asOf time.Time) int {
 	})
 	return n
 }
+
+// Appearance is one version of a call's record and when the API began to
+// show it, for measuring freshness against the simulator's own clock.
+type Appearance struct {
+	Raw       []byte    // the bytes served for this version
+	Created   time.Time // the call's creation_time, as rendered
+	VisibleAt time.Time // when the API began to show this version
+	Version   int       // 1 for the call's first version, 2 for the next
+}
+
+// Appearances returns every version of org's calls created in [from, to)
+// that the API had shown by asOf, the superseded ones included; records
+// served undecodable on purpose are left out.
+func (s *Server) Appearances(org string, from, to, asOf time.Time) []Appearance {
+	var out []Appearance
+	asOf = asOf.UTC()
+	s.each(org, filter{from: from, to: to, now: asOf}, func(c *call, _ *version) bool {
+		for i, v := range c.versions {
+			if v.at.After(asOf) {
+				break
+			}
+			if !v.broken {
+				out = append(out, Appearance{Raw: v.json, Created: c.created, VisibleAt: v.at, Version: i + 1})
+			}
+		}
+		return true
+	})
+	return out
+}

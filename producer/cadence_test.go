@@ -1,0 +1,95 @@
+package producer
+
+import (
+	"testing"
+	"time"
+)
+
+func TestCadence(t *testing.T) {
+	t.Parallel()
+	busy := pollOutcome{requests: 2, published: 5}
+	empty := pollOutcome{requests: 1}
+	s := time.Second
+	tests := []struct {
+		name   string
+		min    time.Duration
+		idle   time.Duration
+		budget int
+		polls  []pollOutcome
+		every  time.Duration // time between the ends of two polls
+		want   []time.Duration
+	}{
+		{name: "busy polls at poll_interval", min: 2 * s, idle: 10 * s,
+			polls: []pollOutcome{busy, busy, busy}, every: 2 * s, want: []time.Duration{2 * s, 2 * s, 2 * s}},
+		{name: "idle backs off by doubling up to idle_poll_interval", min: 2 * s, idle: 10 * s,
+			polls: []pollOutcome{empty, empty, empty, empty}, every: 2 * s, want: []time.Duration{4 * s, 8 * s, 10 * s, 10 * s}},
+		{name: "a call ends the back-off at once", min: 2 * s, idle: 10 * s,
+			polls: []pollOutcome{empty, empty, busy, empty}, every: 2 * s, want: []time.Duration{4 * s, 8 * s, 2 * s, 4 * s}},
+		{name: "catching up never backs off", min: 2 * s, idle: 10 * s,
+			polls: []pollOutcome{{requests: 60, catchingUp: true}, {requests: 60, catchingUp: true}}, every: 2 * s, want: []time.Duration{2 * s, 2 * s}},
+		{name: "a failed poll resets the back-off", min: 2 * s, idle: 10 * s,
+			polls: []pollOutcome{empty, empty, {failed: true}, empty}, every: 2 * s, want: []time.Duration{4 * s, 8 * s, 2 * s, 4 * s}},
+		{name: "idle at poll_interval: no back-off", min: 5 * s, idle: 5 * s,
+			polls: []pollOutcome{empty, empty}, every: 5 * s, want: []time.Duration{5 * s, 5 * s}},
+		// 360 requests an hour is one every 10 s, with a burst of 90: the
+		// first 90 requests go at once, the next wait for the bucket.
+		{name: "the budget slows sustained polling once its burst is spent", min: 2 * s, idle: 10 * s, budget: 360,
+			polls: []pollOutcome{{requests: 45, published: 1}, {requests: 45, published: 1}, {requests: 1, published: 1}, {requests: 1, published: 1}},
+			every: 0, want: []time.Duration{2 * s, 2 * s, 10 * s, 20 * s}},
+		{name: "a catch-up within the burst is not slowed", min: 2 * s, idle: 10 * s, budget: 3600,
+			polls: []pollOutcome{{requests: 300, catchingUp: true}, {requests: 2, published: 3}}, every: 2 * s, want: []time.Duration{2 * s, 2 * s}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			c := newCadence(Config{PollInterval: tt.min, IdlePollInterval: tt.idle, OrgRequestBudget: tt.budget}, now)
+			for i, o := range tt.polls {
+				got := c.next(now, o)
+				if d := got - tt.want[i]; d < -10*time.Millisecond || d > 10*time.Millisecond {
+					t.Fatalf("poll %d (%+v): wait %s, want %s", i+1, o, got, tt.want[i])
+				}
+				now = now.Add(tt.every)
+			}
+		})
+	}
+}
+
+func TestRecentWindow(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	ages := []time.Duration{0, 2 * time.Minute, 2 * time.Hour}
+	at := func(f0, low time.Time) *Checkpoint {
+		c := &Checkpoint{Rungs: []Rung{{Age: 0, Frontier: f0}, {Age: ages[1], Frontier: f0.Add(-ages[1])}, {Age: ages[2], Frontier: low}}}
+		return c
+	}
+	tests := []struct {
+		name      string
+		cp        *Checkpoint
+		span      time.Duration
+		ok        bool
+		wantStart time.Time
+	}{
+		{name: "steady: the span before the target", cp: at(now.Add(-3*time.Second), now.Add(-3*time.Hour)), span: 30 * time.Minute,
+			ok: true, wantStart: now.Add(-30*time.Minute - time.Second)},
+		{name: "never below the lowest frontier", cp: at(now.Add(-3*time.Second), now.Add(-10*time.Minute)), span: 30 * time.Minute,
+			ok: true, wantStart: now.Add(-10 * time.Minute)},
+		{name: "catching up: the ladder reads the backlog", cp: at(now.Add(-40*time.Minute), now.Add(-3*time.Hour)), span: 30 * time.Minute},
+		{name: "off", cp: at(now.Add(-3*time.Second), now.Add(-3*time.Hour)), span: 0},
+		{name: "rung 0 already at its target", cp: at(now.Add(-time.Second), now.Add(-3*time.Hour)), span: 30 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, ok := recentWindow(tt.cp, now, time.Second, tt.span)
+			if ok != tt.ok {
+				t.Fatalf("due = %v, want %v (%+v)", ok, tt.ok, w)
+			}
+			if !ok {
+				return
+			}
+			if !w.Start.Equal(tt.wantStart) || !w.End.Equal(now.Add(-time.Second)) {
+				t.Fatalf("window [%s, %s), want [%s, %s)", w.Start, w.End, tt.wantStart, now.Add(-time.Second))
+			}
+		})
+	}
+}
