@@ -52,8 +52,31 @@ func kafkaDeps(t testing.TB, src Source, logger *slog.Logger) (Deps, kafkabus.Co
 // records, updates and page shifts, polling at every step, and checks that
 // late records are published, changes become revision 2, and the topic
 // ends up equal to the simulator's ground truth.
+//
+// It runs twice: at the defaults, where the recent re-read of every poll
+// holds the whole last 30 minutes in one page and serves rung 0 and the
+// young rungs, and with pages of 50 records, where that page is only a
+// head start and every rung reads its own windows.
 func TestLateAndChangedRecords(t *testing.T) {
 	t.Parallel()
+	def := DefaultConfig()
+	for _, tc := range []struct {
+		name     string
+		pageSize int
+		ages     []time.Duration
+		run      time.Duration
+	}{
+		{name: "defaults", pageSize: def.PageSize, ages: def.RescanAges, run: 180 * time.Minute},
+		{name: "pages of 50", pageSize: 50, ages: []time.Duration{0, 5 * time.Minute, 30 * time.Minute, 90 * time.Minute}, run: 150 * time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			lateAndChanged(t, tc.pageSize, tc.ages, tc.run)
+		})
+	}
+}
+
+func lateAndChanged(t *testing.T, pageSize int, ages []time.Duration, run time.Duration) {
 	t0 := time.Now().UTC().Truncate(time.Minute)
 	clock := &fakeClock{now: t0}
 	sc := unpodsim.DefaultConfig()
@@ -68,14 +91,14 @@ func TestLateAndChangedRecords(t *testing.T) {
 	deps, kcfg := kafkaDeps(t, newClient(t, url, "tok"), nil)
 	deps.Now = clock.Now
 	cfg := DefaultConfig()
-	cfg.Orgs, cfg.Lookback, cfg.PageSize = []string{"acme"}, 20*time.Minute, 50
-	cfg.RescanAges = []time.Duration{0, 5 * time.Minute, 30 * time.Minute, 90 * time.Minute}
+	cfg.Orgs, cfg.Lookback, cfg.PageSize = []string{"acme"}, 20*time.Minute, pageSize
+	cfg.RescanAges = ages
 	p, err := New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	end := t0.Add(150 * time.Minute)
+	end := t0.Add(run)
 	for clock.Now().Before(end) {
 		if err := p.pollOrg(ctx, "acme"); err != nil {
 			t.Fatalf("poll at %s: %v", clock.Now(), err)
