@@ -132,18 +132,12 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	return g.Wait()
 }
 
-// demoTiming polls the simulator faster than the real API's defaults and
-// starts its first scripted incident before the demo does, so a new user
-// sees an alert fire within two minutes and resolve a few minutes later.
-// Values the user set are kept.
+// demoTiming starts the simulator's first scripted incident before the
+// demo does, so a new user sees an alert fire within two minutes and
+// resolve a few minutes later; the producer's defaults are fresh enough
+// for the demo as they are. Values the user set are kept.
 func demoTiming(cfg *Config) {
 	def := DefaultConfig()
-	if cfg.Producer.PollInterval == def.Producer.PollInterval {
-		cfg.Producer.PollInterval = 5 * time.Second
-	}
-	if cfg.Producer.SettleLag == def.Producer.SettleLag {
-		cfg.Producer.SettleLag = 10 * time.Second
-	}
 	// The grace must stay above the poll interval (consumers/alerting).
 	if cfg.Alerting.Grace == def.Alerting.Grace && cfg.Producer.PollInterval < 20*time.Second {
 		cfg.Alerting.Grace = 20 * time.Second

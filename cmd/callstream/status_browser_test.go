@@ -139,6 +139,16 @@ webhooks:
 	t.Logf("live: records read %s at sample %s, %s at sample %s", first.K["stage:read:total"], first.Seq, later.K["stage:read:total"], later.Seq)
 
 	checkAgainstMetrics(t, b, base, "running")
+	// Event freshness, from the producer's acknowledgement and from a
+	// plug-in's handling, each with a p99 in seconds.
+	fresh := pageWait(t, b, 60*time.Second, "event freshness of published and handled events", func(d pageDOM) bool {
+		return freshP99(t, d, "stage=published") && freshP99(t, d, "stage=handled")
+	})
+	for k, v := range fresh.K {
+		if strings.HasPrefix(k, "fresh:") {
+			t.Logf("%s = %s", k, v)
+		}
+	}
 	detailed := alertingExportsAlertValues(t)
 	firing := pageWait(t, b, 2*time.Minute, "the alert to fire", func(d pageDOM) bool { return num(t, d.K["alerts:firing"]) >= 1 })
 	checkAgainstMetrics(t, b, base, "firing")
@@ -218,6 +228,17 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, ok func() bool)
 }
 
 // num parses a figure as the page prints it: "1,234", "12.3 s", "2.5 min".
+// freshP99 reports whether the page shows a p99 for a freshness series
+// whose name holds part.
+func freshP99(t *testing.T, d pageDOM, part string) bool {
+	for k, v := range d.K {
+		if strings.HasPrefix(k, "fresh:") && strings.Contains(k, part) && strings.HasSuffix(k, ":p99") && !math.IsNaN(num(t, v)) {
+			return true
+		}
+	}
+	return false
+}
+
 func num(t *testing.T, s string) float64 {
 	t.Helper()
 	f, _ := parseShown(s)

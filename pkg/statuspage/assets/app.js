@@ -125,7 +125,7 @@
 
   function freshness(s) {
     if (!s.freshness.length) return note("Not reported: this build does not export callstream_event_freshness_seconds.");
-    const name = l => Object.entries(l).map(([k, v]) => k + "=" + v).join(" ") || "all";
+    const name = l => Object.entries(l).filter(([, v]) => v !== "").map(([k, v]) => k + "=" + v).join(" ") || "all";
     return table(["series", "#p50", "#p99", "#events (5 min)"], s.freshness.map(f => el("tr", {}, el("td", {}, name(f.labels)),
       num("fresh:" + name(f.labels) + ":p50", secs(f.p50)), num("fresh:" + name(f.labels) + ":p99", secs(f.p99)), num(null, int(f.count)))));
   }
