@@ -7,17 +7,17 @@
 //
 // Progress is counted in time windows of creation_time, never in pages.
 // Each organization has a [Checkpoint]: one frontier per rung of the rescan
-// ladder (Config.RescanAges, default 0s, 5m, 30m, 2h). Rung i has read every
-// creation time before its frontier at an age of at least settle_lag + age
-// i. At every poll, with one "now" for the whole poll, the lowest rung that
-// lags its target (now - settle_lag - age) by a step of max(poll_interval,
-// age/4) reads the window [frontier, target), split into max_window pieces;
-// rung 0 reads whatever has closed. Older slices change rarely, so the
-// higher rungs read them in larger windows: every slice is re-read at each
-// age a, at most 1.25·a + poll_interval after it closed. A read of [s, e)
-// made at time T also serves every rung whose frontier lies in [s, e), up
-// to T - settle_lag - age, so after a downtime the higher rungs do not
-// re-read what rung 0 just read.
+// ladder (Config.RescanAges, default 0s, 2m, 10m, 30m, 2h). Rung i has read
+// every creation time before its frontier at an age of at least settle_lag
+// + age i. At every poll, with one "now" for the whole poll, the lowest rung
+// that lags its target (now - settle_lag - age) by a step of
+// max(poll_interval, age/4) reads the window [frontier, target), split into
+// max_window pieces; rung 0 reads whatever has closed. Older slices change
+// rarely, so the higher rungs read them in larger windows: every slice is
+// re-read at each age a, at most 1.25·a + poll_interval after it closed. A
+// read of [s, e) made at time T also serves every rung whose frontier lies
+// in [s, e), up to T - settle_lag - age, so after a downtime the higher
+// rungs do not re-read what rung 0 just read.
 //
 // A window is paged with page_size (1,000 by default; a server that clamps
 // it is detected on page 1) and counts as read only when count stayed the
@@ -27,18 +27,50 @@
 // "inconsistent"}): the next rung reads the slice again anyway. Pages are
 // fetched ahead and batches published while the next page is prepared.
 //
+// # Freshness
+//
+// A call's freshness is the time from when the API shows it to when the
+// bus acknowledged its event (callstream_event_freshness_seconds, from its
+// creation_time). Three things set it, each in its own file:
+//
+//   - The recent re-read (recent.go): every poll first reads page 1 of the
+//     last recent_rescan (30m) before the settle lag. The API lists newest
+//     first, so that page holds the newest page_size records of the span,
+//     and a late record, an update or a page shift is published at the next
+//     poll instead of at the next rung. When the span fits in the page the
+//     read counts as the read of the span: rung 0 and the rungs younger than
+//     recent_rescan need no request of their own.
+//   - Adaptive polling (cadence.go): poll_interval (2s) while an org's polls
+//     publish something or it catches up, doubling after each empty poll up
+//     to idle_poll_interval (10s), and never more than org_request_budget
+//     (3,600) requests an org an hour on average.
+//   - The settle lag, now 0. It kept rung 0 from closing a window before
+//     the API showed all of it; a record the API shows a little after its
+//     creation_time (or behind a slower clock) is now found by the next
+//     poll's recent re-read, so a settle lag would only add its length to
+//     every call. Measured on the simulator (TestBenchFreshness, 30 calls a
+//     minute with late records, updates and page shifts): records the API
+//     showed late reached the topic p50 1.7 s, p99 8.1 s after they
+//     appeared, the ones it showed at once p99 6.9 s, against 1m and 28m
+//     with the previous poll 30s, settle lag 30s and ladder 0s/5m/30m/2h.
+//
 // # API cost
 //
-// With the defaults (poll 30s, rungs 0s/5m/30m/2h, so windows every 30s,
-// 75s, 7.5min and 30min) an organization costs 120 + 48 + 8 + 2 = 178
-// windows an hour, one request each while a window holds at most 1,000
-// records: 178 requests an hour up to about 120,000 calls an hour. Beyond
-// that every record is read once per rung, so the cost is about
-// 178 + 4·R/1000 requests an hour for R calls an hour (4,200 an hour at a
-// million calls an hour), plus retries and the re-reads of windows that
-// changed while being paged. The periodic completeness audit adds
-// audit_span/1h requests per organization every audit_interval: 24 an hour
-// with the defaults (see below).
+// Requests per organization per hour at the defaults, counted by the
+// simulator (TestBenchFreshness): about 450 for an org with a call a
+// minute (idle polls back off to 10 s; one request a poll covers rung 0
+// and the young rungs), about 1,250 at 30 calls a minute, and 3,600 for a
+// busy org of 1,000 calls a minute, held there by org_request_budget
+// (page 1 of the recent span plus rung 0's window every ~2 s, and the
+// rungs' own pages). The catch-up of the first hour (lookback) costs one
+// request per 1,000 calls of it, at once: the budget's bucket holds a
+// quarter of an hour of requests. The previous defaults cost 165 to 210.
+// The client's rate_limit (5 requests a second for all orgs of a process)
+// stays the ceiling: five busy orgs use it up, so raise it, lower
+// org_request_budget, or run one producer per few orgs.
+// The periodic completeness audit adds audit_span/1h requests per
+// organization every audit_interval: 24 an hour with the defaults (see
+// below).
 //
 // # Completeness audit
 //
