@@ -50,21 +50,22 @@
 //     poll's recent re-read, so a settle lag would only add its length to
 //     every call. Measured on the simulator (TestBenchFreshness, 30 calls a
 //     minute with late records, updates and page shifts): records the API
-//     showed late reached the topic p50 1.7 s, p99 8.1 s after they
-//     appeared, the ones it showed at once p99 6.9 s, against 1m and 28m
-//     with the previous poll 30s, settle lag 30s and ladder 0s/5m/30m/2h.
+//     showed late reached the topic p50 1.7 s, p99 5.8 s after they
+//     appeared, the ones it showed at once p99 7.1 s, against p99 19m and
+//     60s with the previous poll 30s, settle lag 30s and ladder
+//     0s/5m/30m/2h.
 //
 // # API cost
 //
 // Requests per organization per hour at the defaults, counted by the
 // simulator (TestBenchFreshness): about 450 for an org with a call a
 // minute (idle polls back off to 10 s; one request a poll covers rung 0
-// and the young rungs), about 1,250 at 30 calls a minute, and 3,600 for a
+// and the young rungs), about 1,280 at 30 calls a minute, and 3,600 for a
 // busy org of 1,000 calls a minute, held there by org_request_budget
 // (page 1 of the recent span plus rung 0's window every ~2 s, and the
 // rungs' own pages). The catch-up of the first hour (lookback) costs one
 // request per 1,000 calls of it, at once: the budget's bucket holds a
-// quarter of an hour of requests. The previous defaults cost 165 to 210.
+// quarter of an hour of requests. The previous defaults cost 160 to 180.
 // The client's rate_limit (5 requests a second for all orgs of a process)
 // stays the ceiling: five busy orgs use it up, so raise it, lower
 // org_request_budget, or run one producer per few orgs.
