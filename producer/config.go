@@ -31,7 +31,14 @@ type Config struct {
 	OrgBackoffMax    time.Duration   `yaml:"org_backoff_max" doc:"Longest pause of a failing organization."`
 	AuditInterval    time.Duration   `yaml:"audit_interval" env:"CALLSTREAM_AUDIT_INTERVAL" doc:"How often the producer compares the API's count of each closed hour with the calls it published (callstream_audit_missing_calls); one request per organization and audited hour; 0 disables."`
 	AuditSpan        time.Duration   `yaml:"audit_span" doc:"How far back from the lowest rescan frontier the periodic audit checks closed hours; each run costs audit_span/1h requests per organization."`
-	SimClock         string          `yaml:"sim_clock" env:"CALLSTREAM_SIM_CLOCK" doc:"Run on a simulated clock, SPEEDx@RFC3339-origin (e.g. 60x@2026-01-01T00:00:00Z), for demos and tests against the simulator; empty means real time."`
+	// Ownership: several `callstream produce` share the organizations
+	// through a Kafka consumer group (see the package documentation, One
+	// owner per organization). Embedded mode has one owner and ignores them.
+	DiscoveryInterval   time.Duration `yaml:"discovery_interval" env:"CALLSTREAM_DISCOVERY_INTERVAL" doc:"How often the organizations endpoint is read again when org_handles is empty: new organizations start being polled, vanished ones stop."`
+	GroupID             string        `yaml:"group_id" env:"CALLSTREAM_PRODUCER_GROUP" doc:"Kafka consumer group of the producers that share the organizations; a topic_prefix other than the default is put in front of it."`
+	OrgPartitions       int           `yaml:"org_partitions" env:"CALLSTREAM_ORG_PARTITIONS" doc:"Partitions of the ownership topic (producer-orgs.v1) when it is created: each organization belongs to one (murmur2 of its handle), each partition to one producer, so it bounds how many producers share the work."`
+	GroupSessionTimeout time.Duration `yaml:"group_session_timeout" env:"CALLSTREAM_PRODUCER_SESSION_TIMEOUT" doc:"How long a silent producer keeps its organizations before the others take them over (Kafka session timeout; heartbeats every third of it)."`
+	SimClock            string        `yaml:"sim_clock" env:"CALLSTREAM_SIM_CLOCK" doc:"Run on a simulated clock, SPEEDx@RFC3339-origin (e.g. 60x@2026-01-01T00:00:00Z), for demos and tests against the simulator; empty means real time."`
 
 	// The size limits of the bus, which the producer checks before it
 	// publishes so that one huge record never blocks its organization.
@@ -44,22 +51,26 @@ type Config struct {
 // read), at the request cost the package documentation states.
 func DefaultConfig() Config {
 	return Config{
-		PollInterval:     2 * time.Second,
-		IdlePollInterval: 10 * time.Second,
-		OrgRequestBudget: 3600,
-		SettleLag:        0,
-		RecentRescan:     30 * time.Minute,
-		Lookback:         time.Hour,
-		RescanAges:       []time.Duration{0, 2 * time.Minute, 10 * time.Minute, 30 * time.Minute, 2 * time.Hour},
-		Partitions:       6,
-		PageSize:         1000,
-		MaxWindow:        time.Hour,
-		MaxWindowReads:   3,
-		SaveInterval:     time.Second,
-		OrgBackoff:       30 * time.Second,
-		OrgBackoffMax:    15 * time.Minute,
-		AuditInterval:    time.Hour,
-		AuditSpan:        24 * time.Hour,
+		PollInterval:        2 * time.Second,
+		IdlePollInterval:    10 * time.Second,
+		OrgRequestBudget:    3600,
+		SettleLag:           0,
+		RecentRescan:        30 * time.Minute,
+		Lookback:            time.Hour,
+		RescanAges:          []time.Duration{0, 2 * time.Minute, 10 * time.Minute, 30 * time.Minute, 2 * time.Hour},
+		Partitions:          6,
+		PageSize:            1000,
+		MaxWindow:           time.Hour,
+		MaxWindowReads:      3,
+		SaveInterval:        time.Second,
+		OrgBackoff:          30 * time.Second,
+		OrgBackoffMax:       15 * time.Minute,
+		AuditInterval:       time.Hour,
+		AuditSpan:           24 * time.Hour,
+		DiscoveryInterval:   5 * time.Minute,
+		GroupID:             "callstream-producers",
+		OrgPartitions:       12,
+		GroupSessionTimeout: 10 * time.Second,
 		// 1 MiB less 32 KiB for the record batch's framing and headers.
 		MaxMessageBytes:    1<<20 - 32<<10,
 		DLQMaxMessageBytes: 8 << 20,
@@ -79,6 +90,16 @@ func (c Config) Validate() error {
 	pos("save_interval", c.SaveInterval)
 	pos("org_backoff", c.OrgBackoff)
 	pos("org_backoff_max", c.OrgBackoffMax)
+	pos("discovery_interval", c.DiscoveryInterval)
+	if c.GroupID == "" {
+		errs = append(errs, errors.New("group_id is empty: want the producers' consumer group"))
+	}
+	if c.OrgPartitions < 1 {
+		errs = append(errs, fmt.Errorf("org_partitions = %d: want at least 1", c.OrgPartitions))
+	}
+	if c.GroupSessionTimeout < 6*time.Second {
+		errs = append(errs, fmt.Errorf("group_session_timeout = %s: want at least 6s (Kafka's group.min.session.timeout.ms)", c.GroupSessionTimeout))
+	}
 	if c.SettleLag < 0 {
 		errs = append(errs, fmt.Errorf("settle_lag = %s: want 0 or more", c.SettleLag))
 	}

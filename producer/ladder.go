@@ -30,6 +30,9 @@ type Checkpoint struct {
 	// the package documentation), 12 bytes each; set only in a saved or
 	// loaded checkpoint.
 	DeadLetters []byte `json:"dead_letters,omitempty"`
+	// Owner is the ownership generation of the producer that saved it (0
+	// for a sole owner).
+	Owner int64 `json:"owner_generation,omitempty"`
 }
 
 // Window is one time range read as a unit, for one rung.
@@ -182,7 +185,7 @@ func (c *Checkpoint) lastSampleAt() (time.Time, bool) {
 }
 
 func (c *Checkpoint) clone() *Checkpoint {
-	out := &Checkpoint{Org: c.Org, Rungs: append([]Rung(nil), c.Rungs...)}
+	out := &Checkpoint{Org: c.Org, Rungs: append([]Rung(nil), c.Rungs...), Owner: c.Owner}
 	out.Samples = append(out.Samples, c.Samples...) // offsets maps are never mutated after creation
 	return out
 }

@@ -57,6 +57,9 @@ type Deps struct {
 	OnEvent func(*schemas.CallEvent)
 	// Now overrides the clock (Config.SimClock); for tests.
 	Now func() time.Time
+	// Ownership shares the organizations with other producers
+	// (kafkabus.GroupOwner); nil owns them all.
+	Ownership Ownership
 }
 
 // Stats are running totals, for a summary line. Invalid counts
@@ -79,6 +82,9 @@ type Producer struct {
 
 	sources sources  // each org's last poll, for Ready and Sources
 	act     activity // requests and events per org since its last poll, for its cadence
+	known   orgList  // the organizations to poll, as discovered
+	own     ownState
+	om      *ownMetrics
 
 	mu       sync.Mutex
 	cps      map[string]*Checkpoint
@@ -124,8 +130,12 @@ func New(cfg Config, deps Deps) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
+	om, err := newOwnMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	p := &Producer{
-		cfg: cfg, deps: deps, log: deps.Logger, clock: clock, now: deps.Now, mem: NewMemory(), m: m,
+		cfg: cfg, deps: deps, log: deps.Logger, clock: clock, now: deps.Now, mem: NewMemory(), m: m, om: om,
 		cps: map[string]*Checkpoint{}, resync: map[string]bool{}, orgLocks: map[string]*sync.Mutex{}, logged: map[string]bool{},
 	}
 	if p.log == nil {
@@ -143,61 +153,6 @@ func (p *Producer) Stats() Stats {
 		RecordsRead: p.read.Load(), Published: p.published.Load(), Updated: p.updated.Load(),
 		Duplicates: p.dups.Load(), Invalid: p.invalid.Load(), DeadLettered: p.deadLettered.Load(), Remembered: p.mem.Len(),
 	}
-}
-
-// Run polls every organization until ctx ends, then finishes the batch in
-// flight, saves the checkpoint and returns. It returns early only when no
-// organization can be polled at all.
-func (p *Producer) Run(ctx context.Context) error {
-	if err := p.restore(ctx); err != nil {
-		return err
-	}
-	orgs, err := p.orgs(ctx)
-	if err != nil {
-		return err
-	}
-	p.log.Info("producer started", "orgs", orgs, "topic", p.deps.Topic, "remembered_calls", p.mem.Len(),
-		"rescan_ages", fmt.Sprint(p.cfg.RescanAges), "settle_lag", p.cfg.SettleLag.String(), "sim_clock", p.clock.String())
-	var wg sync.WaitGroup
-	for _, org := range orgs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.orgLoop(ctx, org)
-		}()
-	}
-	wg.Add(1)
-	go func() { defer wg.Done(); p.auditLoop(ctx, orgs) }()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-
-	save := time.NewTicker(p.cfg.SaveInterval)
-	defer save.Stop()
-	lastEvict := time.Now()
-loop:
-	for {
-		select {
-		case <-done:
-			break loop
-		case <-save.C:
-			if err := p.save(ctx); err != nil && ctx.Err() == nil {
-				p.log.Error("saving producer state failed; will retry", "err", err.Error())
-			}
-			if time.Since(lastEvict) > time.Minute {
-				p.evict()
-				lastEvict = time.Now()
-			}
-		}
-	}
-	// The organizations stopped between batches; the final save must
-	// happen even though ctx is done.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-	defer cancel()
-	if err := p.save(sctx); err != nil {
-		return fmt.Errorf("producer: final state save: %w", err)
-	}
-	p.log.Info("producer stopped, state saved", "published", p.published.Load(), "remembered_calls", p.mem.Len())
-	return nil
 }
 
 // orgs returns the configured organizations, or those the token sees.

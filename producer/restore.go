@@ -161,6 +161,11 @@ func (p *Producer) restoreEvent(value []byte, only string, e *topicEntry) bool {
 func (p *Producer) save(ctx context.Context) error {
 	p.saveMu.Lock()
 	defer p.saveMu.Unlock()
+	return p.saveLocked(ctx)
+}
+
+// saveLocked is save with saveMu held.
+func (p *Producer) saveLocked(ctx context.Context) error {
 	p.mu.Lock()
 	dirty := p.dirty
 	p.mu.Unlock()

@@ -61,8 +61,12 @@ var errNoSource = errors.New("the API answers no organization")
 // limited): then nothing flows, and it says why. An organization the API
 // refuses (401, 403, 404, 400) or whose events cannot be published is
 // reported by Sources but does not make the producer unready: the other
-// organizations go on, and a restart would not help.
+// organizations go on, and a restart would not help. A producer that
+// shares the organizations and was assigned none is ready: a standby.
 func (p *Producer) Ready(context.Context) error {
+	if p.standby() {
+		return nil // a standby: ready to take organizations over
+	}
 	p.sources.mu.Lock()
 	defer p.sources.mu.Unlock()
 	if len(p.sources.last) == 0 {

@@ -358,6 +358,9 @@ type outgoing struct {
 // acknowledged them, then dead-letters what could not be published: the
 // batch's dead letters and every event over the size limit.
 func (p *Producer) send(ctx context.Context, org string, b *batch, out []outgoing) error {
+	if err := p.fence(ctx, org); err != nil {
+		return err
+	}
 	acked, refused, err := p.publishEvents(ctx, org, out)
 	if err != nil {
 		return err

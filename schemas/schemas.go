@@ -20,6 +20,9 @@ const (
 	AlertsTopic        = "alerts.v1"
 	DLQTopic           = "dlq.v1"
 	ProducerStateTopic = "producer-state.v1"
+	// ProducerOrgsTopic is the compacted topic whose partitions the
+	// producers' consumer group shares: each organization belongs to one.
+	ProducerOrgsTopic = "producer-orgs.v1"
 )
 
 // DefaultTopicPrefix is the prefix used when none is configured.

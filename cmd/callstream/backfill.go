@@ -55,7 +55,7 @@ func cmdBackfill(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer b.close()
-	p, _, err := buildProducer(ctx, cfg, logger, reg, b)
+	p, _, err := buildProducer(ctx, cfg, logger, reg, b, nil)
 	if err != nil {
 		return err
 	}

@@ -54,12 +54,23 @@ func cmdProduce(ctx context.Context, e *env, args []string) error {
 		}
 		return nil
 	})
+	ops.AddReport("ownership", func() any {
+		if p := running.Load(); p != nil {
+			return p.Ownership()
+		}
+		return nil
+	})
 	g.Go(func() error { return ops.Run(gctx) })
 	g.Go(func() error {
 		if err := k.wait(gctx); err != nil {
 			return err
 		}
-		p, _, err := buildProducer(gctx, cfg, logger, reg, k)
+		own, err := producerOwnership(gctx, cfg, k, logger)
+		if err != nil {
+			return err
+		}
+		defer own.close()
+		p, _, err := buildProducer(gctx, cfg, logger, reg, k, own)
 		if err != nil {
 			return err
 		}
@@ -71,7 +82,8 @@ func cmdProduce(ctx context.Context, e *env, args []string) error {
 
 // buildProducer wires a producer to a bus, creating the calls topic when
 // the bus needs that.
-func buildProducer(ctx context.Context, cfg *Config, logger *slog.Logger, reg *prometheus.Registry, k bus) (*producer.Producer, string, error) {
+// own shares the organizations with other producers; nil owns them all.
+func buildProducer(ctx context.Context, cfg *Config, logger *slog.Logger, reg *prometheus.Registry, k bus, own producer.Ownership) (*producer.Producer, string, error) {
 	ucfg := cfg.Unpod
 	ucfg.Logger, ucfg.Registerer = logger, reg
 	client, err := unpod.New(ucfg)
@@ -99,6 +111,7 @@ func buildProducer(ctx context.Context, cfg *Config, logger *slog.Logger, reg *p
 		EventLog:   k.eventLog(topic),
 		Logger:     logger,
 		Registerer: reg,
+		Ownership:  own,
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: %v", errUsage, err)

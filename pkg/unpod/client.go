@@ -263,6 +263,9 @@ func (c *Client) attempt(ctx context.Context, endpoint, target, org string, pars
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.cfg.UserAgent)
+	if c.cfg.ClientID != "" {
+		req.Header.Set(HeaderClientID, c.cfg.ClientID)
+	}
 
 	start := time.Now()
 	resp, err := c.http.Do(req)
@@ -446,3 +449,6 @@ func retryReason(err error) string {
 	}
 	return "network"
 }
+
+// HeaderClientID is the request header that carries Config.ClientID.
+const HeaderClientID = "X-Callstream-Producer"

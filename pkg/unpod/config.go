@@ -29,6 +29,7 @@ type Config struct {
 	InitialBackoff time.Duration `yaml:"initial_backoff" doc:"First wait between retries; it grows exponentially with jitter."`
 	MaxBackoff     time.Duration `yaml:"max_backoff" doc:"Longest wait between two retries."`
 	UserAgent      string        `yaml:"user_agent" doc:"User-Agent header sent with every request."`
+	ClientID       string        `yaml:"client_id" env:"UNPOD_CLIENT_ID" doc:"Sent as X-Callstream-Producer with every request, so the API's logs tell producers apart; callstream produce uses its host name and process id when empty."`
 	MaxBodyBytes   int64         `yaml:"max_body_bytes" doc:"Largest response body read, in bytes; the producer asks for smaller pages (halving page_size) when a page is larger."`
 	StatusMap      StatusMap     `yaml:"status_map" env:"UNPOD_STATUS_MAP" doc:"call_status spellings to add to the default mapping or to change (README, The event), e.g. {busy: failed}; in the variable a list such as busy=failed,ringing_out=missed."`
 

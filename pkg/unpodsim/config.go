@@ -55,6 +55,9 @@ type Config struct {
 	Logger *slog.Logger `yaml:"-"`
 	// Registerer receives the simulator's metrics; nil registers nothing.
 	Registerer prometheus.Registerer `yaml:"-"`
+	// RecordRequests keeps a log of the call-logs requests served, for
+	// Requests: which client polled which organization when.
+	RecordRequests bool `yaml:"-"`
 }
 
 // Faults are injected per request, each with a rate in [0, 1]. The rates of

@@ -47,6 +47,7 @@ func (s *Server) serveCallLogs(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	s.record(r, org)
 	q := r.URL.Query()
 	page, ok1 := intParam(q.Get("page"), 1)
 	size, ok2 := intParam(q.Get("page_size"), defaultPageSize)
@@ -185,7 +186,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, needOrg bool)
 	case org == "":
 		writeError(w, http.StatusForbidden, "Org-Handle header is required.")
 		return "", false
-	case !s.orgs[org]:
+	case !s.hasOrg(org):
 		writeError(w, http.StatusNotFound, "Organization not found.")
 		return "", false
 	case !allowed["*"] && !allowed[org]:

@@ -24,7 +24,8 @@ type Server struct {
 	gen    generator
 	now    func() time.Time
 	start  time.Time
-	orgs   map[string]bool
+	orgsMu sync.RWMutex
+	orgs   map[string]bool            // under orgsMu: AddOrg and RemoveOrg change it
 	tokens map[string]map[string]bool // token -> orgs; "*" inside means all
 	log    *slog.Logger
 
@@ -41,6 +42,9 @@ type Server struct {
 	faultMu  sync.Mutex
 	faultRng *rand.Rand
 	faults   map[string]int // injected so far, by kind; under faultMu
+
+	reqMu sync.Mutex
+	reqs  []Request // with Config.RecordRequests
 }
 
 type cacheKey struct {
@@ -152,6 +156,8 @@ func (s *Server) Now() time.Time { return s.now().UTC() }
 
 // Orgs returns the organization handles served, sorted.
 func (s *Server) Orgs() []string {
+	s.orgsMu.RLock()
+	defer s.orgsMu.RUnlock()
 	out := make([]string, 0, len(s.orgs))
 	for o := range s.orgs {
 		out = append(out, o)

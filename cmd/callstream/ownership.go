@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/callstream/callstream/pkg/kafkabus"
+	"github.com/callstream/callstream/producer"
+	"github.com/callstream/callstream/schemas"
+)
+
+// groupOwnership gives a producer its share of the organizations through
+// the producers' Kafka consumer group.
+type groupOwnership struct{ g *kafkabus.GroupOwner }
+
+// Run implements producer.Ownership.
+func (o groupOwnership) Run(ctx context.Context, hold func(context.Context, producer.Lease)) error {
+	return o.g.Run(ctx, func(ctx context.Context, l *kafkabus.Lease) { hold(ctx, l) })
+}
+
+func (o groupOwnership) close() { _ = o.g.Close() }
+
+// producerGroup is the producers' consumer group: group_id, behind the
+// topic prefix when that is not the default, so that pipelines sharing a
+// cluster do not share producers.
+func producerGroup(cfg *Config) string {
+	if cfg.TopicPrefix == schemas.DefaultTopicPrefix {
+		return cfg.Producer.GroupID
+	}
+	return cfg.TopicPrefix + cfg.Producer.GroupID
+}
+
+// producerOwnership joins `callstream produce` to the producers' group,
+// creating the ownership topic when missing.
+func producerOwnership(ctx context.Context, cfg *Config, k *kafkaBus, logger *slog.Logger) (groupOwnership, error) {
+	g, err := kafkabus.NewGroupOwner(ctx, k.cfg, kafkabus.OwnerConfig{
+		Group:          producerGroup(cfg),
+		Topic:          schemas.TopicName(cfg.TopicPrefix, schemas.ProducerOrgsTopic),
+		Partitions:     cfg.Producer.OrgPartitions,
+		SessionTimeout: cfg.Producer.GroupSessionTimeout,
+		// Revoked organizations finish their batch and save within this.
+		RebalanceTimeout: 3 * cfg.Producer.GroupSessionTimeout,
+		Logger:           logger,
+	})
+	if err != nil {
+		return groupOwnership{}, err
+	}
+	return groupOwnership{g}, nil
+}
