@@ -162,14 +162,60 @@
 // by the Writer's own retry. A dead letter acknowledged less than
 // save_interval before a crash can be dead-lettered once more after it.
 //
-// # One active producer per organization
+// # One owner per organization
 //
 // The guarantee needs exactly one producer polling an organization at a
-// time: two would each publish what the other has not yet published. Run
-// one `callstream produce` per set of organizations (a Deployment with one
-// replica and the Recreate strategy, or disjoint UNPOD_ORG_HANDLES per
-// instance), and do not backfill a range that a running producer still
-// rescans. Nothing enforces this yet; a lease on the state topic would.
+// time: two would each publish what the other has not yet published. With
+// Kafka, every `callstream produce` joins one consumer group
+// (producer.group_id) through [Ownership] (kafkabus.GroupOwner) and
+// consumes nothing: the group protocol only shares out the partitions of
+// the compacted topic producer-orgs.v1 (producer.org_partitions of them).
+// An organization belongs to the partition murmur2(handle) mod N, so a
+// producer polls exactly the organizations of the partitions it is
+// assigned, and N bounds how many producers have work: the others are
+// standbys, ready, that take over on a rebalance. Each assignment is a
+// [Lease] with the group's generation id.
+//
+// On assignment the producer loads the organization's checkpoint (what the
+// previous owner saved last) and reads the events topic back from its
+// samples, as after a crash, before the first poll; the generation is
+// recorded in the checkpoint (owner_generation). On revocation (another
+// producer joins or leaves, or this one lost the coordinator) the
+// organization's loop finishes or abandons its batch in flight, the state
+// is saved and the organization forgotten before the producer rejoins: the
+// coordinator hands the partition to another producer only once every
+// member rejoined (or the rebalance timeout, three session timeouts,
+// passed). A producer that dies without leaving keeps its organizations
+// until group_session_timeout; the new owner then reads back what the dead
+// one published, saved or not.
+//
+// Fencing: a producer paused longer than the session timeout (GC, SIGSTOP,
+// a partition) has lost its organizations without knowing it. Before each
+// batch the producer checks that its lease holds: its context is not done
+// (kafka-go ends it when a heartbeat is refused) and the coordinator
+// confirmed this generation less than a third of the session timeout ago;
+// otherwise it sends a heartbeat of its generation itself, and a refusal
+// (rebalance in progress, unknown member, illegal generation) ends the
+// lease without publishing. A process resumed after a long pause therefore
+// always asks the coordinator before its next batch. The remaining window:
+// a pause that begins after the check succeeded and before the broker
+// wrote the batch, and outlasts the session timeout; the batch is then
+// written under a lost lease. The new owner may have read the topic back
+// before it, so its events can be published a second time by the new
+// owner (duplicates, never loss). Kafka transactions with the generation
+// as producer epoch would close it; kafka-go has none. Dead letters are
+// not fenced, and a stale owner's periodic save may write its older
+// checkpoint over the new owner's: safe, the next restore only reads more.
+//
+// `callstream backfill` must still not be run on a range a running producer
+// rescans. Embedded mode (`callstream run`) has one owner and no group.
+//
+// # Discovery
+//
+// Without org_handles the organizations endpoint is read again every
+// discovery_interval (on the producer's clock): new organizations start
+// being polled (by their owner), vanished ones stop and are saved; a failed
+// or empty answer keeps the list. An explicit list is never re-read.
 //
 // # Embedded mode
 //

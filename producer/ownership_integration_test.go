@@ -287,3 +287,93 @@ func checkHandOvers(t *testing.T, reqs []unpodsim.Request, generations int) int 
 	}
 	return total
 }
+
+// TestDiscoveryFollowsOrgs adds an organization to the simulator while a
+// producer runs without org_handles, and removes another: the new one's
+// calls must be on the topic within discovery_interval plus one poll (and
+// the time its restore and first batch take, at most restoreGrace), and the
+// removed one must no longer be polled after the same time.
+func TestDiscoveryFollowsOrgs(t *testing.T) {
+	t.Parallel()
+	const speed = 100
+	const restoreGrace = 3 * time.Second // join, state load, first sample saved, first batch acknowledged
+	origin := time.Now().UTC()
+	clock := NewSimClock(speed, origin)
+	sc := unpodsim.DefaultConfig()
+	sc.Orgs, sc.Token, sc.Incidents, sc.DailyShape = []string{"alpha", "beta"}, "disc-token", nil, false
+	sc.Start, sc.CallsPerMinute = origin.Add(-20*time.Minute), 10
+	sc.Clock, sc.RecordRequests = clock.Now, true
+	sim, url := startSim(t, sc)
+
+	kcfg := kafkabus.DefaultConfig()
+	kcfg.Brokers = testenv.Kafka(t)
+	prefix := testenv.Prefix(t)
+	ctx := context.Background()
+	for _, name := range []string{schemas.CallsTopic, schemas.DLQTopic} {
+		if err := kafkabus.EnsureTopic(ctx, kcfg, kafkabus.TopicSpec{Name: schemas.TopicName(prefix, name), Partitions: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.SimClock = clock.String()
+	cfg.Lookback = 15 * time.Minute
+	cfg.RescanAges = []time.Duration{0, 2 * time.Minute}
+	cfg.OrgPartitions, cfg.GroupSessionTimeout = 4, 6*time.Second
+	cfg.DiscoveryInterval = 2 * time.Second * speed
+	wait := clock.Wall(cfg.DiscoveryInterval) + clock.Wall(cfg.PollInterval) + restoreGrace
+	logs := &syncBuffer{}
+	g := &groupTest{t: t, kcfg: kcfg, prefix: prefix, url: url, token: sc.Token, cfg: cfg, gens: map[int64]bool{},
+		logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	defer func() {
+		if t.Failed() {
+			t.Logf("producer logs:\n%s", logs.String())
+		}
+	}()
+	m := g.start("p-disc")
+	g.waitShared([]string{"alpha", "beta"}, m)
+	topic := schemas.TopicName(prefix, schemas.CallsTopic)
+	for _, e := range readTopic(t, kcfg, topic) {
+		if e.Org == "gamma" {
+			t.Fatal("gamma published before it existed")
+		}
+	}
+
+	sim.AddOrg("gamma")
+	sim.RemoveOrg("beta")
+	changed := time.Now()
+	var firstGamma time.Duration
+	for firstGamma == 0 {
+		for _, e := range readTopic(t, kcfg, topic) {
+			if e.Org == "gamma" {
+				firstGamma = time.Since(changed)
+				break
+			}
+		}
+		if firstGamma == 0 && time.Since(changed) > wait {
+			t.Fatalf("no call of the added org on the topic %s after it appeared (discovery_interval %s + poll %s + %s)",
+				time.Since(changed).Round(time.Millisecond), clock.Wall(cfg.DiscoveryInterval), clock.Wall(cfg.PollInterval), restoreGrace)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Until(changed.Add(wait)))
+	if owned := m.p.Owned(); !slices.Equal(owned, []string{"alpha", "gamma"}) {
+		t.Errorf("owned %v after the change, want [alpha gamma]", owned)
+	}
+	var lastBeta time.Time
+	for _, r := range sim.Requests() {
+		if r.Org == "beta" {
+			lastBeta = r.At
+		}
+	}
+	time.Sleep(time.Second) // one more second in which beta must not be polled
+	for _, r := range sim.Requests() {
+		if r.Org == "beta" && r.At.After(lastBeta) {
+			t.Errorf("beta polled at %s, %s after it vanished", r.At.Format(time.RFC3339Nano), r.At.Sub(changed))
+			break
+		}
+	}
+	m.halt(t)
+	checkStream(t, readTopic(t, kcfg, topic))
+	t.Logf("the added org's first call was on the topic %s after it appeared (bound %s); beta last polled %s after it vanished",
+		firstGamma.Round(time.Millisecond), wait, lastBeta.Sub(changed).Round(time.Millisecond))
+}

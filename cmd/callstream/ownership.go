@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os"
+	"strconv"
 
 	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/producer"
@@ -46,4 +48,14 @@ func producerOwnership(ctx context.Context, cfg *Config, k *kafkaBus, logger *sl
 		return groupOwnership{}, err
 	}
 	return groupOwnership{g}, nil
+}
+
+// defaultClientID names this process to the API (unpod.client_id): the
+// host name (a pod's name on Kubernetes) and the process id.
+func defaultClientID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown"
+	}
+	return host + "/" + strconv.Itoa(os.Getpid())
 }

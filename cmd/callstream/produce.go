@@ -86,6 +86,9 @@ func cmdProduce(ctx context.Context, e *env, args []string) error {
 func buildProducer(ctx context.Context, cfg *Config, logger *slog.Logger, reg *prometheus.Registry, k bus, own producer.Ownership) (*producer.Producer, string, error) {
 	ucfg := cfg.Unpod
 	ucfg.Logger, ucfg.Registerer = logger, reg
+	if ucfg.ClientID == "" {
+		ucfg.ClientID = defaultClientID()
+	}
 	client, err := unpod.New(ucfg)
 	if err != nil {
 		return nil, "", err

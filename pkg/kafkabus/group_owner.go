@@ -132,7 +132,7 @@ func (o *GroupOwner) Run(ctx context.Context, hold func(context.Context, *Lease)
 			defer close(done)
 			lctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			l.cancel = cancel
+			l.cancel, l.ctx = cancel, lctx
 			stop := context.AfterFunc(gctx, cancel)
 			defer stop()
 			hold(lctx, l)
@@ -171,6 +171,7 @@ type Lease struct {
 	n      int
 	fresh  time.Duration
 	cancel context.CancelFunc
+	ctx    context.Context // ends with the generation
 
 	mu     sync.Mutex
 	lastOK time.Time // monotonic: when the coordinator last confirmed the generation
@@ -218,6 +219,9 @@ func (l *Lease) Check(ctx context.Context) error {
 	defer l.mu.Unlock()
 	if l.err != nil {
 		return l.err
+	}
+	if l.ctx != nil && l.ctx.Err() != nil {
+		return fmt.Errorf("%w: generation %d of group %s ended", ErrLeaseLost, l.gen.ID, l.gen.GroupID)
 	}
 	if time.Since(l.lastOK) < l.fresh {
 		return nil

@@ -43,11 +43,11 @@ func parseQueryTime(v string) (time.Time, error) {
 
 // serveCallLogs implements GET /api/v2/platform/call-logs/.
 func (s *Server) serveCallLogs(w http.ResponseWriter, r *http.Request) {
+	s.record(r, strings.TrimSpace(r.Header.Get("Org-Handle"))) // refused requests too
 	org, ok := s.authorize(w, r, true)
 	if !ok {
 		return
 	}
-	s.record(r, org)
 	q := r.URL.Query()
 	page, ok1 := intParam(q.Get("page"), 1)
 	size, ok2 := intParam(q.Get("page_size"), defaultPageSize)
