@@ -171,7 +171,14 @@ type k8sObject struct {
 	Data map[string]string `yaml:"data"`
 	Spec struct {
 		Replicas *int `yaml:"replicas"`
-		Template struct {
+		Strategy struct {
+			Type string `yaml:"type"`
+		} `yaml:"strategy"`
+		Selector struct {
+			MatchLabels map[string]string `yaml:"matchLabels"`
+		} `yaml:"selector"`
+		MinAvailable *int `yaml:"minAvailable"`
+		Template     struct {
 			Spec struct {
 				Containers []struct {
 					Name      string   `yaml:"name"`
@@ -206,6 +213,7 @@ func TestKustomizeRendersKubernetesObjects(t *testing.T) {
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(out))
 	kinds := map[string]int{}
+	pdbFor := map[string]bool{} // components a PodDisruptionBudget keeps available
 	cs := callstreamBinary(t)
 	known := documentedEnv(t)
 	for {
@@ -222,11 +230,21 @@ func TestKustomizeRendersKubernetesObjects(t *testing.T) {
 		if o.Kind == "ConfigMap" {
 			checkEnv(t, "ConfigMap "+o.Metadata.Name, o.Data, known)
 		}
+		if o.Kind == "PodDisruptionBudget" && o.Spec.MinAvailable != nil && *o.Spec.MinAvailable >= 1 {
+			pdbFor[o.Spec.Selector.MatchLabels["app.kubernetes.io/component"]] = true
+		}
 		if o.Kind != "Deployment" {
 			continue
 		}
-		if o.Metadata.Name == "callstream-producer" && (o.Spec.Replicas == nil || *o.Spec.Replicas != 1) {
-			t.Errorf("the producer must run exactly one replica per org set")
+		if o.Metadata.Name == "callstream-producer" {
+			// The producers share the organizations through their
+			// consumer group: several replicas, replaced one at a time.
+			if o.Spec.Replicas == nil || *o.Spec.Replicas < 2 {
+				t.Errorf("the producer Deployment runs %v replicas, want at least 2 (one takes over from the other)", o.Spec.Replicas)
+			}
+			if o.Spec.Strategy.Type != "RollingUpdate" {
+				t.Errorf("the producer Deployment's strategy is %q, want RollingUpdate", o.Spec.Strategy.Type)
+			}
 		}
 		for _, c := range o.Spec.Template.Spec.Containers {
 			where := fmt.Sprintf("Deployment %s container %s", o.Metadata.Name, c.Name)
@@ -253,6 +271,11 @@ func TestKustomizeRendersKubernetesObjects(t *testing.T) {
 	}
 	if kinds["Deployment"] < 2 {
 		t.Errorf("want a producer and a consumers Deployment, got %d", kinds["Deployment"])
+	}
+	for _, c := range []string{"producer", "consumers"} {
+		if !pdbFor[c] {
+			t.Errorf("no PodDisruptionBudget keeps a %s pod available", c)
+		}
 	}
 }
 
