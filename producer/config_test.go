@@ -21,6 +21,10 @@ func TestConfigValidate(t *testing.T) {
 		{"zero page size", func(c *Config) { c.PageSize = 0 }, "page_size"},
 		{"empty org", func(c *Config) { c.Orgs = []string{"acme", " "} }, "empty handle"},
 		{"bad sim clock", func(c *Config) { c.SimClock = "fast" }, "sim_clock"},
+		{"zero discovery", func(c *Config) { c.DiscoveryInterval = 0 }, "discovery_interval"},
+		{"no group", func(c *Config) { c.GroupID = "" }, "group_id"},
+		{"no org partitions", func(c *Config) { c.OrgPartitions = 0 }, "org_partitions"},
+		{"short session", func(c *Config) { c.GroupSessionTimeout = 2 * time.Second }, "group_session_timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -288,8 +288,8 @@ func (p *Producer) claim(ctx context.Context, orgs []string, l Lease) error {
 		p.dead.evict(org, ^uint32(0))
 		cp := st.Orgs[org]
 		if cp == nil {
-			delete(p.cps, org) // checkpoint creates it at the lookback
-			continue
+			// A new organization starts at the lookback (as in checkpoint).
+			cp = newCheckpoint(org, p.cfg.RescanAges, p.now().Add(-p.cfg.SettleLag-p.cfg.Lookback).Truncate(time.Second))
 		}
 		cp.align(p.cfg.RescanAges, cp.Low())
 		if err := p.dead.decode(org, cp.DeadLetters); err != nil {

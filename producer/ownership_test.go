@@ -1,0 +1,193 @@
+package producer
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callstream/callstream/pkg/unpod"
+)
+
+func TestOrgListChanges(t *testing.T) {
+	tests := []struct {
+		name    string
+		before  []string
+		set     []string
+		changed bool
+		want    []string
+	}{
+		{"first list", nil, []string{"b", "a"}, true, []string{"a", "b"}},
+		{"same in another order", []string{"a", "b"}, []string{"b", "a", "a"}, false, []string{"a", "b"}},
+		{"one added", []string{"a", "b"}, []string{"a", "b", "c"}, true, []string{"a", "b", "c"}},
+		{"one gone", []string{"a", "b"}, []string{"b"}, true, []string{"b"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var l orgList
+			l.set(tt.before)
+			_, ch := l.get()
+			if got := l.set(tt.set); got != tt.changed {
+				t.Errorf("set reported changed=%v, want %v", got, tt.changed)
+			}
+			select {
+			case <-ch:
+				if !tt.changed {
+					t.Error("the change channel closed without a change")
+				}
+			default:
+				if tt.changed {
+					t.Error("the change channel did not close")
+				}
+			}
+			if got, _ := l.get(); !slices.Equal(got, tt.want) {
+				t.Errorf("orgs %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if got := minus([]string{"a", "b", "c"}, []string{"b"}); !slices.Equal(got, []string{"a", "c"}) {
+		t.Errorf("minus = %v", got)
+	}
+}
+
+// scriptLease owns a fixed set and fails its Check once broken is set.
+type scriptLease struct {
+	gen    int64
+	orgs   []string
+	mu     sync.Mutex
+	broken bool
+	checks int
+}
+
+func (l *scriptLease) Generation() int64    { return l.gen }
+func (l *scriptLease) Owns(org string) bool { return slices.Contains(l.orgs, org) }
+func (l *scriptLease) String() string       { return "script lease" }
+func (l *scriptLease) Check(context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.checks++
+	if l.broken {
+		return errors.New("generation over")
+	}
+	return nil
+}
+
+// scriptOwnership hands out the leases one after the other, each until
+// the test ends it.
+type scriptOwnership struct {
+	leases []*scriptLease
+	next   chan struct{} // a receive ends the current lease
+	held   chan *scriptLease
+}
+
+func (o *scriptOwnership) Run(ctx context.Context, hold func(context.Context, Lease)) error {
+	for _, l := range o.leases {
+		lctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); hold(lctx, l) }()
+		o.held <- l
+		select {
+		case <-o.next:
+		case <-ctx.Done():
+		}
+		cancel()
+		<-done
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// TestHoldFollowsLeases runs a producer under scripted leases: it polls
+// exactly the orgs of the current lease, saves an org when the lease that
+// held it ends, records the generation in the checkpoint, and publishes
+// nothing once the lease's Check fails.
+func TestHoldFollowsLeases(t *testing.T) {
+	api := newFakeAPI(t)
+	now := time.Now().UTC().Truncate(time.Minute)
+	clock := &fakeClock{now: now}
+	t1, t2 := now.Add(-5*time.Minute), now.Add(15*time.Second) // t2: read at the next poll once the clock moved
+	api.set(fakeRecord{at: t1, raw: callLog("c1", t1, "completed", "")}) // the fake serves it to every org
+	client, err := unpod.New(unpod.Config{BaseURL: api.srv.URL, Token: "tok", RateLimit: -1, MaxRetryTime: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := &scriptOwnership{
+		leases: []*scriptLease{{gen: 7, orgs: []string{"a"}}, {gen: 8, orgs: []string{"a", "b"}}},
+		next:   make(chan struct{}), held: make(chan *scriptLease),
+	}
+	bus := &busPublisher{}
+	store := NewFileStore(t.TempDir() + "/state.json")
+	cfg := DefaultConfig()
+	cfg.Orgs, cfg.PollInterval, cfg.Lookback, cfg.SaveInterval = []string{"a", "b"}, 50*time.Millisecond, time.Hour, time.Hour
+	p, err := New(cfg, Deps{Source: client, Publisher: bus, Topic: "calls", DLQTopic: "dlq", Store: store, Ownership: own, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	published := func(org string) bool {
+		for _, e := range bus.events(t, "calls") {
+			if e.Org == org {
+				return true
+			}
+		}
+		return false
+	}
+
+	first := <-own.held
+	waitFor("org a published under the first lease", func() bool { return published("a") })
+	if owned := p.Owned(); !slices.Equal(owned, []string{"a"}) {
+		t.Fatalf("owned %v under a lease of [a]", owned)
+	}
+	if published("b") {
+		t.Fatal("org b published under a lease without it")
+	}
+	own.next <- struct{}{}
+	second := <-own.held
+	st, err := store.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp := st.Orgs["a"]; cp == nil || cp.Owner != first.gen {
+		t.Fatalf("org a not saved with generation %d at revocation: %+v", first.gen, cp)
+	}
+	waitFor("org b published under the second lease", func() bool { return published("b") })
+	if owned := p.Owned(); !slices.Equal(owned, []string{"a", "b"}) {
+		t.Fatalf("owned %v under a lease of [a b]", owned)
+	}
+
+	// A lease the coordinator no longer confirms: nothing more is published.
+	second.mu.Lock()
+	second.broken = true
+	second.mu.Unlock()
+	n := len(bus.on("calls"))
+	api.set(fakeRecord{at: t1, raw: callLog("c1", t1, "completed", "")}, fakeRecord{at: t2, raw: callLog("c2", t2, "completed", "")})
+	clock.Add(2 * time.Minute)
+	time.Sleep(300 * time.Millisecond) // several polls
+	if got := len(bus.on("calls")); got != n {
+		t.Fatalf("%d events published after the lease was lost", got-n)
+	}
+	second.mu.Lock()
+	checks := second.checks
+	second.mu.Unlock()
+	if checks == 0 {
+		t.Fatal("the lease was never checked")
+	}
+}
