@@ -110,7 +110,7 @@ func TestHoldFollowsLeases(t *testing.T) {
 	api := newFakeAPI(t)
 	now := time.Now().UTC().Truncate(time.Minute)
 	clock := &fakeClock{now: now}
-	t1, t2 := now.Add(-5*time.Minute), now.Add(15*time.Second) // t2: read at the next poll once the clock moved
+	t1, t2 := now.Add(-5*time.Minute), now.Add(15*time.Second)           // t2: read at the next poll once the clock moved
 	api.set(fakeRecord{at: t1, raw: callLog("c1", t1, "completed", "")}) // the fake serves it to every org
 	client, err := unpod.New(unpod.Config{BaseURL: api.srv.URL, Token: "tok", RateLimit: -1, MaxRetryTime: time.Second})
 	if err != nil {
