@@ -209,6 +209,10 @@ func (p *Producer) hold(ctx context.Context, l Lease) {
 		}
 		if shared && len(orgs) > 0 {
 			p.release(orgs)
+		} else if ctx.Err() == nil {
+			for _, org := range orgs { // vanished from the list: no longer reported
+				p.sources.forget(org)
+			}
 		}
 		p.om.owned.Set(float64(len(running)))
 	}
