@@ -88,8 +88,12 @@ log: {format: text, level: info}
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
+			keep := os.Getenv("CALLSTREAM_TEST_KEEP_LOGS") // a directory to copy the producers' logs to
 			for _, p := range procs {
 				t.Logf("%s log (last lines):\n%s", p.name, p.Tail(30))
+				if data, err := os.ReadFile(p.log); err == nil && keep != "" {
+					_ = os.WriteFile(filepath.Join(keep, p.name+".log"), data, 0o644)
+				}
 			}
 		}
 	})
