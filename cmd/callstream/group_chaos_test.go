@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/pkg/testenv"
 	"github.com/callstream/callstream/pkg/unpodsim"
@@ -25,7 +27,9 @@ import (
 // SIGSTOPped for longer than the session timeout and then SIGCONTed, and
 // the broker is restarted once. Afterwards every ground-truth call created
 // before the cut is on the topic, each (org, call_key, revision) exactly
-// once and in order, and the simulator's request log shows every org
+// once and in order (except the copies that the stopped producer's writer
+// held across the pause, the documented fencing window, recognised and
+// logged by staleWrites), and the simulator's request log shows every org
 // passed between producers only at a rebalance: never polled by two in
 // turn, except for the page requests the stopped producer had in flight
 // when it resumed, before its lease check refused.
@@ -114,6 +118,7 @@ log: {format: text, level: info}
 	if err := p2proc.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	stopped := time.Now()
 	step("p2 SIGSTOPped")
 	time.Sleep(12 * time.Second) // twice the session timeout
 	if err := p2proc.Signal(syscall.SIGCONT); err != nil {
@@ -168,15 +173,21 @@ log: {format: text, level: info}
 	}
 	step("producers stopped")
 
-	_, latest := e2eCheckStream(t, e2eReadTopic(t, kcfg, schemas.TopicName(prefix, schemas.CallsTopic)))
+	msgs, stale := staleWrites(e2eReadTopic(t, kcfg, schemas.TopicName(prefix, schemas.CallsTopic)), stopped, resumed)
+	for _, m := range stale {
+		t.Logf("the fencing window (producer/doc.go): event %s of %s written again at partition %d offset %d, timestamp %s (SIGSTOP %s, SIGCONT %s)",
+			e2eHeader(m, schemas.HeaderID), e2eHeader(m, schemas.HeaderSource), m.Partition, m.Offset,
+			m.Time.Format("15:04:05.000"), stopped.Format("15:04:05.000"), resumed.Format("15:04:05.000"))
+	}
+	_, latest := e2eCheckStream(t, msgs)
 	truth := 0
 	for _, org := range orgs {
 		truth += e2eCheckTruth(t, sim, org, cut, clock.Now(), latest)
 	}
 	gens := maxGeneration(t, procs)
 	handOvers, stragglers := checkOwnershipLog(t, sim.Requests(), gens, "p2", resumed, 2*time.Second)
-	t.Logf("%d ground-truth calls of %d orgs checked; %d generations; %d hand-overs; %d requests of the resumed p2 in its first 2 s",
-		truth, len(orgs), gens, handOvers, stragglers)
+	t.Logf("%d ground-truth calls of %d orgs checked; %d generations; %d hand-overs; %d requests of the resumed p2 in its first 2 s; %d events written twice through the fencing window",
+		truth, len(orgs), gens, handOvers, stragglers, len(stale))
 	if truth < 5000 {
 		t.Errorf("only %d ground-truth calls checked; too few to mean much", truth)
 	}
@@ -239,4 +250,28 @@ func checkOwnershipLog(t *testing.T, reqs []unpodsim.Request, generations int, s
 		t.Error("the simulator logged no request")
 	}
 	return handOvers, stragglers
+}
+
+// staleWrites separates the events a stopped producer had handed to its
+// Kafka writer before SIGSTOP and that reached the broker only after it
+// resumed, after their new owner had published them: the window
+// producer/doc.go describes (a pause between the lease check and the
+// broker's write). Such a copy is recognised by its signature: a second
+// copy of an event id (so at a higher offset, in the same partition) whose
+// timestamp, which kafka-go sets when it encodes the request, lies within
+// a second before the SIGSTOP or a second after the SIGCONT. Every other
+// repeated event stays in rest, where e2eCheckStream reports it.
+func staleWrites(msgs []kafka.Message, stopped, resumed time.Time) (rest, stale []kafka.Message) {
+	seen := map[string]bool{}
+	in := func(t, from, to time.Time) bool { return !t.Before(from) && !t.After(to) }
+	for _, m := range msgs {
+		id := e2eHeader(m, schemas.HeaderID)
+		if seen[id] && (in(m.Time, stopped.Add(-time.Second), stopped) || in(m.Time, resumed, resumed.Add(time.Second))) {
+			stale = append(stale, m)
+			continue
+		}
+		seen[id] = true
+		rest = append(rest, m)
+	}
+	return rest, stale
 }
