@@ -179,6 +179,7 @@ log: {format: text, level: info}
 			e2eHeader(m, schemas.HeaderID), e2eHeader(m, schemas.HeaderSource), m.Partition, m.Offset,
 			m.Time.Format("15:04:05.000"), stopped.Format("15:04:05.000"), resumed.Format("15:04:05.000"))
 	}
+	logRepeats(t, msgs)
 	_, latest := e2eCheckStream(t, msgs)
 	truth := 0
 	for _, org := range orgs {
@@ -274,4 +275,20 @@ func staleWrites(msgs []kafka.Message, stopped, resumed time.Time) (rest, stale 
 		rest = append(rest, m)
 	}
 	return rest, stale
+}
+
+// logRepeats logs both copies of every event id on the topic twice, with
+// their timestamps, so that a failure says when each was written.
+func logRepeats(t *testing.T, msgs []kafka.Message) {
+	t.Helper()
+	first := map[string]kafka.Message{}
+	for _, m := range msgs {
+		id := e2eHeader(m, schemas.HeaderID)
+		if f, ok := first[id]; ok {
+			t.Logf("event %s of %s: partition %d offset %d written %s, again at offset %d written %s",
+				id, e2eHeader(m, schemas.HeaderSource), f.Partition, f.Offset, f.Time.Format("15:04:05.000"), m.Offset, m.Time.Format("15:04:05.000"))
+			continue
+		}
+		first[id] = m
+	}
 }
