@@ -259,11 +259,14 @@ func checkOwnershipLog(t *testing.T, reqs []unpodsim.Request, generations int, s
 // producer/doc.go describes (a pause between the lease check and the
 // broker's write). Such a copy is recognised by its signature: a second
 // copy of an event id (so at a higher offset, in the same partition) whose
-// timestamp, which kafka-go sets when it encodes the request, lies within
-// a second before the SIGSTOP or a second after the SIGCONT. Every other
+// timestamp, which kafka-go sets when it encodes the request (in whole
+// milliseconds), lies within a second before the SIGSTOP or a second after
+// the SIGCONT. Every other
 // repeated event stays in rest, where e2eCheckStream reports it.
 func staleWrites(msgs []kafka.Message, stopped, resumed time.Time) (rest, stale []kafka.Message) {
 	seen := map[string]bool{}
+	// Record timestamps are whole milliseconds.
+	stopped, resumed = stopped.Truncate(time.Millisecond), resumed.Truncate(time.Millisecond)
 	in := func(t, from, to time.Time) bool { return !t.Before(from) && !t.After(to) }
 	for _, m := range msgs {
 		id := e2eHeader(m, schemas.HeaderID)
