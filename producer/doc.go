@@ -202,7 +202,10 @@
 // wrote the batch, and outlasts the session timeout; the batch is then
 // written under a lost lease. The new owner may have read the topic back
 // before it, so its events can be published a second time by the new
-// owner (duplicates, never loss). Kafka transactions with the generation
+// owner (duplicates, never loss). A SIGSTOP in the middle of a publish
+// hits it: cmd/callstream TestProducerGroupChaos sees such a batch written
+// a few milliseconds after SIGCONT, after the new owner's copy, and the
+// producer noticing the lost lease 0.3 s later. Kafka transactions with the generation
 // as producer epoch would close it; kafka-go has none. Dead letters are
 // not fenced, and a stale owner's periodic save may write its older
 // checkpoint over the new owner's: safe, the next restore only reads more.
