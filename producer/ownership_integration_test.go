@@ -159,7 +159,7 @@ func (g *groupTest) waitShared(orgs []string, ms ...*member) {
 // producers in turn.
 func TestGroupOwnership(t *testing.T) {
 	t.Parallel()
-	const speed = 200
+	const speed = 300
 	origin := time.Now().UTC()
 	clock := NewSimClock(speed, origin)
 	orgs := make([]string, 12)
@@ -188,9 +188,9 @@ func TestGroupOwnership(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.SimClock = clock.String()
 	cfg.Lookback, cfg.PageSize = 30*time.Minute, 100
-	// The top age outlasts the longest call (about 30 minutes), so the
+	// The top age outlasts the longest call (about 50 minutes), so the
 	// final content of every call before the cut is read.
-	cfg.RescanAges = []time.Duration{0, 2 * time.Minute, 10 * time.Minute, 40 * time.Minute}
+	cfg.RescanAges = []time.Duration{0, 2 * time.Minute, 10 * time.Minute, 30 * time.Minute, 65 * time.Minute}
 	cfg.OrgPartitions, cfg.GroupSessionTimeout = 6, 6*time.Second
 	cfg.SaveInterval = 200 * time.Millisecond
 	logs := &syncBuffer{}
