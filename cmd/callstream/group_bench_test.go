@@ -100,7 +100,7 @@ log: {format: text, level: info}
 		p.Start()
 	}
 	slices.Sort(took)
-	ps := e2ePercentiles(took, 0.5, 1)
+	ps := e2ePercentiles(took, 50, 100)
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("BENCH producer fail-over (SIGKILL of an org's owner to the new owner's first publish of it), %d rounds: p50 %s, max %s; baseline: session timeout %s; load %s\n",
 		rounds, ps[0].Round(time.Millisecond), ps[1].Round(time.Millisecond), session, strings.TrimSpace(string(load)))
