@@ -187,6 +187,7 @@ func TestGroupOwnership(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.SimClock = clock.String()
+	cfg.PollInterval, cfg.IdlePollInterval = 30*time.Second, 30*time.Second
 	cfg.Lookback, cfg.PageSize = 30*time.Minute, 100
 	// The top age outlasts the longest call (about 50 minutes), so the
 	// final content of every call before the cut is read.
