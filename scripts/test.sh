@@ -15,4 +15,10 @@ source scripts/services.sh
 start_services
 export CALLSTREAM_INTEGRATION=1
 
-go test -count=1 -timeout 18m "$@" ./...
+# The webhook isolation test compares delivery latencies with and without
+# bad neighbours, so it runs after the rest, with the machine to itself
+# rather than beside the crash tests of other packages.
+isolation='^TestIsolationFromBadEndpoints$'
+go test -count=1 -timeout 18m -skip "$isolation" "$@" ./...
+go test -count=1 -timeout 5m -run "$isolation" -v ./consumers/webhooks | grep -E '^(---|ok|FAIL)|isolation_test.go:2[45][0-9]'
+

@@ -24,7 +24,7 @@ var healthyNames = []string{"healthy-1", "healthy-2"}
 // previous batch's state save). With neighbours, a hanging and a failing
 // endpoint with a small queue sit beside the healthy ones; n is well above
 // their queue, so they spill.
-func latencyRun(t *testing.T, n, perSecond int, neighbours bool) (fromHandle, fromSchedule map[string][]time.Duration, spilled map[string]int) {
+func latencyRun(t *testing.T, n, perSecond int, bad *badEndpoints) (fromHandle, fromSchedule map[string][]time.Duration, spilled map[string]int) {
 	t.Helper()
 	scheduled := make([]time.Time, n)
 	handed := make([]time.Time, n)
@@ -48,12 +48,11 @@ func latencyRun(t *testing.T, n, perSecond int, neighbours bool) (fromHandle, fr
 		eps = append(eps, EndpointConfig{Name: name, URL: l.srv.URL, Secrets: Secrets{newSecret(t)}})
 	}
 	const smallQueue = 50
+	neighbours := bad != nil
 	if neighbours {
-		hanging := newListener(t, func(int, *http.Request, []byte) int { return 0 })
-		failing := newListener(t, func(int, *http.Request, []byte) int { return http.StatusInternalServerError })
 		eps = append(eps,
-			EndpointConfig{Name: "hanging", URL: hanging.srv.URL, Secrets: Secrets{newSecret(t)}, Timeout: time.Minute, QueueSize: smallQueue},
-			EndpointConfig{Name: "failing", URL: failing.srv.URL, Secrets: Secrets{newSecret(t)}, QueueSize: smallQueue},
+			EndpointConfig{Name: "hanging", URL: bad.hanging, Secrets: Secrets{newSecret(t)}, Timeout: time.Minute, QueueSize: smallQueue},
+			EndpointConfig{Name: "failing", URL: bad.failing, Secrets: Secrets{newSecret(t)}, QueueSize: smallQueue},
 		)
 	}
 	cfg := testConfig(eps...)
@@ -219,12 +218,13 @@ func TestIsolationFromBadEndpoints(t *testing.T) {
 		t.Skip("latency comparison is meaningless under the race detector")
 	}
 	const n, rate, rounds = 10000, 1000, 4
-	latencyRun(t, 1000, rate, false) // warm-up: the first run in a process is slower
+	bad := startBadEndpoints(t)
+	latencyRun(t, 1000, rate, nil) // warm-up: the first run in a process is slower
 	alone, mixed := map[string][]time.Duration{}, map[string][]time.Duration{}
 	aloneSched, mixedSched := map[string][]time.Duration{}, map[string][]time.Duration{}
 	for r := range rounds {
-		a, as, _ := latencyRun(t, n/rounds, rate, false)
-		m, ms, spilled := latencyRun(t, n/rounds, rate, true)
+		a, as, _ := latencyRun(t, n/rounds, rate, nil)
+		m, ms, spilled := latencyRun(t, n/rounds, rate, bad)
 		for _, name := range healthyNames {
 			alone[name] = append(alone[name], a[name]...)
 			mixed[name] = append(mixed[name], m[name]...)
