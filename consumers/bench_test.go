@@ -6,13 +6,13 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/callstream/callstream/pkg/testenv"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -119,7 +119,7 @@ func TestBenchKafkaConsume(t *testing.T) {
 				t.Fatal(err)
 			}
 			if i == 0 {
-				start, cpu0 = time.Now(), cpuTime()
+				start, cpu0 = time.Now(), testenv.CPUTime()
 			}
 			pending = append(pending, m)
 			if len(pending) == cap(pending) || i == n-1 {
@@ -130,7 +130,7 @@ func TestBenchKafkaConsume(t *testing.T) {
 			}
 		}
 		el := time.Since(start)
-		return float64(n) / el.Seconds(), float64(cpuTime()-cpu0) / float64(time.Microsecond) / float64(n)
+		return float64(n) / el.Seconds(), float64(testenv.CPUTime()-cpu0) / float64(time.Microsecond) / float64(n)
 	}
 	runtime := func() (float64, float64) {
 		sink := &nopBatch{size: 500}
@@ -138,10 +138,10 @@ func TestBenchKafkaConsume(t *testing.T) {
 		cfg.GroupPrefix = group("runtime")
 		stop := k.start(t, cfg, sink)
 		waitFor(t, 5*time.Minute, "the first batch", func() bool { return sink.n.Load() > 0 })
-		start, cpu0 := time.Now(), cpuTime()
+		start, cpu0 := time.Now(), testenv.CPUTime()
 		seen0 := sink.n.Load()
 		waitFor(t, 5*time.Minute, "all events", func() bool { return sink.n.Load() >= int64(n) })
-		el, cpu := time.Since(start), cpuTime()-cpu0
+		el, cpu := time.Since(start), testenv.CPUTime()-cpu0
 		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
@@ -159,13 +159,4 @@ func TestBenchKafkaConsume(t *testing.T) {
 	}
 	t.Logf("BENCH consume %d events: runtime %.0f events/s, %.2f µs CPU/event | plain kafka-go %.0f events/s, %.2f µs CPU/event | ratio %.0f%%, runtime CPU above kafka-go %.2f µs/event",
 		n, bestRuntime, cpuRuntime, bestPlain, cpuPlain, 100*bestRuntime/bestPlain, cpuRuntime-cpuPlain)
-}
-
-// cpuTime is the CPU time this process used so far (user and system).
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callstream/callstream/pkg/testenv"
 	"github.com/callstream/callstream/pkg/unpodsim"
 )
 
@@ -108,7 +109,7 @@ log: {format: text, level: warn}
 			r.name, want, took.Round(10*time.Millisecond), figures[i])
 	}
 	fmt.Printf("BENCH embedded durability cost: disk %.0f events/s vs tmpfs %.0f events/s (%.0f%%); all plug-ins %.0f events/s; load %s\n",
-		figures[0], figures[1], 100*figures[0]/figures[1], figures[2], loadAvg())
+		figures[0], figures[1], 100*figures[0]/figures[1], figures[2], testenv.LoadAvg())
 }
 
 // embBenchCount counts call_logs rows; 0 while the file or table is not
@@ -127,13 +128,4 @@ func embBenchCount(path string) int {
 		return 0
 	}
 	return n
-}
-
-// loadAvg is the 1-minute load average, for reading the figures.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	return strings.Fields(string(b))[0]
 }

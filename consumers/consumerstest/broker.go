@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,7 +42,7 @@ func (r Result) CPUPerEvent() float64 {
 // String is the figure line the benchmarks print.
 func (r Result) String() string {
 	return fmt.Sprintf("%d events in %s = %.0f events/s, %.2f µs CPU/event (load %s)",
-		r.Events, r.Elapsed.Round(time.Millisecond), r.PerSecond(), r.CPUPerEvent(), loadAvg())
+		r.Events, r.Elapsed.Round(time.Millisecond), r.PerSecond(), r.CPUPerEvent(), testenv.LoadAvg())
 }
 
 // FromBroker publishes events (keyed by call key, on partitions topic
@@ -97,12 +95,12 @@ func FromBroker(t testing.TB, f consumers.Factory, events []schemas.CallEvent, p
 	// Progress from the runtime's metrics: polling the sink would cost
 	// the consumer CPU.
 	wait(t, 2*time.Minute, "the first event handled", func() bool { return handled(t, reg) > 0 })
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), testenv.CPUTime()
 	if done == nil {
 		done = func() bool { return handled(t, reg) >= float64(len(events)) }
 	}
 	wait(t, 5*time.Minute, "the end of the run", done)
-	return Result{Events: len(events), Elapsed: time.Since(start), CPU: cpuTime() - cpu0}
+	return Result{Events: len(events), Elapsed: time.Since(start), CPU: testenv.CPUTime() - cpu0}
 }
 
 func publish(t testing.TB, pub message.Publisher, topic string, events []schemas.CallEvent) {
@@ -156,22 +154,6 @@ func wait(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	return strings.Fields(string(b))[0]
 }
 
 // Events returns n when CALLSTREAM_BENCH_EVENTS does not say otherwise.

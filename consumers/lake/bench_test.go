@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -48,7 +47,7 @@ func TestBenchLake(t *testing.T) {
 		go func() { _ = l.Run(ctx) }()
 		sem := make(chan struct{}, l.Tuning().MaxInFlight)
 		var wg sync.WaitGroup
-		start, cpu0 := time.Now(), cpuTime()
+		start, cpu0 := time.Now(), testenv.CPUTime()
 		for i := range events {
 			d := delivery(events[i], i%partitions, int64(i/partitions))
 			sem <- struct{}{}
@@ -63,7 +62,7 @@ func TestBenchLake(t *testing.T) {
 		}
 		wg.Wait()
 		el := time.Since(start)
-		report(t, "in-process", l.cfg.Dir, n, el, cpuTime()-cpu0)
+		report(t, "in-process", l.cfg.Dir, n, el, testenv.CPUTime()-cpu0)
 	})
 
 	brokers := testenv.Kafka(t)
@@ -83,9 +82,9 @@ func TestBenchLake(t *testing.T) {
 		go func() { _ = l.Run(ctx) }()
 		dr := &driver{brokers: brokers, topic: topic, group: topic + ".lake", partitions: partitions,
 			maxInFlight: l.Tuning().MaxInFlight, stopAfter: n}
-		start, cpu0 := time.Now(), cpuTime()
+		start, cpu0 := time.Now(), testenv.CPUTime()
 		got, err := dr.run(ctx, l)
-		el, cpu := time.Since(start), cpuTime()-cpu0
+		el, cpu := time.Since(start), testenv.CPUTime()-cpu0
 		if err != nil || got != n {
 			t.Fatalf("consumed %d of %d: %v", got, n, err)
 		}
@@ -124,7 +123,7 @@ func runtimeBench(t *testing.T, brokers []string, topics consumers.Topics, n int
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), testenv.CPUTime()
 	go func() { done <- rt.Run(ctx) }()
 	deadline := time.Now().Add(5 * time.Minute)
 	for written(t, reg) < n {
@@ -133,7 +132,7 @@ func runtimeBench(t *testing.T, brokers []string, topics consumers.Topics, n int
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	el, cpu := time.Since(start), cpuTime()-cpu0
+	el, cpu := time.Since(start), testenv.CPUTime()-cpu0
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -190,7 +189,7 @@ func report(t *testing.T, name, dir string, n int, el, cpu time.Duration) {
 		t.Fatal(err)
 	}
 	fmt.Printf("BENCH lake %-10s %8d events in %7s: %9.0f events/s (%.0f events per CPU-second, load %s); %d files; %.1f bytes/event on disk, %.1f without raw\n",
-		name, n, el.Round(time.Millisecond), float64(n)/el.Seconds(), float64(n)/cpu.Seconds(), loadAvg(), files, float64(total)/float64(n), float64(total-raw)/float64(n))
+		name, n, el.Round(time.Millisecond), float64(n)/el.Seconds(), float64(n)/cpu.Seconds(), testenv.LoadAvg(), files, float64(total)/float64(n), float64(total-raw)/float64(n))
 	cols := make([]string, 0, len(perColumn))
 	var inColumns int64
 	for c, b := range perColumn {
@@ -227,23 +226,4 @@ func BenchmarkHandle(b *testing.B) {
 		}()
 	}
 	wg.Wait()
-}
-
-// cpuTime is the CPU time (user and system) this process used so far, so
-// the figures can be read apart from other load on a shared machine.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// loadAvg is the machine's one-minute load average, for context.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Fields(string(b))[0]
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -96,7 +95,7 @@ func TestBenchHandleBatch(t *testing.T) {
 					write := v.writer(t, s)
 					var lat []time.Duration
 					server0 := serverCPU(t, s, app)
-					cpu0 := cpuTime()
+					cpu0 := testenv.CPUTime()
 					start := time.Now()
 					for i := 0; i < len(ds); i += size {
 						b := time.Now()
@@ -105,7 +104,7 @@ func TestBenchHandleBatch(t *testing.T) {
 						}
 						lat = append(lat, time.Since(b))
 					}
-					el, cpu := time.Since(start), cpuTime()-cpu0
+					el, cpu := time.Since(start), testenv.CPUTime()-cpu0
 					server := serverCPU(t, s, app) - server0
 					p50, p99 := percentiles(lat)
 					rate := float64(n) / el.Seconds()
@@ -163,16 +162,6 @@ func serverCPU(t testing.TB, s *Store, app string) time.Duration {
 	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
-// cpuTime is the user+system CPU time this process has used: on a shared
-// machine events per CPU-second says more than events per second.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 func percentiles(d []time.Duration) (p50, p99 time.Duration) {
 	if len(d) == 0 {
 		return 0, 0
@@ -214,7 +203,7 @@ func TestBenchFromBroker(t *testing.T) {
 				reg := prometheus.NewRegistry()
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan error, 1)
-				cpu0 := cpuTime()
+				cpu0 := testenv.CPUTime()
 				go func() {
 					done <- runConsumer(ctx, brokers, prefix, dsn, size, slog.New(slog.DiscardHandler), reg)
 				}()
@@ -224,7 +213,7 @@ func TestBenchFromBroker(t *testing.T) {
 				waitMetric(t, 2*time.Minute, "first batch", func() bool { return handled() > 0 })
 				start := time.Now()
 				waitMetric(t, 5*time.Minute, "every event handled", func() bool { return handled() >= n })
-				el, cpu := time.Since(start), cpuTime()-cpu0
+				el, cpu := time.Since(start), testenv.CPUTime()-cpu0
 				cancel()
 				if err := <-done; err != nil {
 					t.Errorf("consumer: %v", err)
@@ -324,13 +313,13 @@ func BenchmarkHandleBatch(b *testing.B) {
 					batches = append(batches, deliveries(evs...))
 				}
 				b.ResetTimer()
-				cpu0 := cpuTime()
+				cpu0 := testenv.CPUTime()
 				for i := range b.N {
 					if err := write(context.Background(), batches[i]); err != nil {
 						b.Fatal(err)
 					}
 				}
-				cpu := cpuTime() - cpu0
+				cpu := testenv.CPUTime() - cpu0
 				b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "events/s")
 				// On a shared machine CPU time per event says more than wall time.
 				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*size), "CPU-µs/event")
