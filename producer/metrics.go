@@ -171,6 +171,18 @@ func (m *metrics) polled(org string, err error) {
 	m.lastPoll.WithLabelValues(org, outcome).Set(float64(time.Now().UnixNano()) / 1e9)
 }
 
+// forget removes the gauges of an organization this producer no longer
+// polls (revoked, or gone from the list): frozen at their last values they
+// would keep an alert such as CallstreamOrgPaused firing, and the status
+// page would show the org twice, once for each owner. Counters stay: sums
+// across producers stay right.
+func (m *metrics) forget(org string) {
+	m.lag.DeleteLabelValues(org)
+	m.paused.DeleteLabelValues(org)
+	m.pauseReason.DeletePartialMatch(prometheus.Labels{"org": org})
+	m.lastPoll.DeletePartialMatch(prometheus.Labels{"org": org})
+}
+
 // publishedCalls counts acknowledged events by call status.
 func (m *metrics) publishedCalls(org string, events []outgoing) {
 	var completed, missed, failed int

@@ -212,6 +212,7 @@ func (p *Producer) hold(ctx context.Context, l Lease) {
 		} else if ctx.Err() == nil {
 			for _, org := range orgs { // vanished from the list: no longer reported
 				p.sources.forget(org)
+				p.m.forget(org)
 			}
 		}
 		p.om.owned.Set(float64(len(running)))
@@ -380,6 +381,7 @@ func (p *Producer) release(orgs []string) {
 	for _, org := range orgs {
 		p.dead.evict(org, ^uint32(0))
 		p.sources.forget(org)
+		p.m.forget(org)
 	}
 }
 

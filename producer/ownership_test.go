@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/callstream/callstream/pkg/unpod"
 )
 
@@ -117,14 +120,15 @@ func TestHoldFollowsLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	own := &scriptOwnership{
-		leases: []*scriptLease{{gen: 7, orgs: []string{"a"}}, {gen: 8, orgs: []string{"a", "b"}}},
+		leases: []*scriptLease{{gen: 7, orgs: []string{"a"}}, {gen: 8, orgs: []string{"a", "b"}}, {gen: 9, orgs: []string{"b"}}},
 		next:   make(chan struct{}), held: make(chan *scriptLease),
 	}
 	bus := &busPublisher{}
 	store := NewFileStore(t.TempDir() + "/state.json")
 	cfg := DefaultConfig()
 	cfg.Orgs, cfg.PollInterval, cfg.Lookback, cfg.SaveInterval = []string{"a", "b"}, 50*time.Millisecond, time.Hour, time.Hour
-	p, err := New(cfg, Deps{Source: client, Publisher: bus, Topic: "calls", DLQTopic: "dlq", Store: store, Ownership: own, Now: clock.Now})
+	reg := prometheus.NewRegistry()
+	p, err := New(cfg, Deps{Source: client, Publisher: bus, Topic: "calls", DLQTopic: "dlq", Store: store, Ownership: own, Now: clock.Now, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,4 +194,38 @@ func TestHoldFollowsLeases(t *testing.T) {
 	if checks == 0 {
 		t.Fatal("the lease was never checked")
 	}
+
+	// A lease without a: its gauges go with it, so that a frozen pause or
+	// lag of an org another producer now polls alerts no one.
+	gauges := []string{"callstream_producer_window_lag_seconds", "callstream_producer_org_paused", "callstream_producer_last_poll_timestamp_seconds"}
+	if got := orgSeries(t, reg, "a", gauges); len(got) != len(gauges) {
+		t.Fatalf("org a has series of %v while owned, want all of %v", got, gauges)
+	}
+	own.next <- struct{}{}
+	<-own.held
+	if got := orgSeries(t, reg, "a", gauges); len(got) > 0 {
+		t.Fatalf("org a still has series of %v after it was revoked", got)
+	}
+}
+
+// orgSeries returns the names among names that have a series of org in reg.
+func orgSeries(t *testing.T, reg *prometheus.Registry, org string, names []string) []string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, mf := range mfs {
+		if !slices.Contains(names, mf.GetName()) {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == "org" && l.GetValue() == org }) {
+				out = append(out, mf.GetName())
+				break
+			}
+		}
+	}
+	return out
 }

@@ -23,6 +23,9 @@ import (
 // timeout (6 s here) is printed beside it: the coordinator waits that long
 // for a dead member, the rest is rebalance, restore and first poll.
 func TestBenchProducerFailover(t *testing.T) {
+	if os.Getenv("CALLSTREAM_BENCH") != "1" {
+		t.Skip("set CALLSTREAM_BENCH=1 to run the producer fail-over benchmark")
+	}
 	brokers := testenv.Kafka(t)
 	const rounds = 4
 	const session = 6 * time.Second
@@ -50,15 +53,7 @@ log: {format: text, level: info}
 	}
 	procs := map[string]*e2eProc{}
 	for _, name := range []string{"fo-1", "fo-2", "fo-3"} {
-		var env []string
-		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, "KAFKA_BROKERS=") {
-				env = append(env, kv)
-			}
-		}
-		env = append(env, "KAFKA_BROKERS="+strings.Join(brokers, ","), "CALLSTREAM_TOPIC_PREFIX="+prefix, "UNPOD_CLIENT_ID="+name,
-			"CALLSTREAM_HTTP_LISTEN="+freeAddr(t), "CALLSTREAM_STATE_DIR="+filepath.Join(dir, "state-"+name))
-		procs[name] = newE2EProc(t, dir, name, bin, env, "produce", "--config", cfgFile)
+		procs[name] = newProducerProc(t, dir, name, bin, brokers, prefix, cfgFile)
 		procs[name].Start()
 	}
 	topic := schemas.TopicName(prefix, schemas.CallsTopic)
@@ -104,4 +99,19 @@ log: {format: text, level: info}
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("BENCH producer fail-over (SIGKILL of an org's owner to the new owner's first publish of it), %d rounds: p50 %s, max %s; baseline: session timeout %s; load %s\n",
 		rounds, ps[0].Round(time.Millisecond), ps[1].Round(time.Millisecond), session, strings.TrimSpace(string(load)))
+}
+
+// newProducerProc is a `callstream produce` process of the benchmarks: its
+// own state directory, client id and listener, the test's broker and
+// topic prefix.
+func newProducerProc(t *testing.T, dir, name, bin string, brokers []string, prefix, cfgFile string) *e2eProc {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KAFKA_BROKERS=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "KAFKA_BROKERS="+strings.Join(brokers, ","), "CALLSTREAM_TOPIC_PREFIX="+prefix, "UNPOD_CLIENT_ID="+name,
+		"CALLSTREAM_HTTP_LISTEN="+freeAddr(t), "CALLSTREAM_STATE_DIR="+filepath.Join(dir, "state-"+name))
+	return newE2EProc(t, dir, name, bin, env, "produce", "--config", cfgFile)
 }

@@ -1,6 +1,10 @@
 package kafkabus
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/segmentio/kafka-go"
+)
 
 // Test helpers shared with the external tests of this package.
 
@@ -17,3 +21,9 @@ func NewUntrustedTLSBroker(t *testing.T) TestBroker {
 }
 
 const TestPassword = testPassword
+
+// WrapTransport puts wrap around the publisher's kafka-go transport, to
+// inject faults between the writer and a real broker.
+func (p *Publisher) WrapTransport(wrap func(kafka.RoundTripper) kafka.RoundTripper) {
+	p.writer.Transport = wrap(p.writer.Transport)
+}

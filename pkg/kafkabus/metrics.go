@@ -36,7 +36,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"topic"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kafkabus_errors_total",
-			Help: "Errors talking to Kafka, by operation (publish, fetch, commit, unmarshal, close).",
+			Help: "Errors talking to Kafka, by operation (publish, publish_retry: a write the broker refused, retried; fetch, commit, unmarshal, close).",
 		}, []string{"op"}),
 	}
 	if reg == nil {

@@ -24,7 +24,7 @@ type PublisherConfig struct {
 	BatchSize    int           `yaml:"batch_size" doc:"Most messages in one produce batch per partition."`
 	BatchBytes   int64         `yaml:"batch_bytes" doc:"Most bytes in one produce batch per partition."`
 	Compression  string        `yaml:"compression" doc:"Batch compression: none, gzip, snappy, lz4 or zstd."`
-	MaxAttempts  int           `yaml:"max_attempts" doc:"Attempts to deliver a batch before Publish fails."`
+	MaxAttempts  int           `yaml:"max_attempts" doc:"Attempts to deliver a batch before Publish fails; only writes the broker refused before appending are retried (see write)."`
 	WriteTimeout time.Duration `yaml:"write_timeout" doc:"Timeout of one produce request, acknowledgement included."`
 
 	// AllowAutoTopicCreation lets the broker create a missing topic on first
@@ -126,7 +126,7 @@ func NewPublisher(cfg PublisherConfig, logger watermill.LoggerAdapter) (*Publish
 		// Murmur2 is what the Java client and librdkafka use for keyed
 		// records, so every client puts a call_key in the same partition.
 		Balancer:               &kafka.Murmur2Balancer{},
-		MaxAttempts:            cfg.MaxAttempts,
+		MaxAttempts:            1, // Publisher.write retries what is safe to retry
 		BatchSize:              cfg.BatchSize,
 		BatchBytes:             cfg.BatchBytes,
 		BatchTimeout:           cfg.BatchTimeout,
@@ -141,8 +141,10 @@ func NewPublisher(cfg PublisherConfig, logger watermill.LoggerAdapter) (*Publish
 }
 
 // Publish writes msgs to topic as one batch and returns after the broker
-// acknowledged all of them to every in-sync replica. On error some of the
-// messages may have been written; a retry can duplicate those.
+// acknowledged all of them to every in-sync replica. Publish retries only
+// writes the broker refused before appending them, so a success means each
+// message was written once; on error some may have been written, and a
+// retry by the caller can duplicate those.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if topic == "" {
 		return errors.New("kafkabus: publish: empty topic")
@@ -166,11 +168,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		records[i] = rec
 	}
 	ctx := context.Background()
-	err := p.writer.WriteMessages(ctx, records...)
-	if errors.Is(err, kafka.UnknownTopicOrPartition) && p.refreshTopic(ctx, topic) {
-		err = p.writer.WriteMessages(ctx, records...)
-	}
-	if err != nil {
+	if err := p.write(ctx, topic, records); err != nil {
 		p.metrics.errors.WithLabelValues("publish").Inc()
 		if tooLarge(err) {
 			return fmt.Errorf("kafkabus: publish %d messages to %s: %w (publisher batch_bytes %d; the topic's max.message.bytes may be lower): %w",

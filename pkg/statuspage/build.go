@@ -80,32 +80,36 @@ func union(a, b []string) []string {
 }
 
 func orgs(v view) []Org {
-	names := map[string]bool{}
+	// One pass splits the series by org: matching every org against every
+	// series was quadratic, and at 2,000 orgs took two thirds of an
+	// otherwise idle producer's CPU, sampled every Interval.
+	byOrg := map[string]view{}
 	for _, m := range []string{mRead, mLag, mPaused, mPauseReason, mCalls, mLastPoll} {
 		for _, pt := range v[m] {
 			if o := pt.labels["org"]; o != "" {
-				names[o] = true
+				if byOrg[o] == nil {
+					byOrg[o] = view{}
+				}
+				byOrg[o][m] = append(byOrg[o][m], pt)
 			}
 		}
 	}
 	out := []Org{}
-	for _, name := range slices.Sorted(maps.Keys(names)) {
-		org := map[string]string{"org": name}
-		o := Org{Org: name, Calls: v.by(mCalls, "status", org)}
-		for _, pt := range v[mLag] {
-			if pt.matches(org) {
-				o.WindowLagSeconds = finite(pt.value)
-			}
+	for _, name := range slices.Sorted(maps.Keys(byOrg)) {
+		ov := byOrg[name]
+		o := Org{Org: name, Calls: ov.by(mCalls, "status", nil)}
+		for _, pt := range ov[mLag] {
+			o.WindowLagSeconds = finite(pt.value)
 		}
-		o.Paused = v.sum(mPaused, org) > 0
-		for _, pt := range v[mPauseReason] {
-			if pt.matches(org) && pt.value > 0 {
+		o.Paused = ov.sum(mPaused, nil) > 0
+		for _, pt := range ov[mPauseReason] {
+			if pt.value > 0 {
 				o.PauseReason = pt.labels["reason"]
 			}
 		}
 		var at float64
-		for _, pt := range v[mLastPoll] {
-			if pt.matches(org) && pt.value > at {
+		for _, pt := range ov[mLastPoll] {
+			if pt.value > at {
 				at, o.LastPollOutcome = pt.value, pt.labels["outcome"]
 			}
 		}
