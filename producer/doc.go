@@ -191,22 +191,26 @@
 //
 // Fencing: a producer paused longer than the session timeout (GC, SIGSTOP,
 // a partition) has lost its organizations without knowing it. Before each
-// batch the producer checks that its lease holds: its context is not done
-// (kafka-go ends it when a heartbeat is refused) and the coordinator
-// confirmed this generation less than a third of the session timeout ago;
-// otherwise it sends a heartbeat of its generation itself, and a refusal
-// (rebalance in progress, unknown member, illegal generation) ends the
-// lease without publishing. A process resumed after a long pause therefore
-// always asks the coordinator before its next batch. The remaining window:
-// a pause that begins after the check succeeded and before the broker
-// wrote the batch, and outlasts the session timeout; the batch is then
-// written under a lost lease. The new owner may have read the topic back
-// before it, so its events can be published a second time by the new
-// owner (duplicates, never loss). A SIGSTOP in the middle of a publish
-// hits it: cmd/callstream TestProducerGroupChaos sees such a batch written
-// a few milliseconds after SIGCONT, after the new owner's copy, and the
-// producer noticing the lost lease 0.3 s later. Kafka transactions with the generation
-// as producer epoch would close it; kafka-go has none. Dead letters are
+// poll and each batch the producer checks that its lease holds: its context
+// is not done (kafka-go ends it when a heartbeat is refused) and the
+// coordinator answers a heartbeat of its generation; a refusal (rebalance in
+// progress, unknown member, illegal generation) ends the lease without
+// publishing. The check asks every time: a confirmation remembered from
+// before a pause would vouch for a generation that ended during it.
+//
+// What the check cannot see is a pause that begins after it succeeded and
+// before the broker wrote the batch (a SIGSTOP in the middle of a publish):
+// the batch would then reach the broker after the new owner's events. The
+// broker closes that window: the check returns when it asked the
+// coordinator, the batch's records carry that moment
+// (schemas.FencedAtMetadata, the Kafka record timestamp), and `callstream
+// produce` sets the calls topic's message.timestamp.before.max.ms to half
+// the session timeout. The coordinator hands the organization
+// over no sooner than a full session timeout after that confirmation, so a
+// batch sent after the hand-over is older than the topic allows and the
+// broker refuses all of it (kafkabus.ErrLate; the producer then finds its
+// lease lost). This assumes the producers' and brokers' clocks agree to
+// within half the session timeout. Dead letters are
 // not fenced, and a stale owner's periodic save may write its older
 // checkpoint over the new owner's: safe, the next restore only reads more.
 //

@@ -29,8 +29,12 @@ type Lease interface {
 	// Owns reports whether org belongs to this assignment.
 	Owns(org string) bool
 	// Check returns an error once the assignment may no longer hold: the
-	// fence checked before each batch is published.
-	Check(ctx context.Context) error
+	// fence checked before each batch is published. While it holds, Check
+	// returns the moment it was confirmed (the assignment holds at least
+	// until then plus the session timeout); the batch's records carry it
+	// (schemas.FencedAtMetadata), so that a bus which refuses late records
+	// refuses the batch of an owner paused past its assignment.
+	Check(ctx context.Context) (time.Time, error)
 	// String describes the assignment for logs.
 	String() string
 }
@@ -38,10 +42,10 @@ type Lease interface {
 // everything is the lease of a producer without Ownership.
 type everything struct{}
 
-func (everything) Generation() int64           { return 0 }
-func (everything) Owns(string) bool            { return true }
-func (everything) Check(context.Context) error { return nil }
-func (everything) String() string              { return "every organization" }
+func (everything) Generation() int64                        { return 0 }
+func (everything) Owns(string) bool                         { return true }
+func (everything) Check(context.Context) (time.Time, error) { return time.Time{}, nil }
+func (everything) String() string                           { return "every organization" }
 
 type soleOwner struct{}
 
@@ -397,21 +401,23 @@ var errFenced = errors.New("producer: organization no longer owned")
 
 // fence is checked before each batch: the organization's loop must still
 // run under a lease the coordinator confirms (see One owner per
-// organization in the package documentation).
-func (p *Producer) fence(ctx context.Context, org string) error {
+// organization in the package documentation). It returns the moment of that
+// confirmation; zero without Ownership.
+func (p *Producer) fence(ctx context.Context, org string) (time.Time, error) {
 	if p.deps.Ownership == nil {
-		return nil
+		return time.Time{}, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: org %s: %v", errFenced, org, err)
+		return time.Time{}, fmt.Errorf("%w: org %s: %v", errFenced, org, err)
 	}
 	l := p.own.lease(org)
 	if l == nil {
-		return fmt.Errorf("%w: org %s has no lease", errFenced, org)
+		return time.Time{}, fmt.Errorf("%w: org %s has no lease", errFenced, org)
 	}
-	if err := l.Check(ctx); err != nil {
+	at, err := l.Check(ctx)
+	if err != nil {
 		p.om.fenced.Inc()
-		return fmt.Errorf("%w: org %s: %v", errFenced, org, err)
+		return time.Time{}, fmt.Errorf("%w: org %s: %v", errFenced, org, err)
 	}
-	return nil
+	return at, nil
 }

@@ -67,14 +67,14 @@ type scriptLease struct {
 func (l *scriptLease) Generation() int64    { return l.gen }
 func (l *scriptLease) Owns(org string) bool { return slices.Contains(l.orgs, org) }
 func (l *scriptLease) String() string       { return "script lease" }
-func (l *scriptLease) Check(context.Context) error {
+func (l *scriptLease) Check(context.Context) (time.Time, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.checks++
 	if l.broken {
-		return errors.New("generation over")
+		return time.Time{}, errors.New("generation over")
 	}
-	return nil
+	return time.Now(), nil
 }
 
 // scriptOwnership hands out the leases one after the other, each until

@@ -212,7 +212,7 @@ func (p *Producer) orgLoop(ctx context.Context, org string) {
 	bo := p.newBackoff()
 	cad := newCadence(p.cfg, p.now())
 	for {
-		err := p.fence(ctx, org) // a stale owner does not even poll
+		_, err := p.fence(ctx, org) // a stale owner does not even poll
 		if err == nil {
 			err = p.pollOrg(ctx, org)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -358,8 +359,15 @@ type outgoing struct {
 // acknowledged them, then dead-letters what could not be published: the
 // batch's dead letters and every event over the size limit.
 func (p *Producer) send(ctx context.Context, org string, b *batch, out []outgoing) error {
-	if err := p.fence(ctx, org); err != nil {
+	at, err := p.fence(ctx, org)
+	if err != nil {
 		return err
+	}
+	if !at.IsZero() {
+		stamp := strconv.FormatInt(at.UnixMilli(), 10)
+		for i := range out {
+			out[i].msg.Metadata.Set(schemas.FencedAtMetadata, stamp)
+		}
 	}
 	acked, refused, err := p.publishEvents(ctx, org, out)
 	if err != nil {

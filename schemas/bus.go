@@ -15,6 +15,15 @@ const (
 	// sets the event's call_key). Delivered messages carry it back.
 	KeyMetadata = "partition_key"
 
+	// FencedAtMetadata is, in Unix milliseconds, the moment the publisher
+	// last confirmed that it may publish the message (the producer: when
+	// the coordinator last confirmed its ownership of the org). Kafka writes
+	// it as the record timestamp rather than as a header, so a topic with
+	// message.timestamp.before.max.ms refuses a message that arrives too
+	// long after its confirmation: the batch of an owner paused past its
+	// ownership. Buses without such a check ignore it.
+	FencedAtMetadata = "bus_fenced_at"
+
 	// TopicMetadata, PartitionMetadata and OffsetMetadata locate a
 	// delivered message (see Position); numbers are in decimal.
 	TopicMetadata     = "bus_topic"

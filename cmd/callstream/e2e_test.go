@@ -383,7 +383,7 @@ func e2eCheckStream(t *testing.T, msgs []kafka.Message) (map[string]e2eEvent, ma
 			t.Errorf("calls topic partition %d offset %d: %v", m.Partition, m.Offset, err)
 			continue
 		}
-		e := e2eEvent{CallEvent: ce, Partition: m.Partition, Offset: m.Offset}
+		e := e2eEvent{CallEvent: ce, Partition: m.Partition, Offset: m.Offset, Time: m.Time}
 		fail := func(format string, args ...any) {
 			if bad++; bad <= 10 {
 				t.Errorf(format, args...)
@@ -406,7 +406,8 @@ func e2eCheckStream(t *testing.T, msgs []kafka.Message) (map[string]e2eEvent, ma
 		case ok && ce.Revision == prev.Revision:
 			fail("duplicate: call %s revision %d published twice", id, ce.Revision)
 		case ok && ce.Revision != prev.Revision+1:
-			fail("call %s: revision %d follows revision %d", id, ce.Revision, prev.Revision)
+			fail("call %s: revision %d (partition %d offset %d, written %s) follows revision %d (offset %d, written %s)", id, ce.Revision,
+				m.Partition, m.Offset, m.Time.Format("15:04:05.000"), prev.Revision, prev.Offset, prev.Time.Format("15:04:05.000"))
 		case ok && m.Partition != prev.Partition:
 			fail("call %s: revisions in partitions %d and %d", id, prev.Partition, m.Partition)
 		}
@@ -425,6 +426,7 @@ type e2eEvent struct {
 	schemas.CallEvent
 	Partition int
 	Offset    int64
+	Time      time.Time // the record's timestamp
 }
 
 // e2eCheckTruth checks that the latest event of every ground-truth call of

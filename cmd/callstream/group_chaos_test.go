@@ -27,12 +27,16 @@ import (
 // SIGSTOPped for longer than the session timeout and then SIGCONTed, and
 // the broker is restarted once. Afterwards every ground-truth call created
 // before the cut is on the topic, each (org, call_key, revision) exactly
-// once and in order (except the copies that the stopped producer's writer
-// held across the pause, the documented fencing window, recognised and
-// logged by staleWrites), and the simulator's request log shows every org
+// once and in order, and the simulator's request log shows every org
 // passed between producers only at a rebalance: never polled by two in
 // turn, except for the page requests the stopped producer had in flight
 // when it resumed, before its lease check refused.
+//
+// A batch the stopped producer held across its pause is refused by the
+// broker (fenceStaleWrites; the count is logged). What the test still
+// excuses, and logs, is the residual window of producer/doc.go: second
+// copies of event ids written by the resumed producer within a second of
+// SIGCONT (staleWrites).
 func TestProducerGroupChaos(t *testing.T) {
 	testenv.Kafka(t) // skips (or fails under CALLSTREAM_INTEGRATION=1) like every broker test
 	began := time.Now()
@@ -173,11 +177,15 @@ log: {format: text, level: info}
 	}
 	step("producers stopped")
 
-	msgs, stale := staleWrites(e2eReadTopic(t, kcfg, schemas.TopicName(prefix, schemas.CallsTopic)), stopped, resumed)
+	msgs, stale := staleWrites(e2eReadTopic(t, kcfg, schemas.TopicName(prefix, schemas.CallsTopic)), resumed)
 	for _, m := range stale {
 		t.Logf("the fencing window (producer/doc.go): event %s of %s written again at partition %d offset %d, timestamp %s (SIGSTOP %s, SIGCONT %s)",
 			e2eHeader(m, schemas.HeaderID), e2eHeader(m, schemas.HeaderSource), m.Partition, m.Offset,
 			m.Time.Format("15:04:05.000"), stopped.Format("15:04:05.000"), resumed.Format("15:04:05.000"))
+	}
+	if log, err := os.ReadFile(p2.log); err == nil {
+		// Whether p2 had a batch in flight at SIGSTOP is chance: logged, not asserted.
+		t.Logf("publishes of the resumed p2 the broker refused as late: %d", strings.Count(string(log), "arrived too late"))
 	}
 	logRepeats(t, msgs)
 	_, latest := e2eCheckStream(t, msgs)
@@ -253,24 +261,22 @@ func checkOwnershipLog(t *testing.T, reqs []unpodsim.Request, generations int, s
 	return handOvers, stragglers
 }
 
-// staleWrites separates the events a stopped producer had handed to its
-// Kafka writer before SIGSTOP and that reached the broker only after it
-// resumed, after their new owner had published them: the window
-// producer/doc.go describes (a pause between the lease check and the
-// broker's write). Such a copy is recognised by its signature: a second
-// copy of an event id (so at a higher offset, in the same partition) whose
-// timestamp, which kafka-go sets when it encodes the request (in whole
-// milliseconds), lies within a second before the SIGSTOP or a second after
-// the SIGCONT. Every other
+// staleWrites separates second copies of event ids (so at a higher offset,
+// in the same partition) whose record timestamp, the moment the producer's
+// lease was last confirmed, lies within a second after the SIGCONT: the
+// residual window producer/doc.go describes, seen as the resumed producer
+// publishing, within milliseconds of resuming, events the new owner had
+// published during the pause. A copy stamped before the SIGSTOP is no
+// longer excused: the broker refuses it (fenceStaleWrites). Every other
 // repeated event stays in rest, where e2eCheckStream reports it.
-func staleWrites(msgs []kafka.Message, stopped, resumed time.Time) (rest, stale []kafka.Message) {
+func staleWrites(msgs []kafka.Message, resumed time.Time) (rest, stale []kafka.Message) {
 	seen := map[string]bool{}
 	// Record timestamps are whole milliseconds.
-	stopped, resumed = stopped.Truncate(time.Millisecond), resumed.Truncate(time.Millisecond)
+	resumed = resumed.Truncate(time.Millisecond)
 	in := func(t, from, to time.Time) bool { return !t.Before(from) && !t.After(to) }
 	for _, m := range msgs {
 		id := e2eHeader(m, schemas.HeaderID)
-		if seen[id] && (in(m.Time, stopped.Add(-time.Second), stopped) || in(m.Time, resumed, resumed.Add(time.Second))) {
+		if seen[id] && in(m.Time, resumed, resumed.Add(time.Second)) {
 			stale = append(stale, m)
 			continue
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
@@ -48,6 +49,30 @@ func producerOwnership(ctx context.Context, cfg *Config, k *kafkaBus, logger *sl
 		return groupOwnership{}, err
 	}
 	return groupOwnership{g}, nil
+}
+
+// fenceStaleWrites makes the broker refuse a write to the calls topic that
+// arrives more than half the producers' session timeout after its records'
+// timestamp (message.timestamp.before.max.ms). The producer stamps a batch
+// with the moment it asked the coordinator to confirm its ownership of the
+// org (schemas.FencedAtMetadata), and the coordinator hands the org to
+// another producer no sooner than that moment plus the session timeout, so
+// a batch that an owner paused past its ownership sends afterwards is
+// refused instead of landing after the new owner's events (One owner per
+// organization in producer/doc.go). A timely batch has half the session
+// timeout to arrive, and clocks of producers and brokers must agree to
+// within the other half. Producers sharing the topic should share
+// group_session_timeout: the last one to start sets the window.
+func fenceStaleWrites(ctx context.Context, cfg *Config, k *kafkaBus, topic string) error {
+	window := cfg.Producer.GroupSessionTimeout / 2
+	err := kafkabus.SetTopicConfigs(ctx, k.cfg, topic, map[string]string{
+		"message.timestamp.type":          "CreateTime",
+		"message.timestamp.before.max.ms": strconv.FormatInt(window.Milliseconds(), 10),
+	})
+	if err != nil {
+		return fmt.Errorf("producer: fencing stale writes to %s: %w", topic, err)
+	}
+	return nil
 }
 
 // defaultClientID names this process to the API (unpod.client_id): the

@@ -70,8 +70,11 @@ func cmdProduce(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		defer own.close()
-		p, _, err := buildProducer(gctx, cfg, logger, reg, k, own)
+		p, topic, err := buildProducer(gctx, cfg, logger, reg, k, own)
 		if err != nil {
+			return err
+		}
+		if err := fenceStaleWrites(gctx, cfg, k, topic); err != nil {
 			return err
 		}
 		running.Store(p)

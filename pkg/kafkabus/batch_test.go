@@ -106,7 +106,10 @@ func TestBatchesRandomVerdictsLoseNothing(t *testing.T) {
 	var unacked []*message.Message
 	for len(acked) < n/2 {
 		batch := receiveBatch(t, ch, 20*time.Second)
-		if rng.IntN(8) == 0 {
+		// Held messages count against the in-flight budget (200): holding
+		// more than half of it could stall delivery, depending on how the
+		// broker happened to cut the batches.
+		if rng.IntN(8) == 0 && len(unacked)+len(batch) <= 100 {
 			unacked = append(unacked, batch...) // held to the end: never acked
 			continue
 		}

@@ -122,7 +122,7 @@ func (o *GroupOwner) Run(ctx context.Context, hold func(context.Context, *Lease)
 			gen.Start(func(context.Context) {}) // ends the generation
 			continue
 		}
-		l := &Lease{owner: o, gen: gen, n: n, fresh: o.oc.SessionTimeout / 3, lastOK: time.Now()}
+		l := &Lease{owner: o, gen: gen, n: n}
 		for _, a := range gen.Assignments[o.oc.Topic] {
 			l.parts = append(l.parts, a.ID)
 		}
@@ -169,14 +169,12 @@ type Lease struct {
 	gen    *kafka.Generation
 	parts  []int
 	n      int
-	fresh  time.Duration
 	cancel context.CancelFunc
 	ctx    context.Context // ends with the generation
 
-	mu     sync.Mutex
-	lastOK time.Time // monotonic: when the coordinator last confirmed the generation
-	coord  net.Addr
-	err    error // set once the generation is known to be over
+	mu    sync.Mutex
+	coord net.Addr
+	err   error // set once the generation is known to be over
 }
 
 // Generation returns the generation id the coordinator gave this
@@ -208,32 +206,31 @@ func (l *Lease) String() string {
 // generation.
 var ErrLeaseLost = errors.New("kafkabus: the ownership lease was lost")
 
-// Check returns nil while this member still holds its generation. When
-// the coordinator did not confirm the generation within the last third of
-// the session timeout (always the case after the process was paused for
-// longer than the session timeout), it asks the coordinator with a
-// heartbeat of this generation; a refusal ends the lease (its context is
-// cancelled, so the member rejoins) and is returned.
-func (l *Lease) Check(ctx context.Context) error {
+// Check asks the coordinator, with a heartbeat of this generation, whether
+// this member still holds it, and returns the moment the heartbeat was
+// sent: the earliest the coordinator could have renewed the session, so the
+// generation holds at least until that moment plus the session timeout. A
+// refusal ends the lease (its context is cancelled, so the member rejoins)
+// and is returned. Every call asks: a confirmation remembered from before a
+// pause of the process (GC, SIGSTOP) would vouch for a generation that
+// ended during it, and a cache of a third of the session timeout let a
+// resumed owner publish in TestProducerGroupChaos.
+func (l *Lease) Check(ctx context.Context) (time.Time, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {
-		return l.err
+		return time.Time{}, l.err
 	}
 	if l.ctx != nil && l.ctx.Err() != nil {
-		return fmt.Errorf("%w: generation %d of group %s ended", ErrLeaseLost, l.gen.ID, l.gen.GroupID)
-	}
-	if time.Since(l.lastOK) < l.fresh {
-		return nil
+		return time.Time{}, fmt.Errorf("%w: generation %d of group %s ended", ErrLeaseLost, l.gen.ID, l.gen.GroupID)
 	}
 	asked := time.Now()
 	err := l.heartbeat(ctx)
 	if err == nil {
-		l.lastOK = asked
-		return nil
+		return asked, nil
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("%w: %v", ErrLeaseLost, ctx.Err())
+		return time.Time{}, fmt.Errorf("%w: %v", ErrLeaseLost, ctx.Err())
 	}
 	if generationOver(err) {
 		// The coordinator answered: the generation is over.
@@ -241,12 +238,12 @@ func (l *Lease) Check(ctx context.Context) error {
 		if l.cancel != nil {
 			l.cancel()
 		}
-		return l.err
+		return time.Time{}, l.err
 	}
 	// Unreachable coordinator: the generation cannot be confirmed, so it is
 	// not used, but it may still hold; the next Check asks again.
 	l.coord = nil
-	return fmt.Errorf("%w: generation %d of group %s not confirmed: %v", ErrLeaseLost, l.gen.ID, l.gen.GroupID, err)
+	return time.Time{}, fmt.Errorf("%w: generation %d of group %s not confirmed: %v", ErrLeaseLost, l.gen.ID, l.gen.GroupID, err)
 }
 
 func (l *Lease) heartbeat(ctx context.Context) error {

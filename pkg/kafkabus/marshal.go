@@ -2,6 +2,7 @@ package kafkabus
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -34,7 +35,9 @@ type Unmarshaler interface {
 }
 
 // DefaultMarshaler maps a message's metadata to Kafka headers one to one,
-// except schemas.KeyMetadata, which becomes the record key (and no header). A message
+// except schemas.KeyMetadata, which becomes the record key, and
+// schemas.FencedAtMetadata, which becomes the record timestamp (neither is
+// a header). A message
 // without a key gets a nil key, which the Publisher's balancer spreads
 // over the partitions.
 type DefaultMarshaler struct{}
@@ -47,9 +50,18 @@ func (DefaultMarshaler) Marshal(topic string, msg *message.Message) (kafka.Messa
 	headers := make([]kafka.Header, 0, len(msg.Metadata)+1)
 	headers = append(headers, kafka.Header{Key: UUIDHeader, Value: []byte(msg.UUID)})
 	var key []byte
+	var at time.Time
 	for k, v := range msg.Metadata {
 		if k == schemas.KeyMetadata {
 			key = []byte(v)
+			continue
+		}
+		if k == schemas.FencedAtMetadata {
+			ms, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return kafka.Message{}, fmt.Errorf("kafkabus: marshal for topic %s: metadata %s = %q: want Unix milliseconds", topic, k, v)
+			}
+			at = time.UnixMilli(ms)
 			continue
 		}
 		if k == UUIDHeader {
@@ -57,7 +69,7 @@ func (DefaultMarshaler) Marshal(topic string, msg *message.Message) (kafka.Messa
 		}
 		headers = append(headers, kafka.Header{Key: k, Value: []byte(v)})
 	}
-	return kafka.Message{Topic: topic, Key: key, Value: msg.Payload, Headers: headers}, nil
+	return kafka.Message{Topic: topic, Key: key, Value: msg.Payload, Headers: headers, Time: at}, nil
 }
 
 // Unmarshal implements Unmarshaler.

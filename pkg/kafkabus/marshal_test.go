@@ -1,6 +1,7 @@
 package kafkabus
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -111,5 +112,44 @@ func TestMurmur2MatchesJavaClient(t *testing.T) {
 		if got := b.Balance(kafka.Message{Key: []byte(key)}, parts...); got != want {
 			t.Errorf("key %q: partition %d, want %d (Java murmur2 %d)", key, got, want, h)
 		}
+	}
+}
+
+// TestMarshalFencedAt: schemas.FencedAtMetadata becomes the record
+// timestamp, not a header; a malformed one is an error naming it, not a
+// record stamped at the epoch (which a fenced topic would refuse, or an
+// unfenced one would store with a wrong time).
+func TestMarshalFencedAt(t *testing.T) {
+	tests := []struct {
+		name, value string
+		want        time.Time
+		wantErr     bool
+	}{
+		{"unix milliseconds", "1796239000123", time.UnixMilli(1796239000123), false},
+		{"not a number", "yesterday", time.Time{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msg := message.NewMessage("uuid-1", []byte(`{}`))
+			msg.Metadata.Set(schemas.FencedAtMetadata, tt.value)
+			rec, err := DefaultMarshaler{}.Marshal("calls", msg)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Marshal: err = %v, want an error: %v", err, tt.wantErr)
+			}
+			if err != nil {
+				if !strings.Contains(err.Error(), schemas.FencedAtMetadata) {
+					t.Fatalf("error %q does not name %s", err, schemas.FencedAtMetadata)
+				}
+				return
+			}
+			if !rec.Time.Equal(tt.want) {
+				t.Fatalf("record time = %s, want %s", rec.Time, tt.want)
+			}
+			for _, h := range rec.Headers {
+				if h.Key == schemas.FencedAtMetadata {
+					t.Fatalf("%s also written as a header", h.Key)
+				}
+			}
+		})
 	}
 }

@@ -158,6 +158,10 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		return nil
 	}
 	records := make([]kafka.Message, len(msgs))
+	// Records without a schemas.FencedAtMetadata are stamped with the
+	// moment of Publish: never later than that, so that a topic with
+	// message.timestamp.before.max.ms refuses what arrives that much later.
+	now := time.Now()
 	for i, msg := range msgs {
 		rec, err := p.cfg.Marshaler.Marshal(topic, msg)
 		if err != nil {
@@ -165,6 +169,9 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			return fmt.Errorf("kafkabus: marshal message %d for topic %s: %w", i, topic, err)
 		}
 		rec.Topic = topic
+		if rec.Time.IsZero() {
+			rec.Time = now
+		}
 		records[i] = rec
 	}
 	ctx := context.Background()
@@ -174,26 +181,42 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			return fmt.Errorf("kafkabus: publish %d messages to %s: %w (publisher batch_bytes %d; the topic's max.message.bytes may be lower): %w",
 				len(msgs), topic, schemas.ErrTooLarge, p.cfg.BatchBytes, err)
 		}
+		if anyWriteError(err, func(e error) bool { return errors.Is(e, kafka.InvalidTimestamp) }) {
+			return fmt.Errorf("kafkabus: publish %d messages to %s: %w: %w", len(msgs), topic, ErrLate, err)
+		}
 		return fmt.Errorf("kafkabus: publish %d messages to %s: %w", len(msgs), topic, err)
 	}
 	p.metrics.published.WithLabelValues(topic).Add(float64(len(msgs)))
 	return nil
 }
 
+// ErrLate is the error of a Publish whose records reached the broker later
+// than the topic's message.timestamp.before.max.ms after Publish was
+// called: nothing of it was written.
+var ErrLate = errors.New("the broker refused records that arrived too late (the topic's message.timestamp.before.max.ms; a producer paused past its fence)")
+
 // tooLarge reports whether err says a message is too large for the bus:
 // over the writer's BatchBytes (refused before sending) or over the topic's
 // max.message.bytes (refused by the broker). Retrying either cannot help,
-// so callers see schemas.ErrTooLarge. kafka.WriteErrors does not unwrap to
-// its elements, hence the loop.
+// so callers see schemas.ErrTooLarge.
 func tooLarge(err error) bool {
-	var mtl kafka.MessageTooLargeError
-	if errors.As(err, &mtl) || errors.Is(err, kafka.MessageSizeTooLarge) {
+	return anyWriteError(err, func(e error) bool {
+		var mtl kafka.MessageTooLargeError
+		return errors.As(e, &mtl) || errors.Is(e, kafka.MessageSizeTooLarge)
+	})
+}
+
+// anyWriteError reports whether err, or one of the per-message errors of a
+// kafka.WriteErrors in it, satisfies is. kafka.WriteErrors does not unwrap
+// to its elements, hence the loop.
+func anyWriteError(err error, is func(error) bool) bool {
+	if is(err) {
 		return true
 	}
 	var we kafka.WriteErrors
 	if errors.As(err, &we) {
 		for _, e := range we {
-			if e != nil && tooLarge(e) {
+			if e != nil && is(e) {
 				return true
 			}
 		}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"slices"
 	"sort"
 	"time"
 
@@ -63,6 +65,46 @@ func EnsureTopic(ctx context.Context, cfg Config, spec TopicSpec) error {
 		return fmt.Errorf("kafkabus: create topic %s: %w", spec.Name, err)
 	}
 	return waitTopicReady(ctx, cfg, spec.Name)
+}
+
+// SetTopicConfigs sets topic-level settings of an existing topic, leaving
+// its other settings as they are (IncrementalAlterConfigs, SET). Transient
+// broker errors are retried as in EnsureTopic.
+func SetTopicConfigs(ctx context.Context, cfg Config, topic string, configs map[string]string) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	res := kafka.IncrementalAlterConfigsRequestResource{ResourceType: kafka.ResourceTypeTopic, ResourceName: topic}
+	for _, k := range slices.Sorted(maps.Keys(configs)) {
+		res.Configs = append(res.Configs, kafka.IncrementalAlterConfigsRequestConfig{
+			Name: k, Value: configs[k], ConfigOperation: kafka.ConfigOperationSet})
+	}
+	alter := func() error {
+		client, err := cfg.topicClient(topic)
+		if err != nil {
+			return backoff.Permanent(err)
+		}
+		defer closeIdle(client)
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
+		resp, err := client.IncrementalAlterConfigs(actx, &kafka.IncrementalAlterConfigsRequest{
+			Resources: []kafka.IncrementalAlterConfigsRequestResource{res}})
+		if err == nil {
+			for _, r := range resp.Resources {
+				if r.Error != nil {
+					err = r.Error
+				}
+			}
+		}
+		if err != nil && !retriable(err) {
+			return backoff.Permanent(err)
+		}
+		return err
+	}
+	if err := backoff.Retry(alter, backoff.WithContext(adminBackoff(), ctx)); err != nil {
+		return fmt.Errorf("kafkabus: set configs %v of topic %s: %w", slices.Sorted(maps.Keys(configs)), topic, err)
+	}
+	return nil
 }
 
 // createTopic sends one CreateTopics request on a fresh client (a fresh

@@ -2,6 +2,7 @@ package kafkabus_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"sync/atomic"
@@ -24,11 +25,16 @@ import (
 type faultyProduce struct {
 	kafka.RoundTripper
 	landed bool
-	faults atomic.Int32 // produce requests still to fail
+	delay  time.Duration // instead of failing, hold the request this long (a paused process)
+	faults atomic.Int32  // produce requests still to fail
 }
 
 func (f *faultyProduce) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
 	if _, ok := req.(*produceAPI.Request); !ok || f.faults.Add(-1) < 0 {
+		return f.RoundTripper.RoundTrip(ctx, addr, req)
+	}
+	if f.delay > 0 {
+		time.Sleep(f.delay)
 		return f.RoundTripper.RoundTrip(ctx, addr, req)
 	}
 	if !f.landed {
@@ -92,5 +98,51 @@ func TestPublishRetriesOnlyRefusals(t *testing.T) {
 				t.Fatalf("the message is on the topic %d times, want once; Publish: err = %v, want an error: %v", copies, perr, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestLateWriteRefused: on a topic with message.timestamp.before.max.ms (set
+// by SetTopicConfigs, as `callstream produce` does to fence a paused owner),
+// a write that reaches the broker later than that after Publish was called
+// is refused and lands nowhere, while a timely one lands.
+func TestLateWriteRefused(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	cfg := kafkabus.DefaultConfig()
+	cfg.Brokers = brokers
+	topic := testenv.Topic(t, "fenced")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := kafkabus.EnsureTopic(ctx, cfg, kafkabus.TopicSpec{Name: topic, Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := kafkabus.SetTopicConfigs(ctx, cfg, topic, map[string]string{"message.timestamp.before.max.ms": "1000"}); err != nil {
+		t.Fatal(err)
+	}
+	pc := kafkabus.DefaultPublisherConfig()
+	pc.Config = cfg
+	p, err := kafkabus.NewPublisher(pc, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Publish(topic, message.NewMessage("timely", []byte("timely"))); err != nil {
+		t.Fatalf("a timely write: %v", err)
+	}
+	fault := &faultyProduce{delay: 2500 * time.Millisecond}
+	fault.faults.Store(1)
+	p.WrapTransport(func(rt kafka.RoundTripper) kafka.RoundTripper { fault.RoundTripper = rt; return fault })
+	perr := p.Publish(topic, message.NewMessage("late", []byte("late")))
+	var got []string
+	if err := kafkabus.ReadRange(ctx, cfg, topic, nil, func(m kafka.Message) error {
+		got = append(got, string(m.Value))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if perr == nil || len(got) != 1 || got[0] != "timely" {
+		t.Fatalf("a write 2.5 s late on a topic refusing 1 s: Publish err = %v, topic holds %q; want an error and only the timely record", perr, got)
+	}
+	if !errors.Is(perr, kafkabus.ErrLate) {
+		t.Errorf("Publish err = %v, want it to wrap kafkabus.ErrLate", perr)
 	}
 }
