@@ -63,19 +63,9 @@ func TestPublishRetriesOnlyRefusals(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			topic := testenv.Topic(t, "retry")
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			if err := kafkabus.EnsureTopic(ctx, cfg, kafkabus.TopicSpec{Name: topic, Partitions: 1, ReplicationFactor: 1}); err != nil {
-				t.Fatal(err)
-			}
-			pc := kafkabus.DefaultPublisherConfig()
-			pc.Config = cfg
-			p, err := kafkabus.NewPublisher(pc, watermill.NopLogger{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
+			topic, p := onePartitionPublisher(ctx, t, cfg, "retry", nil)
 			// A first publish fills the writer's metadata, so that the
 			// fault hits the produce request of the second.
 			if err := p.Publish(topic, message.NewMessage("warm-up", []byte("0"))); err != nil {
@@ -109,22 +99,9 @@ func TestLateWriteRefused(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	cfg := kafkabus.DefaultConfig()
 	cfg.Brokers = brokers
-	topic := testenv.Topic(t, "fenced")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := kafkabus.EnsureTopic(ctx, cfg, kafkabus.TopicSpec{Name: topic, Partitions: 1, ReplicationFactor: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if err := kafkabus.SetTopicConfigs(ctx, cfg, topic, map[string]string{"message.timestamp.before.max.ms": "1000"}); err != nil {
-		t.Fatal(err)
-	}
-	pc := kafkabus.DefaultPublisherConfig()
-	pc.Config = cfg
-	p, err := kafkabus.NewPublisher(pc, watermill.NopLogger{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	topic, p := onePartitionPublisher(ctx, t, cfg, "fenced", map[string]string{"message.timestamp.before.max.ms": "1000"})
 	if err := p.Publish(topic, message.NewMessage("timely", []byte("timely"))); err != nil {
 		t.Fatalf("a timely write: %v", err)
 	}
@@ -145,4 +122,28 @@ func TestLateWriteRefused(t *testing.T) {
 	if !errors.Is(perr, kafkabus.ErrLate) {
 		t.Errorf("Publish err = %v, want it to wrap kafkabus.ErrLate", perr)
 	}
+}
+
+// onePartitionPublisher makes a topic of one partition, with configs set
+// after creation (through SetTopicConfigs, as `callstream produce` sets
+// them), and a publisher closed with the test.
+func onePartitionPublisher(ctx context.Context, t *testing.T, cfg kafkabus.Config, name string, configs map[string]string) (string, *kafkabus.Publisher) {
+	t.Helper()
+	topic := testenv.Topic(t, name)
+	if err := kafkabus.EnsureTopic(ctx, cfg, kafkabus.TopicSpec{Name: topic, Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if len(configs) > 0 {
+		if err := kafkabus.SetTopicConfigs(ctx, cfg, topic, configs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc := kafkabus.DefaultPublisherConfig()
+	pc.Config = cfg
+	p, err := kafkabus.NewPublisher(pc, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return topic, p
 }
