@@ -41,6 +41,16 @@ if ! command -v jq >/dev/null; then
 		|| { echo "FAIL: could not install jq with apt-get (needed to summarise the results)" >&2; exit 1; }
 fi
 
+# Gremlins copies the module for every worker, and a broker writing its log
+# under the repository (.kafka, kafka.sh's default) makes that copy fail
+# midway ("panic: error, this is temporary"): the broker started here keeps
+# its data outside the repository.
+export KAFKA_DATA_DIR=${KAFKA_DATA_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/callstream/kafka-data}
+if [[ -z ${KAFKA_BROKERS:-} ]] && KAFKA_DATA_DIR=$PWD/.kafka deploy/kafka/kafka.sh status >/dev/null 2>&1; then
+	echo "FAIL: a Kafka broker keeps its data in .kafka inside the repository, which gremlins copies for every mutant;" \
+		"stop it (deploy/kafka/kafka.sh down) and run make mutate again (it starts one with its data outside)" >&2
+	exit 1
+fi
 source scripts/services.sh
 start_services
 export CALLSTREAM_INTEGRATION=1
