@@ -190,9 +190,11 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	return nil
 }
 
-// ErrLate is the error of a Publish whose records reached the broker later
-// than the topic's message.timestamp.before.max.ms after Publish was
-// called: nothing of it was written.
+// ErrLate is the error of a Publish whose records reached the broker more
+// than the topic's message.timestamp.before.max.ms after their timestamp
+// (schemas.FencedAtMetadata, else the moment of Publish): the broker
+// refused those records; others of the call, in other partitions, may have
+// been written.
 var ErrLate = errors.New("the broker refused records that arrived too late (the topic's message.timestamp.before.max.ms; a producer paused past its fence)")
 
 // tooLarge reports whether err says a message is too large for the bus:
