@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/callstream/callstream/pkg/unpod"
 )
@@ -211,20 +210,10 @@ func TestHoldFollowsLeases(t *testing.T) {
 // orgSeries returns the names among names that have a series of org in reg.
 func orgSeries(t *testing.T, reg *prometheus.Registry, org string, names []string) []string {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, mf := range mfs {
-		if !slices.Contains(names, mf.GetName()) {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == "org" && l.GetValue() == org }) {
-				out = append(out, mf.GetName())
-				break
-			}
+	for _, name := range names {
+		if _, ok := series(t, reg, name, "org")[org]; ok {
+			out = append(out, name)
 		}
 	}
 	return out
