@@ -6,11 +6,35 @@
 started_kafka=0
 started_pg=0
 
+# stop_services stops what start_services started; it runs at exit, and a
+# caller may run it earlier once the services are no longer needed.
 stop_services() {
 	local rc=$?
 	if [[ $started_kafka == 1 ]]; then deploy/kafka/kafka.sh down || true; fi
 	if [[ $started_pg == 1 ]]; then deploy/postgres/postgres.sh down || true; fi
+	started_kafka=0 started_pg=0
 	return $rc
+}
+
+# cpu_idle prints the share of CPU time (percent) the machine spent idle
+# over the next second, from /proc/stat.
+cpu_idle() {
+	local a b
+	read -ra a < <(grep '^cpu ' /proc/stat)
+	sleep 1
+	read -ra b < <(grep '^cpu ' /proc/stat)
+	local total=0 i
+	for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+	echo $(( total > 0 ? 100 * (b[4] - a[4] + b[5] - a[5]) / total : 100 ))
+}
+
+# settle waits, up to $1 seconds, until the machine is at least 90% idle,
+# and says how idle it was and which processes were busiest if it is not.
+settle() {
+	local idle deadline=$((SECONDS + $1))
+	while idle=$(cpu_idle); ((idle < 90 && SECONDS < deadline)); do :; done
+	echo "machine ${idle}% idle before the latency test"
+	if ((idle < 90)); then ps -eo pcpu,pid,etime,args --sort=-pcpu | head -6 | cut -c1-160 || true; fi
 }
 
 start_services() {

@@ -16,9 +16,15 @@ start_services
 export CALLSTREAM_INTEGRATION=1
 
 # The webhook isolation test compares delivery latencies with and without
-# bad neighbours, so it runs after the rest, with the machine to itself
-# rather than beside the crash tests of other packages.
+# bad neighbours, so it runs after the rest, with the machine to itself:
+# not beside the crash tests of other packages, and with the broker and
+# PostgreSQL (which it does not use) stopped, since their work after the
+# other tests (log cleaning, autovacuum, the JVM's collector) takes CPU
+# from one side of the comparison only. Its scheduling probe and save
+# figures are kept in the output, so a failure shows what the machine did.
 isolation='^TestIsolationFromBadEndpoints$'
 go test -count=1 -timeout 18m -skip "$isolation" "$@" ./...
-go test -count=1 -timeout 5m -run "$isolation" -v ./consumers/webhooks | grep -E '^(---|ok|FAIL)|isolation_test.go:2[45][0-9]'
+stop_services
+settle 60
+go test -count=1 -timeout 5m -run "$isolation" -v ./consumers/webhooks | grep -E '^(---|ok|FAIL)|isolation_test.go:(89|116|2[45][0-9])'
 

@@ -116,6 +116,13 @@ func latencyRun(t *testing.T, n, perSecond int, bad *badEndpoints) (fromHandle, 
 			t.Logf("neighbours=%v: scheduling probe woke late by p99 %s, max %s", neighbours, percentile(lateness, 0.99), lateness[len(lateness)-1])
 		}
 	}()
+	// The process's CPU per event, with and without neighbours: what the
+	// bad endpoints' spill and retries cost the healthy ones on a machine
+	// short of CPU.
+	cpuBefore := cpuTime(t)
+	defer func() {
+		t.Logf("neighbours=%v: process CPU %s per event", neighbours, (cpuTime(t)-cpuBefore)/time.Duration(n))
+	}()
 	work := make(chan int, n)
 	fed := make(chan struct{})
 	batchSize := p.Tuning().BatchSize
