@@ -55,7 +55,13 @@ func TestChaosKillRestart(t *testing.T) {
 		"UNPOD_API_URL="+url, "UNPOD_API_TOKEN=chaos-token", "UNPOD_ORG_HANDLES=acme,globex",
 		"KAFKA_BROKERS="+strings.Join(brokers, ","), "CALLSTREAM_TOPIC_PREFIX="+prefix,
 		"CALLSTREAM_HTTP_LISTEN=", "CALLSTREAM_SIM_CLOCK="+clock.String(),
-		"CALLSTREAM_POLL_INTERVAL=30s", "CALLSTREAM_SETTLE_LAG=30s", "CALLSTREAM_LOOKBACK=45m",
+		"CALLSTREAM_POLL_INTERVAL=30s", "CALLSTREAM_SETTLE_LAG=30s", "CALLSTREAM_PRODUCER_SESSION_TIMEOUT=6s",
+		// A run killed before its first checkpoint leaves its successor
+		// to start from now minus the lookback, and one wall second is
+		// five simulated minutes: the lookback reaches the simulator's
+		// start from any moment of the test, so such a run loses nothing
+		// the real-time lookback would have kept.
+		"CALLSTREAM_LOOKBACK=12h",
 		"CALLSTREAM_RESCAN_AGES="+strings.Join(agesS, ","), "CALLSTREAM_LOG_LEVEL=info",
 	)
 	logDir := t.TempDir()
@@ -79,25 +85,36 @@ func TestChaosKillRestart(t *testing.T) {
 		t.Logf("log %s (last lines):\n%s", filepath.Base(path), strings.Join(lines[max(0, len(lines)-15):], "\n"))
 	}
 
+	// A run owns nothing until the group has given it the organizations,
+	// which after a SIGKILL waits for the dead member's session to expire
+	// (6 s here): each run's random life starts when it is assigned, so
+	// that every kill hits a producer at work (restoring, reading,
+	// publishing, saving) rather than one still waiting to join.
 	rng := rand.New(rand.NewPCG(uint64(origin.UnixNano()), 7))
 	const kills = 6
 	for run := range kills {
 		cmd, path := start(run)
-		life := time.Duration(300+rng.IntN(2700)) * time.Millisecond
+		waited := waitForLog(t, path, "organizations assigned", 60*time.Second)
+		life := time.Duration(100+rng.IntN(2900)) * time.Millisecond
 		time.Sleep(life)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			dump(path)
-			t.Fatalf("run %d ended before its SIGKILL after %s: %v", run, life, err)
+			t.Fatalf("run %d ended before its SIGKILL %s after its assignment: %v", run, life, err)
 		}
 		cmd.Wait()
-		t.Logf("run %d killed after %s", run, life)
+		t.Logf("run %d assigned after %s, killed %s later", run, waited.Round(time.Millisecond), life)
 	}
 	cut := clock.Now()
+	kcfg := kafkabus.DefaultConfig()
+	kcfg.Brokers = brokers
+	if n := len(readTopic(t, kcfg, schemas.TopicName(prefix, schemas.CallsTopic))); n == 0 {
+		t.Fatal("the killed runs published nothing: the kills hit no producer at work")
+	} else {
+		t.Logf("%d events on the topic from the killed runs", n)
+	}
 	// Let the last run carry its top rung past the cut (about settle lag +
 	// top age + its step: some 30 s of wall time), watching the state topic
 	// rather than the clock so that a loaded machine only makes it slower.
-	kcfg := kafkabus.DefaultConfig()
-	kcfg.Brokers = brokers
 	kv, err := kafkabus.NewKV(context.Background(), kcfg, schemas.TopicName(prefix, schemas.ProducerStateTopic))
 	if err != nil {
 		t.Fatal(err)
@@ -158,5 +175,22 @@ func TestChaosKillRestart(t *testing.T) {
 	}
 	if t.Failed() {
 		dump(path)
+	}
+}
+
+// waitForLog waits until the log at path holds want and returns how long
+// that took; it fails the test after timeout.
+func waitForLog(t *testing.T, path, want string, timeout time.Duration) time.Duration {
+	t.Helper()
+	begin := time.Now()
+	for {
+		if data, _ := os.ReadFile(path); strings.Contains(string(data), want) {
+			return time.Since(begin)
+		}
+		if time.Since(begin) > timeout {
+			data, _ := os.ReadFile(path)
+			t.Fatalf("%q not in %s within %s:\n%s", want, filepath.Base(path), timeout, data)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
