@@ -3,6 +3,7 @@ package consumers
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,7 +61,27 @@ func testStateStore(t *testing.T, s StateStore) {
 	if err := s.Save(ctx, "", []byte("x")); err == nil {
 		t.Fatal("empty key accepted")
 	}
+	// SaveStates: through SaveAll when s has it, one Save per key when it
+	// is hidden behind a plain StateStore.
+	for name, store := range map[string]StateStore{"as is": s, "Save only": saveOnly{s}} {
+		batch := map[string][]byte{"batch/over": []byte("v-" + name), "batch/a": []byte("a-" + name), "batch/b": nil}
+		if err := SaveStates(ctx, store, batch); err != nil {
+			t.Fatalf("%s: SaveStates: %v", name, err)
+		}
+		for k, v := range batch {
+			got, err := s.Load(ctx, k)
+			if err != nil || string(got) != string(v) || got == nil {
+				t.Fatalf("%s: after SaveStates, load %q = %q (%v), want %q", name, k, got, err, v)
+			}
+		}
+		if err := SaveStates(ctx, store, map[string][]byte{"batch/c": []byte("c"), "": []byte("x")}); err == nil {
+			t.Fatalf("%s: SaveStates accepted an empty key", name)
+		}
+	}
 }
+
+// saveOnly hides a store's SaveAll.
+type saveOnly struct{ StateStore }
 
 func TestFileState(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "storage")
@@ -119,5 +140,28 @@ func TestSharedState(t *testing.T) {
 		if !bytes.Equal(got, []byte(want)) {
 			t.Fatalf("%s/window = %q after restart, want %q", plugin, got, want)
 		}
+	}
+}
+
+// BenchmarkFileStateSave compares two keys saved one Save each with one
+// SaveAll: the webhook journal's flush when two endpoints spill.
+func BenchmarkFileStateSave(b *testing.B) {
+	value := bytes.Repeat([]byte("x"), 6<<10)
+	for _, mode := range []string{"Save x2", "SaveAll of 2"} {
+		b.Run(mode, func(b *testing.B) {
+			f := FileState{Dir: b.TempDir()}
+			ctx := context.Background()
+			for b.Loop() {
+				var err error
+				if mode == "Save x2" {
+					err = errors.Join(f.Save(ctx, "a", value), f.Save(ctx, "b", value))
+				} else {
+					err = f.SaveAll(ctx, map[string][]byte{"a": value, "b": value})
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -52,6 +52,15 @@ func (s *fileStore) Save(ctx context.Context, key string, value []byte) error {
 	return s.FileState.Save(ctx, key, value)
 }
 
+// SaveAll overrides the embedded FileState's, which would bypass frozen.
+func (s *fileStore) SaveAll(ctx context.Context, entries map[string][]byte) error {
+	if s.frozen.Load() {
+		return errors.New("store frozen (simulated crash)")
+	}
+	s.saves.Add(int64(len(entries)))
+	return s.FileState.SaveAll(ctx, entries)
+}
+
 // dlq is a real in-process watermill publisher standing in for the bus,
 // with a subscriber reading the DLQ topic back.
 type dlq struct {

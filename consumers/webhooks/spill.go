@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+
+	"github.com/callstream/callstream/consumers"
 )
 
 // The spill holds an endpoint's events beyond its in-memory queue. Events
@@ -146,18 +148,25 @@ func (j *journal) takeSpillLocked() flushSpill {
 	return f
 }
 
-// saveChunks writes a flush's chunks; it returns the bytes written.
+// saveChunks writes a flush's chunks, all at once (a hanging and a failing
+// endpoint spill in every flush: one save each would double or triple
+// the flush that the healthy endpoints' batches wait for); it returns the
+// bytes written.
 func (j *journal) saveChunks(ctx context.Context, f flushSpill) (int, error) {
+	entries := make(map[string][]byte, len(f.chunks))
+	var names []string
 	total := 0
 	for _, c := range f.chunks {
 		data, err := json.Marshal(c)
-		if err == nil {
-			err = j.store.Save(ctx, j.chunkKey(c.Ep, c.Seq), data)
-		}
 		if err != nil {
-			return total, fmt.Errorf("webhooks: save spilled events of endpoint %q (chunk %d): %w", c.Ep, c.Seq, err)
+			return 0, fmt.Errorf("webhooks: encode spilled events of endpoint %q (chunk %d): %w", c.Ep, c.Seq, err)
 		}
+		entries[j.chunkKey(c.Ep, c.Seq)] = data
+		names = append(names, fmt.Sprintf("%s/%d", c.Ep, c.Seq))
 		total += len(data)
+	}
+	if err := consumers.SaveStates(ctx, j.store, entries); err != nil {
+		return 0, fmt.Errorf("webhooks: save spilled events (endpoint/chunk %v): %w", names, err)
 	}
 	return total, nil
 }
