@@ -76,6 +76,11 @@ func TestCrashKafka(t *testing.T) {
 	prod := s.proc("produce", kafkaEnv, "produce", "--config", s.cfgFile)
 	cons := s.proc("consume", append(kafkaEnv, "CALLSTREAM_STORAGE_DSN=sqlite://"+s.storage, "CALLSTREAM_LAKE_DIR="+s.lakeDir),
 		"consume", "--config", s.cfgFile)
+	// A restarted producer owns nothing until the group has dropped the
+	// killed one (its session, 6 s here): a kill before that would hit a
+	// producer that only waits, so each of its lives starts at its
+	// assignment.
+	s.atWork = map[*e2eProc]string{prod: "organizations assigned"}
 	s.crash([]*e2eProc{prod, cons}, func() []*e2eProc {
 		switch rand.IntN(3) {
 		case 0:
@@ -132,6 +137,9 @@ type crashScenario struct {
 	procs    []*e2eProc
 	cut      time.Time
 	killedAt []time.Duration
+	// atWork names, for a process that waits before it works, the log
+	// line that says it has begun.
+	atWork map[*e2eProc]string
 }
 
 func newCrashScenario(t *testing.T) *crashScenario {
@@ -169,6 +177,7 @@ producer:
   poll_interval: 30s
   settle_lag: %s
   lookback: 3h
+  group_session_timeout: 6s
   rescan_ages: [%s]
   org_backoff: 30s
   org_backoff_max: 2m
@@ -215,7 +224,8 @@ func (s *crashScenario) proc(name string, extra []string, args ...string) *e2ePr
 
 // crash starts the processes, SIGKILLs those victims() names crashKills
 // times at random moments two to six seconds apart (restarting them a
-// second later), while a child process holds an exclusive lock on the
+// second later; the moments count from when every process named in
+// atWork has begun its work), while a child process holds an exclusive lock on the
 // SQLite file of call_logs for crashLockFor, starting with the second kill.
 func (s *crashScenario) crash(all []*e2eProc, victims func() []*e2eProc) {
 	t := s.t
@@ -224,6 +234,13 @@ func (s *crashScenario) crash(all []*e2eProc, victims func() []*e2eProc) {
 	}
 	var lock *exec.Cmd
 	for i := range crashKills {
+		for _, p := range all {
+			if line := s.atWork[p]; line != "" {
+				if err := p.WaitLog(line, 60*time.Second); err != nil {
+					t.Fatalf("before kill %d: %v", i+1, err)
+				}
+			}
+		}
 		time.Sleep(time.Duration(2000+rand.IntN(4000)) * time.Millisecond)
 		s.alive(fmt.Sprintf("before kill %d", i+1))
 		if i == 1 {

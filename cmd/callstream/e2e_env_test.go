@@ -216,6 +216,27 @@ func (p *e2eProc) Stop(timeout time.Duration) error {
 	return nil
 }
 
+// WaitLog waits up to timeout for want in the log of the current start.
+func (p *e2eProc) WaitLog(want string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		data, _ := os.ReadFile(p.log)
+		run := string(data)
+		if i := strings.LastIndex(run, "=== start "); i >= 0 {
+			run = run[i:]
+		}
+		if strings.Contains(run, want) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return fmt.Errorf("%s: %q not in its log within %s of its start %d", p.name, want, timeout, p.starts)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Unexpected lists the exits the test did not cause.
 func (p *e2eProc) Unexpected() []string {
 	p.mu.Lock()
