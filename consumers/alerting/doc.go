@@ -201,10 +201,11 @@
 // alerts, so replaying a day of history gives what living through it gave.
 //
 // Late calls are logged at most every 10 s. A call the producer itself
-// read more than grace plus idle_timeout after its creation (a record the
-// API showed late, an update, a rescan's find) is late by nature and
-// logged at debug level; one read in time that still arrived late means
-// the pipeline is slower than the grace period and is a warning.
+// read more than grace after its creation (a record the API showed late,
+// an update, a rescan's find) can be late by nature, since the watermark
+// may already be past it when it is read, and is logged at debug level;
+// one read within grace that still arrived late means the pipeline is
+// slower than the grace period and is a warning.
 //
 // # Batches
 //

@@ -35,48 +35,51 @@ func logLines(t *testing.T, buf *bytes.Buffer) []map[string]any {
 	return out
 }
 
-// TestLateCallsLogLevelAndDurations: a call the producer read in time but
-// that still arrived after the grace period is a warning (the pipeline is
-// slower than the grace); one the producer itself read late (a late
-// record, an update, a rescan's find) is expected and logged at debug.
+// TestLateCallsLogLevelAndDurations: a call the producer read within the
+// grace period but that still arrived after it is a warning (the pipeline
+// is slower than the grace); one the producer itself read later than that
+// (a late record, an update, a rescan's find), which the watermark may
+// have passed before it was read, is expected and logged at debug.
 // Durations are logged as strings ("1m0s"), not as nanoseconds.
 func TestLateCallsLogLevelAndDurations(t *testing.T) {
-	var buf bytes.Buffer
-	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p, err := New(testConfig(""), consumers.Deps{Logger: log, Topics: consumers.NewTopics("test.")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	observed := func(ev schemas.CallEvent, after time.Duration) schemas.CallEvent {
-		ev.ObservedAt = ev.CreationTime.Add(after)
-		return ev
-	}
-	feed(t, p, []schemas.CallEvent{
-		observed(call(1, "o", 10*time.Minute, schemas.StatusCompleted), 30*time.Second),
-		observed(call(2, "o", 5*time.Minute, schemas.StatusCompleted), 30*time.Second), // read in time, arrived late
-		observed(call(3, "o", 5*time.Minute, schemas.StatusMissed), 20*time.Minute),    // read late by the producer
-	})
-	var warns, debugs []map[string]any
-	for _, l := range logLines(t, &buf) {
-		switch l["level"] {
-		case "WARN":
-			warns = append(warns, l)
-		case "DEBUG":
-			if strings.Contains(l["msg"].(string), "read after the grace period") {
-				debugs = append(debugs, l)
+	for _, tt := range []struct {
+		readAfter time.Duration // from creation to the producer's read
+		level     string
+	}{
+		{30 * time.Second, "WARN"},
+		{time.Minute, "WARN"}, // the grace: in time, had it come at once
+		{time.Minute + time.Second, "DEBUG"},
+		{90 * time.Second, "DEBUG"}, // within grace + idle_timeout too
+		{20 * time.Minute, "DEBUG"},
+	} {
+		t.Run(tt.readAfter.String(), func(t *testing.T) {
+			var buf bytes.Buffer
+			log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			p, err := New(testConfig(""), consumers.Deps{Logger: log, Topics: consumers.NewTopics("test.")})
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	}
-	if len(warns) != 1 || warns[0]["last_event_id"] != "e2" {
-		t.Fatalf("warnings %v, want one, about the call read in time", warns)
-	}
-	if len(debugs) != 1 || debugs[0]["last_event_id"] != "e3" || debugs[0]["read_after"] != "20m0s" {
-		t.Fatalf("debug lines %v, want one, about the call read 20 minutes late", debugs)
-	}
-	for _, l := range append(warns, debugs...) {
-		if l["grace"] != "1m0s" {
-			t.Errorf("grace logged as %#v, want \"1m0s\"", l["grace"])
-		}
+			first := call(1, "o", 10*time.Minute, schemas.StatusCompleted)
+			first.ObservedAt = first.CreationTime.Add(time.Second)
+			late := call(2, "o", 5*time.Minute, schemas.StatusCompleted) // behind the watermark of 9m
+			late.ObservedAt = late.CreationTime.Add(tt.readAfter)
+			feed(t, p, []schemas.CallEvent{first, late})
+			var lines []map[string]any
+			for _, l := range logLines(t, &buf) {
+				if msg, _ := l["msg"].(string); strings.Contains(msg, "grace period") {
+					lines = append(lines, l)
+				}
+			}
+			if len(lines) != 1 || lines[0]["level"] != tt.level || lines[0]["last_event_id"] != "e2" {
+				t.Fatalf("late-call log lines %v, want one %s about e2", lines, tt.level)
+			}
+			if lines[0]["grace"] != "1m0s" {
+				t.Errorf("grace logged as %#v, want \"1m0s\"", lines[0]["grace"])
+			}
+			if tt.level == "DEBUG" && lines[0]["read_after"] != tt.readAfter.String() {
+				t.Errorf("read_after logged as %#v, want %q", lines[0]["read_after"], tt.readAfter.String())
+			}
+		})
 	}
 }
 

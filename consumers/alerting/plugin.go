@@ -306,14 +306,16 @@ func (p *Plugin) observe(d *consumers.Delivery, now time.Time, n *outcomes) {
 }
 
 // logLate logs late calls, rate-limited. A call the producer read more
-// than grace plus idle_timeout after its creation (a record the API showed
-// late, an update, a rescan's find, history read after a pause) is late by
-// nature: debug level. A call read in time that still arrived after the
+// than grace after its creation (a record the API showed late, an update,
+// a rescan's find, history read after a pause) may be late by nature, even
+// through a pipeline without delay: the watermark is never more than grace
+// behind the newest call read, and so never more than grace behind the
+// moment this one was read. Debug level. A call read in time that still arrived after the
 // grace period points at the pipeline (a grace below the producer's poll
 // interval, a source gone idle too early): a warning.
 func (p *Plugin) logLate(ev *schemas.CallEvent, now time.Time) {
 	read := ev.ObservedAt.Sub(ev.CreationTime)
-	if read > p.cfg.Grace+p.cfg.IdleTimeout {
+	if read > p.cfg.Grace {
 		l := &p.lateRead
 		l.count++
 		if now.Sub(l.last) < 10*time.Second {
