@@ -81,6 +81,8 @@ func TestVerify(t *testing.T) {
 		{"empty header", vectorSecret, vectorID, "1614265330", vectorBody, "", at, 5 * time.Minute, ErrNoSignature},
 		{"too old", vectorSecret, vectorID, "1614265330", vectorBody, vectorSignature, at.Add(6 * time.Minute), 5 * time.Minute, ErrTimestamp},
 		{"too new", vectorSecret, vectorID, "1614265330", vectorBody, vectorSignature, at.Add(-6 * time.Minute), 5 * time.Minute, ErrTimestamp},
+		{"exactly the tolerance old", vectorSecret, vectorID, "1614265330", vectorBody, vectorSignature, at.Add(5 * time.Minute), 5 * time.Minute, nil},
+		{"exactly the tolerance ahead", vectorSecret, vectorID, "1614265330", vectorBody, vectorSignature, at.Add(-5 * time.Minute), 5 * time.Minute, nil},
 		{"timestamp not a number", vectorSecret, vectorID, "soon", vectorBody, vectorSignature, at, 5 * time.Minute, ErrBadTimestamp},
 		{"secret not base64", "whsec_!!!", vectorID, "1614265330", vectorBody, vectorSignature, at, 5 * time.Minute, ErrInvalidSecret},
 		{"secret too short", "whsec_c2hvcnQ=", vectorID, "1614265330", vectorBody, vectorSignature, at, 5 * time.Minute, ErrInvalidSecret},
