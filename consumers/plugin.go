@@ -112,8 +112,9 @@ type StateStore interface {
 }
 
 // BatchSaver is a StateStore that saves several keys more cheaply than
-// one Save each (files: one fsync of the directory; Kafka: one write). Both stores of the runtime
-// are BatchSavers; SaveStates uses it when a store is one.
+// one Save each (files: one fsync of the directory; Kafka: one write).
+// Both stores of the runtime are BatchSavers; SaveStates uses it when a
+// store is one.
 type BatchSaver interface {
 	// SaveAll saves every entry durably before it returns. It is not
 	// atomic: after an error or a crash each entry holds its old value or
