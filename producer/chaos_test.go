@@ -206,7 +206,7 @@ func waitForLog(t *testing.T, path, want string, timeout time.Duration) time.Dur
 }
 
 // waitUntil polls ok until it holds; it fails the test, naming what, after
-// timeout.
+// timeout. Every 100 ms: ok may read the whole state topic.
 func waitUntil(t *testing.T, timeout time.Duration, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -214,6 +214,6 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, ok func() bool)
 		if time.Now().After(deadline) {
 			t.Fatalf("not within %s: %s", timeout, what)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
