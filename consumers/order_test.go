@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +47,62 @@ func TestSortByPosition(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSortByPositionAgainstReference: batches of interleaved partitions
+// and topics, with repeated positions, each partition's offsets rising as
+// Kafka fetches them (the merge) or in any order (the sort), end up in the
+// order a plain stable sort of the deliveries gives, idx moving with them.
+func TestSortByPositionAgainstReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 300 {
+		n := 1 + rng.IntN(600)
+		ds := make([]Delivery, n)
+		next := map[schemas.Position]int64{} // per topic and partition, for rising offsets
+		for i := range ds {
+			p := schemas.Position{Topic: []string{"a", "b"}[rng.IntN(2)], Partition: rng.Int32N(5)}
+			if round%3 == 0 {
+				p.Offset = rng.Int64N(int64(n))
+			} else {
+				p.Offset = next[p] + rng.Int64N(2) // repeats now and then
+				next[schemas.Position{Topic: p.Topic, Partition: p.Partition}] = p.Offset
+			}
+			ds[i] = Delivery{Event: schemas.CallEvent{CallKey: strconv.Itoa(i)}, HasPosition: true, Position: p}
+		}
+		if round%10 == 0 { // already in order
+			slices.SortStableFunc(ds, func(a, b Delivery) int { return comparePositions(a.Position, b.Position) })
+		}
+		want := slices.Clone(ds)
+		sort.SliceStable(want, func(i, j int) bool { return comparePositions(want[i].Position, want[j].Position) < 0 })
+		idx := make([]int, n)
+		for i := range idx {
+			idx[i] = i + 1000
+		}
+		orig := slices.Clone(ds)
+		sortByPosition(ds, idx)
+		for i := range ds {
+			if ds[i].Event.CallKey != want[i].Event.CallKey || ds[i].Position != want[i].Position {
+				t.Fatalf("round %d, place %d: %v %s, want %v %s", round, i, ds[i].Position, ds[i].Event.CallKey, want[i].Position, want[i].Event.CallKey)
+			}
+			if orig[idx[i]-1000].Event.CallKey != ds[i].Event.CallKey {
+				t.Fatalf("round %d, place %d: idx %d names delivery %s, the place holds %s", round, i, idx[i], orig[idx[i]-1000].Event.CallKey, ds[i].Event.CallKey)
+			}
+		}
+	}
+}
+
+// BenchmarkSortByPosition: a batch of 500 from three partitions, as a
+// Kafka fetch interleaves them.
+func BenchmarkSortByPosition(b *testing.B) {
+	in := make([]Delivery, 500)
+	for i := range in {
+		in[i] = Delivery{HasPosition: true, Position: schemas.Position{Topic: "calls", Partition: int32(i % 3), Offset: int64(i)}}
+	}
+	ds, idx := make([]Delivery, len(in)), make([]int, len(in))
+	for b.Loop() {
+		copy(ds, in)
+		sortByPosition(ds, idx)
 	}
 }
 

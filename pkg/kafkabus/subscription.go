@@ -161,7 +161,7 @@ func (sub *subscription) newMessage(km kafka.Message, in *interner, withCtx bool
 	if msg.Metadata == nil {
 		msg.Metadata = message.Metadata{}
 	}
-	setDeliveryMetadata(msg, km)
+	setDeliveryMetadata(msg, km, in)
 	if withCtx {
 		msg.SetContext(delivery.NewContext(sub.valueCtx))
 	} else {

@@ -21,8 +21,12 @@ type commitTracker struct {
 type partitionQueue struct {
 	entries []trackedEntry // entries[head:] are tracked; ascending offsets, in fetch order
 	head    int
-	ready   *kafka.Message // highest message of the acked prefix, not yet handed to commit
-	readyN  int            // messages covered by ready
+	// ready is the highest message of the acked prefix not yet handed to
+	// commit, when hasReady; a value, not a pointer, since every ack
+	// moves it.
+	ready    kafka.Message
+	hasReady bool
+	readyN   int // messages covered by ready
 }
 
 // trackedEntry is kept small on purpose: an ack touches O(log n) of them
@@ -82,7 +86,7 @@ func (t *commitTracker) ack(m kafka.Message) bool {
 	if n == 0 {
 		return false
 	}
-	q.ready = &kafka.Message{Topic: m.Topic, Partition: m.Partition, Offset: live[n-1].offset}
+	q.ready, q.hasReady = kafka.Message{Topic: m.Topic, Partition: m.Partition, Offset: live[n-1].offset}, true
 	q.readyN += n
 	q.head += n
 	return true
@@ -97,10 +101,10 @@ func (t *commitTracker) take() ([]kafka.Message, int) {
 	var out []kafka.Message
 	total := 0
 	for _, q := range t.parts {
-		if q.ready != nil {
-			out = append(out, *q.ready)
+		if q.hasReady {
+			out = append(out, q.ready)
 			total += q.readyN
-			q.ready, q.readyN = nil, 0
+			q.ready, q.hasReady, q.readyN = kafka.Message{}, false, 0
 		}
 	}
 	return out, total
@@ -116,9 +120,8 @@ func (t *commitTracker) putBack(msgs []kafka.Message) {
 		if q == nil {
 			continue
 		}
-		if q.ready == nil {
-			mm := m
-			q.ready = &mm
+		if !q.hasReady {
+			q.ready, q.hasReady = m, true
 		}
 	}
 }
