@@ -1,6 +1,8 @@
 package alerting
 
 import (
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -119,5 +121,78 @@ func TestStartupHoldAfterRestore(t *testing.T) {
 	}
 	if !e.Watermark().Equal(wm) {
 		t.Fatalf("watermark %s during the hold, want the restored %s", e.Watermark(), wm)
+	}
+}
+
+// TestRestoredClockMovesWithSilence: after a restore, when the calls stop
+// altogether, event time moves on from the restored watermark with the
+// wall clock (so alerts resolve), as it does after calls seen in this
+// process: idle_timeout of silence, then one second of event time per
+// second of wall time. The one call that came is its source's first, so it
+// raises no high-water mark: what the clock moves on from is the restored
+// one.
+func TestRestoredClockMovesWithSilence(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.StartupHold = 0
+	wm := t0.Add(30 * time.Minute)
+	e := newEngine(cfg)
+	if _, err := e.restore(savedState{Version: stateVersion, Watermark: &wm, Alerts: []savedAlert{}}); err != nil {
+		t.Fatal(err)
+	}
+	wall := t0.Add(time.Hour)
+	c := call(1, "acme", 30*time.Minute+10*time.Second, schemas.StatusCompleted)
+	if got := e.Observe("0", &c, wall); got != Counted {
+		t.Fatalf("a call after the restored watermark: %v", got)
+	}
+	for _, beyond := range []time.Duration{0, 10 * time.Second, 5 * time.Minute} {
+		e.Tick(wall.Add(cfg.IdleTimeout + beyond))
+		if want := wm.Add(beyond); !e.Watermark().Equal(want) {
+			t.Fatalf("%s of silence beyond idle_timeout: watermark %s, want %s (the restored %s plus the silence)",
+				beyond, e.Watermark(), want, wm)
+		}
+	}
+}
+
+// TestSnapshotIsCanonical: equal alert states encode to equal bytes
+// whatever order the groups were made in, alerts sorted by rule, then
+// group.
+func TestSnapshotIsCanonical(t *testing.T) {
+	cfg := DefaultConfig()
+	wm := t0.Add(30 * time.Minute)
+	var alerts []savedAlert
+	for _, r := range cfg.Rules[:2] {
+		for _, org := range []string{"beta", "acme", "gamma", "delta"} {
+			alerts = append(alerts, savedAlert{Rule: r.Name, Group: map[string]string{LabelOrg: org}, State: "firing",
+				ActiveAt: wm, LastTrue: wm, LastNotified: wm, AlertID: r.Name + "/" + org, Baseline: -1})
+		}
+	}
+	encode := func(in []savedAlert) ([]byte, savedState) {
+		e := newEngine(cfg)
+		if _, err := e.restore(savedState{Version: stateVersion, Watermark: &wm, Alerts: in}); err != nil {
+			t.Fatal(err)
+		}
+		s := e.snapshot()
+		data, err := encodeState(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data, s
+	}
+	first, s := encode(alerts)
+	if len(s.Alerts) != len(alerts) {
+		t.Fatalf("snapshot holds %d alerts, want %d", len(s.Alerts), len(alerts))
+	}
+	for i := 1; i < len(s.Alerts); i++ {
+		a, b := s.Alerts[i-1], s.Alerts[i]
+		if a.Rule > b.Rule || (a.Rule == b.Rule && a.Group[LabelOrg] >= b.Group[LabelOrg]) {
+			t.Fatalf("alert %d (%s %s) after %d (%s %s): want rule, then org order", i, b.Rule, b.Group[LabelOrg], i-1, a.Rule, a.Group[LabelOrg])
+		}
+	}
+	for round := range 10 {
+		shuffled := slices.Clone(alerts)
+		rand.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		if again, _ := encode(shuffled); string(again) != string(first) {
+			t.Fatalf("round %d: the same alerts restored in another order encode differently:\n%s\n%s", round, again, first)
+		}
 	}
 }
