@@ -88,7 +88,7 @@ mkdir -p "$out"
 
 for pkg in "${PACKAGES[@]}"; do
 	[[ -d $pkg ]] || { echo "FAIL: no package directory $pkg" >&2; exit 1; }
-	args=(unleash --workers 1 --timeout-coefficient "$COEFFICIENT" -S lt -o "$out/${pkg//\//_}.json")
+	args=(unleash --workers "${MUTATE_WORKERS:-1}" --timeout-coefficient "$COEFFICIENT" -S lt -o "$out/${pkg//\//_}.json")
 	# "consumers" means the runtime and middlewares: the plug-ins beneath it
 	# are packages of their own, run on their own.
 	if [[ $pkg == consumers ]]; then args+=(-E '/'); fi

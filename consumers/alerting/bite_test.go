@@ -2,8 +2,6 @@ package alerting
 
 import (
 	"fmt"
-	"slices"
-	"sort"
 	"testing"
 	"time"
 
@@ -125,100 +123,4 @@ func TestBaselineFactorDecides(t *testing.T) {
 	if b := got[0].Baseline; b != 15 {
 		t.Errorf("baseline %v/min, want 15 (a quarter of 60 calls a minute)", b)
 	}
-}
-
-// oracleNotices is a reference model of the rise rules (the others are
-// left out): at every evaluation step it counts the calls of each org in
-// the window (and the baseline window) from the stream, with prefix sums
-// over the calls in creation order, and runs Prometheus' state machine. It
-// assumes every call is counted (disorder within grace).
-func oracleNotices(cfg Config, stream []schemas.CallEvent) []wantNotice {
-	step := cfg.EvaluationInterval
-	last := stream[0].CreationTime
-	byOrg := map[string][]schemas.CallEvent{}
-	for _, ev := range stream {
-		byOrg[ev.Org] = append(byOrg[ev.Org], ev)
-		if ev.CreationTime.After(last) {
-			last = ev.CreationTime
-		}
-	}
-	orgs := make([]string, 0, len(byOrg))
-	for org, evs := range byOrg {
-		orgs = append(orgs, org)
-		slices.SortStableFunc(evs, func(a, b schemas.CallEvent) int { return a.CreationTime.Compare(b.CreationTime) })
-	}
-	sort.Strings(orgs)
-	// The engine starts at the step of the first call to arrive, less
-	// grace, and ends at the newest call less grace.
-	since := time.Unix(0, floorDiv(stream[0].CreationTime.Add(-cfg.Grace).UnixNano(), int64(step))*int64(step)).UTC()
-	end := last.Add(-cfg.Grace)
-	var out []wantNotice
-	for _, r := range cfg.Rules {
-		if r.Kind != "" && r.Kind != KindRise {
-			continue
-		}
-		for _, org := range orgs {
-			evs := byOrg[org]
-			// inScope[i], matching[i]: calls among the first i.
-			inScope, matching := make([]int, len(evs)+1), make([]int, len(evs)+1)
-			for i := range evs {
-				ev := &evs[i]
-				sc := len(r.Match.CallType) == 0 || slices.Contains(r.Match.CallType, ev.CallType)
-				mt := sc && (len(r.Match.CallStatus) == 0 || slices.Contains(r.Match.CallStatus, ev.CallStatus))
-				inScope[i+1], matching[i+1] = inScope[i], matching[i]
-				if sc {
-					inScope[i+1]++
-				}
-				if mt {
-					matching[i+1]++
-				}
-			}
-			at := func(t time.Time) int { // calls created before t
-				return sort.Search(len(evs), func(i int) bool { return !evs[i].CreationTime.Before(t) })
-			}
-			state, active, lastTrue, notified := "inactive", time.Time{}, time.Time{}, time.Time{}
-			for e := since.Add(step); !e.After(end); e = e.Add(step) {
-				lo, hi := at(e.Add(-r.Window)), at(e)
-				m, n := matching[hi]-matching[lo], inScope[hi]-inScope[lo]
-				hold := (r.MinCount == 0 || m >= r.MinCount) &&
-					(r.MinRatio == 0 || (n >= r.MinVolume && n > 0 && float64(m)/float64(n) >= r.MinRatio))
-				cond := hold
-				if r.BaselineFactor > 0 && e.Sub(since) >= r.Window+r.BaselineWindow {
-					b := at(e.Add(-r.Window - r.BaselineWindow))
-					base := float64(matching[lo]-matching[b]) / r.BaselineWindow.Minutes()
-					cond = cond && m > 0 && float64(m)/r.Window.Minutes() >= r.BaselineFactor*base
-				}
-				warm := e.Sub(since) >= r.Window
-				switch state {
-				case "inactive", "pending":
-					if !cond {
-						state = "inactive"
-						continue
-					}
-					if state == "inactive" {
-						state, active = "pending", e
-					}
-					if e.Sub(active) >= r.For {
-						state, lastTrue, notified = "firing", e, e
-						out = append(out, wantNotice{KindFiring, r.Name, org, e.Sub(t0), e.Sub(t0)})
-					}
-				case "firing":
-					if hold {
-						lastTrue = e
-					}
-					if hold || !warm || e.Sub(lastTrue) < r.KeepFiringFor {
-						if r.RepeatInterval > 0 && e.Sub(notified) >= r.RepeatInterval {
-							notified = e
-							out = append(out, wantNotice{KindReminder, r.Name, org, e.Sub(t0), e.Sub(t0)})
-						}
-						continue
-					}
-					state = "inactive"
-					out = append(out, wantNotice{KindResolved, r.Name, org, e.Sub(t0), e.Sub(t0)})
-				}
-			}
-		}
-	}
-	slices.SortStableFunc(out, func(a, b wantNotice) int { return int(a.from - b.from) })
-	return out
 }

@@ -3,6 +3,7 @@ package alerting
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -84,14 +85,8 @@ func TestScenarios(t *testing.T) {
 			// The ranges above say the alerts belong to the incidents;
 			// the reference model pins each notice to its evaluation, so
 			// for, keep_firing_for and the baseline each decide a step.
-			want := oracleNotices(cfg, stream)
-			if len(want) != len(got) {
-				t.Fatalf("the reference model gives %d notices, the engine %v", len(want), kinds(got))
-			}
-			for i, w := range want {
-				if n := got[i]; n.Kind != w.kind || n.Alert.Rule != w.rule || n.Alert.Org != w.org || n.At.Sub(t0) != w.from {
-					t.Errorf("notice %d = %s at +%s, the reference model says %s %s %s at +%s", i, kinds(got[i:i+1]), n.At.Sub(t0), w.kind, w.rule, w.org, w.from)
-				}
+			if want, got := referenceNotices(cfg, stream), asRef(got); !slices.Equal(got, want) {
+				t.Fatal(diffRef(got, want))
 			}
 		})
 	}

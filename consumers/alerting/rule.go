@@ -341,13 +341,20 @@ func (r *ruleEval) rise(g *group, m *measure) {
 	}
 	rate := float64(g.winMatch) / rule.Window.Minutes()
 	threshold := 0.0
-	if rule.BaselineFactor > 0 && m.baseline >= 0 {
+	switch {
+	case rule.BaselineFactor > 0 && m.baseline >= 0:
 		threshold = rule.BaselineFactor * m.baseline
 		// A zero baseline makes any matching call a rise; the other
 		// conditions (min_count above all) are what guard against noise.
 		if g.winMatch == 0 || rate < threshold {
 			m.cond = false
 		}
+	case rule.BaselineFactor > 0 && rule.MinCount == 0 && rule.MinRatio == 0:
+		// The baseline is not known yet (a whole baseline window of
+		// history not seen) and it is the rule's only condition: nothing
+		// says the window is unusual. Without this, such a rule fired on
+		// every group at the start, empty windows included.
+		m.cond = false
 	}
 	if rule.MinCount == 0 && rule.MinRatio == 0 {
 		m.hold = m.cond
