@@ -18,6 +18,8 @@
 # It takes hours: a package's tests run once per mutant (pkg/unpod: about
 # 500 mutants of ~10 s each; consumers/alerting: about 500 of ~25 s).
 # MUTATE_ARGS='-E file-regexp' leaves files out to look at some first.
+# MUTATE_WORKERS=2 runs two mutants at once (the tests wait on timers and
+# fsync, so one worker leaves the machine half idle).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -53,8 +53,9 @@
 // plus baseline window of calls (at start-up, after a restart) the baseline
 // is unknown: a rise's baseline condition does not block (a zero baseline
 // makes any matching call a rise; in both cases min_count and min_ratio are
-// the guard, so set them on a baseline rule), and absence and drop rules,
-// which need the baseline, do not go pending.
+// the guard, so set them on a baseline rule), a rise whose only condition is
+// the baseline does not go pending, and neither do absence and drop rules,
+// which need the baseline.
 //
 // The reported value and threshold are, for a rise, the ratio and min_ratio
 // when the rule has a ratio condition, else the count and min_count, else
