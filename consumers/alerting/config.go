@@ -231,6 +231,9 @@ func (r *Rule) validate(step time.Duration) error {
 		if r.MinExpected != 0 {
 			return errors.New("min_expected is for absence and drop rules; a rise uses min_count")
 		}
+		if r.MinVolume != 0 && r.MinRatio == 0 {
+			return errors.New("min_volume guards min_ratio (a ratio of few calls means little); set min_ratio, or use min_count alone")
+		}
 	case KindAbsence, KindDrop:
 		if r.MinCount != 0 || r.MinRatio != 0 || r.MinVolume != 0 {
 			return fmt.Errorf("a %s rule takes min_expected, not min_count, min_ratio or min_volume", r.Kind)

@@ -31,6 +31,7 @@ func TestValidate(t *testing.T) {
 		wantErr string
 	}{
 		{"no condition", func(c *Config) { r := &c.Rules[0]; r.MinCount, r.MinRatio, r.BaselineFactor = 0, 0, 0 }, "no condition"},
+		{"min_volume without min_ratio", func(c *Config) { r := &c.Rules[0]; r.MinRatio = 0 }, "min_volume guards min_ratio"},
 		{"window not a multiple of the step", func(c *Config) { c.Rules[0].Window = 15 * time.Second }, "multiple"},
 		{"baseline without window", func(c *Config) { c.Rules[0].BaselineWindow = 0 }, "baseline_window"},
 		{"negative min_expected", func(c *Config) { c.Rules[2].MinExpected = -1 }, "min_expected"},

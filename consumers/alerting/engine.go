@@ -2,6 +2,7 @@ package alerting
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 
@@ -178,11 +179,13 @@ func (e *engine) Observe(partition string, ev *schemas.CallEvent, now time.Time)
 	if known && ev.Revision <= prev.rev {
 		return Duplicate
 	}
+	// Apart from the source's own high: the first call of a new source
+	// may be the newest of all.
+	if t > e.high {
+		e.high = t
+	}
 	if t > p.high {
 		e.live.raise(p, t)
-		if t > e.high {
-			e.high = t
-		}
 		if !held {
 			e.advance(e.watermark(now))
 		}
@@ -204,7 +207,7 @@ func (e *engine) Observe(partition string, ev *schemas.CallEvent, now time.Time)
 func (e *engine) watermark(now time.Time) int64 {
 	low, ok := e.live.lowest(now, e.idleTimeout)
 	if !ok {
-		return e.evalIdx*e.step - 1
+		return math.MinInt64 // every source idle: none moves event time
 	}
 	return low - e.grace
 }

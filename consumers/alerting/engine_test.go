@@ -277,6 +277,102 @@ func TestPartitionsAndIdleness(t *testing.T) {
 	}
 }
 
+// TestAllIdleAtExactlyIdleTimeout: once every source has been silent for
+// idle_timeout (exactly: a silence of idle_timeout is idle, as in the
+// heap), a lagging source stops holding the watermark back and event time
+// stands at the newest call less grace.
+func TestAllIdleAtExactlyIdleTimeout(t *testing.T) {
+	cfg := replayConfig()
+	e := newEngine(cfg)
+	slow, fast := call(1, "o", time.Minute, schemas.StatusCompleted), call(2, "o", 5*time.Minute, schemas.StatusCompleted)
+	e.Observe("0", &slow, wall)
+	e.Observe("1", &fast, wall)
+	if wm := e.Watermark(); wm.After(t0) {
+		t.Fatalf("watermark %s passed the slow partition", wm)
+	}
+	e.Tick(wall.Add(cfg.IdleTimeout - time.Nanosecond))
+	if wm := e.Watermark(); wm.After(t0) {
+		t.Fatalf("watermark %s passed the slow partition before it was idle", wm)
+	}
+	e.Tick(wall.Add(cfg.IdleTimeout))
+	if wm, want := e.Watermark(), t0.Add(5*time.Minute-cfg.Grace); !wm.Equal(want) {
+		t.Fatalf("every source silent for exactly idle_timeout: watermark %s, want %s", wm, want)
+	}
+}
+
+// TestParkedCallsApplyInStepOrder: calls of a partition far ahead of the
+// watermark are parked, and a parked call must be counted before its step
+// is evaluated even when a later call parked before it is still too far
+// ahead to fit.
+func TestParkedCallsApplyInStepOrder(t *testing.T) {
+	cfg := replayConfig()
+	cfg.Rules = []Rule{{Name: "failed", Match: Match{CallStatus: []string{schemas.StatusFailed}}, Window: time.Minute, MinCount: 1}}
+	e := newEngine(cfg)
+	obs := func(partition string, ev schemas.CallEvent) { e.Observe(partition, &ev, wall) }
+	obs("slow", call(1, "slow", 0, schemas.StatusCompleted))
+	obs("fast", call(2, "fast", 40*time.Minute, schemas.StatusFailed))
+	obs("fast", call(3, "fast", 15*time.Minute, schemas.StatusFailed))
+	obs("slow", call(4, "slow", 17*time.Minute, schemas.StatusCompleted))
+	n := e.TakeNotices()
+	if len(n) == 0 || n[0].Kind != KindFiring || n[0].Alert.Org != "fast" || n[0].At.Sub(t0) > 16*time.Minute {
+		t.Fatalf("got %v, want the failed call at 15 min to fire before 16 min", kinds(n))
+	}
+}
+
+// TestMemoryStaysBounded: a consumer runs for months, so what the engine
+// remembers (calls, for redeliveries and revisions; groups, one per
+// number) must follow the recent calls, not all of them: two hours of
+// calls from a new number each second leave only the last minutes'.
+func TestMemoryStaysBounded(t *testing.T) {
+	cfg := replayConfig()
+	cfg.Rules = []Rule{{Name: "per-number", Match: Match{CallStatus: []string{schemas.StatusFailed}},
+		GroupBy: []string{LabelSourceNumber}, Window: time.Minute, MinCount: 3}}
+	e := newEngine(cfg)
+	const calls = 2 * 3600
+	for i := range calls {
+		ev := call(i, "o", time.Duration(i)*time.Second, schemas.StatusCompleted)
+		ev.SourceNumber = "+1" + itoa(i)
+		e.Observe("", &ev, wall)
+	}
+	// Ten minutes of calls is far more than grace and window need.
+	const recent = 600
+	if n := len(e.calls) + len(e.oldCalls); n > recent {
+		t.Errorf("the engine remembers %d of %d calls, want at most %d", n, calls, recent)
+	}
+	if n := len(e.rules[0].groups); n > recent {
+		t.Errorf("the rule keeps %d groups of %d numbers, want at most %d", n, calls, recent)
+	}
+}
+
+// TestRatioOfEmptyWindow: a ratio alert resolves when its org falls
+// silent, and the resolving notice carries a ratio of 0, not 0/0 (NaN,
+// which JSON cannot carry).
+func TestRatioOfEmptyWindow(t *testing.T) {
+	cfg := replayConfig()
+	cfg.Rules = []Rule{{Name: "ratio", Match: Match{CallStatus: []string{schemas.StatusFailed}}, Window: time.Minute, MinRatio: 0.5}}
+	e := newEngine(cfg)
+	for i := range 10 {
+		ev := call(i, "quiet", time.Duration(i)*time.Second, schemas.StatusFailed)
+		e.Observe("", &ev, wall)
+	}
+	// The quiet org idle on the wall clock, the busy one moves event time.
+	later := wall.Add(cfg.IdleTimeout)
+	for i := range 30 {
+		ev := call(100+i, "busy", time.Duration(i)*10*time.Second, schemas.StatusCompleted)
+		e.Observe("", &ev, later)
+	}
+	got := e.TakeNotices()
+	if len(got) != 2 || got[0].Kind != KindFiring || got[1].Kind != KindResolved {
+		t.Fatalf("got %v, want the quiet org to fire and resolve", kinds(got))
+	}
+	if v := got[1].Alert.Value; v != 0 {
+		t.Fatalf("the resolving notice's ratio is %v, want 0 for an empty window", v)
+	}
+	if _, err := json.Marshal(got[1].Alert); err != nil {
+		t.Fatalf("the resolving notice does not encode: %v", err)
+	}
+}
+
 func TestGroupByNumber(t *testing.T) {
 	cfg := replayConfig()
 	cfg.Rules = []Rule{{
@@ -287,18 +383,23 @@ func TestGroupByNumber(t *testing.T) {
 	for i := range 30 {
 		ev := call(i, "o", time.Duration(i)*time.Second, schemas.StatusMissed)
 		ev.DestinationNumber = []string{"+2", "+3", "+4"}[i%3]
-		if i%3 == 1 {
-			ev.CallStatus = schemas.StatusCompleted // +3 answers its calls
-		}
 		evs = append(evs, ev)
 	}
 	evs = append(evs, call(99, "o", 5*time.Minute, schemas.StatusCompleted))
 	got := runEngine(t, cfg, evs)
-	if len(got) != 2 || got[0].Kind != KindFiring || got[1].Kind != KindResolved {
-		t.Fatalf("got %v, want +2 to fire and resolve", kinds(got))
+	// +2 and +3 each miss 10 calls (+4 is not watched): two alerts, not one
+	// for the org.
+	firing := map[string]bool{}
+	for _, n := range got {
+		if g := n.Alert.Group; len(g) != 2 || g["org"] != "o" {
+			t.Fatalf("group = %v", g)
+		}
+		if n.Kind == KindFiring {
+			firing[n.Alert.Group["destination_number"]] = true
+		}
 	}
-	if g := got[0].Alert.Group; len(g) != 2 || g["org"] != "o" || g["destination_number"] != "+2" {
-		t.Fatalf("group = %v", g)
+	if len(got) != 4 || len(firing) != 2 || !firing["+2"] || !firing["+3"] {
+		t.Fatalf("got %v firing for %v, want +2 and +3 to fire and resolve apart", kinds(got), firing)
 	}
 }
 
@@ -333,6 +434,26 @@ func TestFutureCallsAndLongSilence(t *testing.T) {
 	}
 	if wm := e.Watermark(); wm.Before(later.Add(-2 * cfg.Grace)) {
 		t.Fatalf("watermark %s did not catch up with %s", wm, later)
+	}
+}
+
+// TestClockSkewEdge: a call up to maxClockSkew ahead of the wall clock is
+// a producer host's clock running fast and is counted; one further ahead
+// is bogus and must not move event time.
+func TestClockSkewEdge(t *testing.T) {
+	for _, tc := range []struct {
+		ahead time.Duration
+		want  Outcome
+	}{
+		{maxClockSkew - time.Nanosecond, Counted},
+		{maxClockSkew, Counted},
+		{maxClockSkew + time.Nanosecond, Future},
+	} {
+		e := newEngine(replayConfig())
+		ev := call(1, "o", 0, schemas.StatusFailed)
+		if got := e.Observe("", &ev, t0.Add(-tc.ahead)); got != tc.want {
+			t.Errorf("a call %s ahead of the wall clock: %v, want %v", tc.ahead, got, tc.want)
+		}
 	}
 }
 
