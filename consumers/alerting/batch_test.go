@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/callstream/callstream/consumers"
 	"github.com/callstream/callstream/schemas"
@@ -109,5 +110,39 @@ func TestHandleBatchEqualsHandle(t *testing.T) {
 				t.Errorf("batches of 1000 saved %d times, one by one %d", batchSaves, saves)
 			}
 		})
+	}
+}
+
+// TestOutcomeMetrics: each call event is counted under its outcome, and
+// the watermark gauge reads in Unix seconds.
+func TestOutcomeMetrics(t *testing.T) {
+	p, err := New(testConfig(""), consumers.Deps{Publisher: &memPublisher{}, Topics: consumers.NewTopics("test."), State: &fileState{dir: t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	at := func(n int, d time.Duration) consumers.Delivery {
+		ev := call(n, "o", 0, schemas.StatusCompleted)
+		ev.CreationTime, ev.ObservedAt = now.Add(d), now.Add(d)
+		return consumers.Delivery{Event: ev}
+	}
+	batch := []consumers.Delivery{at(1, -time.Hour), at(2, -time.Hour+time.Second), at(1, -time.Hour), at(3, -time.Hour+time.Minute),
+		at(4, 24*time.Hour)}
+	if err := p.HandleBatch(context.Background(), batch[:4]); err != nil {
+		t.Fatal(err)
+	}
+	// After the watermark passed it: late.
+	if err := p.HandleBatch(context.Background(), []consumers.Delivery{at(5, -2*time.Hour), batch[4]}); err != nil {
+		t.Fatal(err)
+	}
+	for outcome, want := range map[string]float64{"counted": 3, "duplicate": 1, "late": 1, "future": 1} {
+		if got := testutil.ToFloat64(p.metrics.events.WithLabelValues(outcome)); got != want {
+			t.Errorf("%s: %v, want %v", outcome, got, want)
+		}
+	}
+	// The watermark gauge is in Unix seconds.
+	p.tick(context.Background())
+	if got, want := testutil.ToFloat64(p.metrics.watermark), float64(p.eng.Watermark().Unix()); got != want || want < float64(now.Add(-2*time.Hour).Unix()) {
+		t.Errorf("watermark gauge %v, want %v", got, want)
 	}
 }

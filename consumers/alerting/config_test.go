@@ -1,6 +1,8 @@
 package alerting
 
 import (
+	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -58,6 +60,17 @@ func TestValidate(t *testing.T) {
 		{"org_paused with a window", func(c *Config) { c.Rules[4].Window = time.Minute }, "org_paused rule takes no window"},
 		{"org_paused with a match", func(c *Config) { c.Rules[4].Match.CallStatus = []string{"failed"} }, "org_paused rule takes no window, match"},
 		{"org_paused by number", func(c *Config) { c.Rules[4].GroupBy = []string{LabelSourceNumber} }, "groups by org only"},
+		{"zero evaluation interval", func(c *Config) { c.EvaluationInterval = 0 }, "evaluation_interval"},
+		{"zero idle timeout", func(c *Config) { c.IdleTimeout = 0 }, "idle_timeout"},
+		{"zero window", func(c *Config) { c.Rules[0].Window = 0 }, "window 0s must be a positive"},
+		{"drop factor of one", func(c *Config) { c.Rules[3].BaselineFactor = 1 }, "must be in (0, 1)"},
+		{"zero notifier timeout", func(c *Config) { c.Notifiers.Timeout = 0 }, "must be positive"},
+		{"zero retry_initial", func(c *Config) { c.Notifiers.RetryInitial = 0 }, "must be positive"},
+		{"zero retry_max", func(c *Config) { c.Notifiers.RetryMax = 0 }, "must be positive"},
+		{"zero retry_max_elapsed", func(c *Config) { c.Notifiers.RetryMaxElapsed = 0 }, "must be positive"},
+		{"alertmanager without resend", func(c *Config) {
+			c.Notifiers.Alertmanager = AlertmanagerConfig{URL: "http://am:9093"}
+		}, "resend_interval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,6 +84,71 @@ func TestValidate(t *testing.T) {
 				t.Fatal("the secret leaked into the error")
 			}
 		})
+	}
+}
+
+// TestValidateAcceptsEdges: the edges of every range are valid settings.
+func TestValidateAcceptsEdges(t *testing.T) {
+	for name, mutate := range map[string]func(c *Config){
+		"zero grace":       func(c *Config) { c.Grace = 0 },
+		"ratio of one":     func(c *Config) { c.Rules[1].MinRatio = 1 },
+		"outbound calls":   func(c *Config) { c.Rules[1].Match.CallType = []string{"outbound", "inbound"} },
+		"zero for":         func(c *Config) { c.Rules[1].For, c.Rules[1].KeepFiringFor, c.Rules[1].RepeatInterval = 0, 0, 0 },
+		"a count rule":     func(c *Config) { r := &c.Rules[1]; r.MinRatio, r.MinVolume = 0, 0 },
+		"a baseline alone": func(c *Config) { r := &c.Rules[0]; r.MinCount, r.MinRatio, r.MinVolume = 0, 0, 0 },
+	} {
+		cfg := DefaultConfig()
+		mutate(&cfg)
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestDefaultRulesAsDocumented: the package documentation states each
+// default rule's timing, severity and thresholds, with the odds of a false
+// alert worked out from them; the rules must be what it says.
+func TestDefaultRulesAsDocumented(t *testing.T) {
+	src, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The paragraphs of the doc comment, joined into lines.
+	text := strings.NewReplacer("\n// ", " ", "\n//\n", "\n\n").Replace(string(src))
+	dur := func(d time.Duration) string {
+		switch {
+		case d == 0:
+			return "0"
+		case d%time.Hour == 0:
+			return fmt.Sprintf("%dh", d/time.Hour)
+		case d%time.Minute == 0:
+			return fmt.Sprintf("%dm", d/time.Minute)
+		}
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	for _, r := range DefaultConfig().Rules {
+		i := strings.Index(text, "// "+r.Name+": ")
+		if i < 0 {
+			t.Errorf("doc.go does not describe the default rule %s", r.Name)
+			continue
+		}
+		para, _, _ := strings.Cut(text[i:], "\n\n")
+		want := []string{"for " + dur(r.For), "keep_firing_for " + dur(r.KeepFiringFor),
+			"repeat_interval " + dur(r.RepeatInterval), "severity=" + r.Labels["severity"]}
+		if r.MinCount > 0 {
+			want = append(want, fmt.Sprintf("at least %d ", r.MinCount))
+		}
+		if r.MinRatio > 0 {
+			want = append(want, fmt.Sprintf("%g%% of at least %d ", r.MinRatio*100, r.MinVolume))
+		}
+		if r.MinExpected > 0 {
+			want = append(want, fmt.Sprintf("min_expected %g", r.MinExpected))
+		}
+		for _, w := range want {
+			if !strings.Contains(para, w) {
+				t.Errorf("%s: the documentation does not say %q:\n%s", r.Name, w, para)
+			}
+		}
 	}
 }
 

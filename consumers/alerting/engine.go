@@ -425,8 +425,7 @@ func (e *engine) firingNotices() []Notice {
 			if g.alert.state != stateFiring {
 				continue
 			}
-			m := measure{baseline: -1}
-			ev := r.alertEvent(g, schemas.AlertFiring, m, g.alert.lastNotified)
+			ev := r.alertEvent(g, schemas.AlertFiring, measure{}, g.alert.lastNotified)
 			out = append(out, Notice{ID: noticeID(ev.AlertID, KindFiring, g.alert.activeAt), Kind: KindFiring,
 				At: time.Unix(0, g.alert.lastNotified).UTC(), Alert: ev, Baseline: -1})
 		}

@@ -373,6 +373,40 @@ func TestRatioOfEmptyWindow(t *testing.T) {
 	}
 }
 
+// TestRevisionAfterForgetting: the engine forgets the calls of closed
+// steps a generation at a time, and must keep a call of the first open
+// step, whose revision may still come. Each start offset puts a
+// generation swap at another step, one of them at the call's.
+func TestRevisionAfterForgetting(t *testing.T) {
+	cfg := replayConfig()
+	cfg.Rules = []Rule{{Name: "failed", Match: Match{CallStatus: []string{schemas.StatusFailed}}, Window: cfg.EvaluationInterval, MinCount: 2}}
+	step := cfg.EvaluationInterval
+	for offset := range 10 {
+		e := newEngine(cfg)
+		obs := func(partition string, ev schemas.CallEvent) { e.Observe(partition, &ev, wall) }
+		n := 0
+		slow := func(at time.Duration) { n++; obs("slow", call(1000+n, "o", at, schemas.StatusCompleted)) }
+		slow(time.Duration(offset) * step)
+		x := call(1, "o", 5*time.Minute, schemas.StatusFailed)
+		obs("fast", x)
+		obs("fast", call(2, "o", 10*time.Minute, schemas.StatusCompleted))
+		// The slow partition moves the watermark a step at a time up to
+		// the call's step, the first open one.
+		for at := time.Duration(offset+1) * step; at <= 5*time.Minute+cfg.Grace; at += step {
+			slow(at)
+		}
+		if !e.Watermark().Equal(x.CreationTime) {
+			t.Fatalf("offset %d: watermark %s, want %s", offset, e.Watermark(), x.CreationTime)
+		}
+		x.Revision = 2
+		obs("fast", x)
+		slow(5*time.Minute + cfg.Grace + 2*step)
+		if got := e.TakeNotices(); len(got) != 0 {
+			t.Fatalf("offset %d: one failed call fired a rule of two (its revision counted as another): %v", offset, kinds(got))
+		}
+	}
+}
+
 func TestGroupByNumber(t *testing.T) {
 	cfg := replayConfig()
 	cfg.Rules = []Rule{{

@@ -116,3 +116,22 @@ func waitLong(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestPausedNoticeMeasures: an org_paused notice measures the pause alone:
+// value and threshold 1, no count and no baseline (-1, as for every rule
+// without one).
+func TestPausedNoticeMeasures(t *testing.T) {
+	cfg := replayConfig()
+	e := newEngine(cfg)
+	paused := map[string]bool{"acme": true}
+	e.ObservePaused(wall, paused)
+	e.ObservePaused(wall.Add(cfg.Rules[4].For), paused)
+	n := e.TakeNotices()
+	if len(n) != 1 || n[0].Kind != KindFiring {
+		t.Fatalf("got %v, want org-paused to fire after its for", kinds(n))
+	}
+	if got := n[0]; got.Baseline != -1 || got.Count != 0 || got.Total != 0 || got.Alert.Value != 1 || got.Alert.Threshold != 1 {
+		t.Fatalf("notice baseline %v, count %d of %d, value %v, threshold %v; want -1, 0 of 0, 1, 1",
+			got.Baseline, got.Count, got.Total, got.Alert.Value, got.Alert.Threshold)
+	}
+}

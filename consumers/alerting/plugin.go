@@ -81,12 +81,12 @@ type Plugin struct {
 	// late rate-limits the warning about calls the producer read in time
 	// that still arrived after the grace period; lateRead the debug line
 	// about calls the producer itself read late (rescans, updates).
-	late, lateRead lateLog
+	late, lateRead logEvery
 	// resolved are the alerts resolved by this process, kept in the
 	// per-alert metrics for resolvedRetention.
 	resolved []resolvedAlert
-	// lastPublishErr rate-limits the log line about a failing alerts topic.
-	lastPublishErr time.Time
+	// publishErr rate-limits the log line about a failing alerts topic.
+	publishErr logEvery
 
 	queues []*queue
 	am     *alertmanagerSender
@@ -103,10 +103,26 @@ type Plugin struct {
 
 type confirmation struct{ dest, id string }
 
-// lateLog rate-limits the log lines about late calls.
-type lateLog struct {
+// logEvery rate-limits a log line to one per logInterval, counting the
+// events each line stands for: a flood of late calls is one line every
+// 10 s saying how many there were, not a line per call.
+type logEvery struct {
 	last  time.Time
 	count int
+}
+
+const logInterval = 10 * time.Second
+
+// note counts one event at now and reports whether to log it, with the
+// number of events since the last line.
+func (l *logEvery) note(now time.Time) (count int, ok bool) {
+	l.count++
+	if now.Sub(l.last) < logInterval {
+		return 0, false
+	}
+	count = l.count
+	*l = logEvery{last: now}
+	return count, true
 }
 
 // New builds the plug-in and restores its saved alert state.
@@ -316,26 +332,18 @@ func (p *Plugin) observe(d *consumers.Delivery, now time.Time, n *outcomes) {
 func (p *Plugin) logLate(ev *schemas.CallEvent, now time.Time) {
 	read := ev.ObservedAt.Sub(ev.CreationTime)
 	if read > p.cfg.Grace {
-		l := &p.lateRead
-		l.count++
-		if now.Sub(l.last) < 10*time.Second {
-			return
+		if n, ok := p.lateRead.note(now); ok {
+			p.log.Debug("call events the producer read after the grace period were not counted (late records, updates, rescans)",
+				"count", n, "last_event_id", ev.EventID, "creation_time", ev.CreationTime, "read_after", read.String(),
+				"watermark", p.eng.Watermark(), "grace", p.cfg.Grace.String())
 		}
-		p.log.Debug("call events the producer read after the grace period were not counted (late records, updates, rescans)",
-			"count", l.count, "last_event_id", ev.EventID, "creation_time", ev.CreationTime, "read_after", read.String(),
+		return
+	}
+	if n, ok := p.late.note(now); ok {
+		p.log.Warn("call events arrived after the grace period and were not counted",
+			"count", n, "last_event_id", ev.EventID, "creation_time", ev.CreationTime,
 			"watermark", p.eng.Watermark(), "grace", p.cfg.Grace.String())
-		*l = lateLog{last: now}
-		return
 	}
-	l := &p.late
-	l.count++
-	if now.Sub(l.last) < 10*time.Second {
-		return
-	}
-	p.log.Warn("call events arrived after the grace period and were not counted",
-		"count", l.count, "last_event_id", ev.EventID, "creation_time", ev.CreationTime,
-		"watermark", p.eng.Watermark(), "grace", p.cfg.Grace.String())
-	*l = lateLog{last: now}
 }
 
 // flush turns new notices into outbox items, saves the state when it
@@ -384,12 +392,9 @@ func (p *Plugin) flush(ctx context.Context) error {
 }
 
 func (p *Plugin) logPublishErr(err error) {
-	now := p.now()
-	if now.Sub(p.lastPublishErr) < 10*time.Second {
-		return
+	if n, ok := p.publishErr.note(p.now()); ok {
+		p.log.Error("alert events not published yet; will retry", "failures", n, "err", err)
 	}
-	p.lastPublishErr = now
-	p.log.Error("alert events not published yet; will retry", "err", err)
 }
 
 func (p *Plugin) confirm(dest, id string) {
@@ -528,14 +533,21 @@ func (p *Plugin) Run(ctx context.Context) error {
 	}
 }
 
+// flushOrLog flushes from a timer, where no delivery waits for the save
+// to fail: a failure is logged and the next flush saves again. Called
+// with mu held.
+func (p *Plugin) flushOrLog(ctx context.Context) {
+	if err := p.flush(ctx); err != nil && ctx.Err() == nil {
+		p.log.Error("alert state not saved; will retry", "err", err)
+	}
+}
+
 func (p *Plugin) tick(ctx context.Context) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
 	p.eng.Tick(now)
-	if err := p.flush(ctx); err != nil && ctx.Err() == nil {
-		p.log.Error("alert state not saved; will retry", "err", err)
-	}
+	p.flushOrLog(ctx)
 	if wm := p.eng.Watermark(); !wm.IsZero() {
 		p.metrics.watermark.Set(float64(wm.UnixNano()) / 1e9)
 	}
@@ -570,9 +582,7 @@ func (p *Plugin) checkPaused(ctx context.Context) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.eng.ObservePaused(now, paused)
-	if err := p.flush(ctx); err != nil && ctx.Err() == nil {
-		p.log.Error("alert state not saved; will retry", "err", err)
-	}
+	p.flushOrLog(ctx)
 }
 
 // pausedOrgs reads callstream_producer_org_paused{org} from g: the orgs

@@ -356,3 +356,25 @@ func TestHandleReadsKafkaPartitions(t *testing.T) {
 		t.Fatalf("watermark %s, want partition 1's 30m less grace", wm)
 	}
 }
+
+// TestLogEvery: the first event is logged, the ones within logInterval
+// are counted into the next line, which comes once the interval is over.
+func TestLogEvery(t *testing.T) {
+	var l logEvery
+	for _, tc := range []struct {
+		at    time.Duration
+		count int
+		ok    bool
+	}{
+		{0, 1, true},
+		{time.Second, 0, false},
+		{logInterval - time.Nanosecond, 0, false},
+		{logInterval, 3, true},
+		{logInterval + time.Second, 0, false},
+		{3 * logInterval, 2, true},
+	} {
+		if count, ok := l.note(t0.Add(tc.at)); count != tc.count || ok != tc.ok {
+			t.Errorf("event at %s: (%d, %v), want (%d, %v)", tc.at, count, ok, tc.count, tc.ok)
+		}
+	}
+}
