@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -91,5 +92,45 @@ func TestRecentWindow(t *testing.T) {
 				t.Fatalf("window [%s, %s), want [%s, %s)", w.Start, w.End, tt.wantStart, now.Add(-time.Second))
 			}
 		})
+	}
+}
+
+// TestPollOutcome: a poll's outcome holds the requests and events since
+// the org's last poll, whether it failed, and whether rung 0 lags by more
+// than the idle interval (catching up: no back-off).
+func TestPollOutcome(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	cfg.SettleLag = time.Minute // rung 0 stops a minute short of now
+	p, err := New(cfg, Deps{Source: noSource{}, Publisher: nopPublisher{}, Topic: "t", DLQTopic: "dlq", Store: NewFileStore(t.TempDir() + "/s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	p.now = func() time.Time { return now }
+	idle := max(cfg.IdlePollInterval, cfg.PollInterval)
+	p.checkpoint("acme")
+	setLag := func(lag time.Duration) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.cps["acme"].Rungs[0].Frontier = now.Add(-cfg.SettleLag - lag)
+	}
+	p.act.add("acme", 3, 2)
+	p.act.add("acme", 1, 0)
+	p.act.add("globex", 7, 7)
+	for _, tc := range []struct {
+		lag  time.Duration
+		err  error
+		want pollOutcome
+	}{
+		{cfg.Lookback, nil, pollOutcome{requests: 4, published: 2, catchingUp: true}},
+		{idle + time.Second, errors.New("down"), pollOutcome{failed: true, catchingUp: true}},
+		{idle, nil, pollOutcome{}},
+		{0, nil, pollOutcome{}},
+	} {
+		setLag(tc.lag)
+		if got := p.pollOutcome("acme", tc.err); got != tc.want {
+			t.Errorf("lag %s, err %v: %+v, want %+v", tc.lag, tc.err, got, tc.want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +61,21 @@ func TestAppendEventMatchesEncodingJSON(t *testing.T) {
 // TestEventFromDecodedPage builds events from records as the API client
 // decodes them (both id variants, both duration formats, no-answer) and
 // validates them against the schema file.
+// TestAppendStringMatchesEncodingJSON: each character the fast path must
+// leave to encoding/json, alone in a string (where no other character
+// would send the string there), comes out as encoding/json writes it.
+func TestAppendStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain +91 text ~", "\"", "\\", "<", ">", "&", "\x00", "\x1f", "\n", "\x7f", "\x80", "\xff", "é", "\u2028"} {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendString(nil, s); string(got) != string(want) {
+			t.Errorf("appendString(%q) = %s, want %s", s, got, want)
+		}
+	}
+}
+
 func TestEventFromDecodedPage(t *testing.T) {
 	body := []byte(`{"count":3,"status_code":200,"message":"ok","data":[
 	 {"id":"call_abc123def456","source_number":"+911234567890","destination_number":"+14155551234","call_type":"outbound","call_status":"completed","creation_time":"2026-02-07T05:57:00Z","start_time":"2026-02-07T05:57:04Z","end_time":"2026-02-07T06:00:31Z","call_duration":207,"end_reason":"caller_hangup"},
@@ -161,4 +177,27 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestNewEventAndMessageEdges: an event's times are in UTC whatever zone
+// the record gave them in (the JSON then always reads Z), and a message
+// refuses a raw record that is not JSON but takes an event without one.
+func TestNewEventAndMessageEdges(t *testing.T) {
+	ist := time.FixedZone("IST", 5*3600+1800)
+	start := time.Date(2026, 2, 7, 11, 30, 0, 0, ist)
+	r := unpod.Record{SourceNumber: "+1", DestinationNumber: "+2", CallType: "inbound", CallStatus: "completed",
+		CreationTime: start, StartTime: &start, EndTime: &start}
+	e := NewEvent("acme", &r, Identify("acme", &r), 1, start)
+	for name, tm := range map[string]*time.Time{"creation": &e.CreationTime, "start": e.StartTime, "end": e.EndTime, "observed": &e.ObservedAt} {
+		if tm.Location() != time.UTC || !tm.Equal(start) {
+			t.Errorf("%s time %s, want %s in UTC", name, tm, start.UTC())
+		}
+	}
+	if _, err := NewMessage(&e); err != nil {
+		t.Errorf("an event without a raw record: %v", err)
+	}
+	e.Raw = json.RawMessage(`{"call_status":`)
+	if _, err := NewMessage(&e); err == nil || !strings.Contains(err.Error(), "raw record is not valid JSON") {
+		t.Errorf("an event whose raw record is cut short: %v, want an error naming it", err)
+	}
 }

@@ -57,22 +57,58 @@ func TestLadderReadsEverySliceAtEveryAge(t *testing.T) {
 
 func TestLadderDoneServesHigherRungs(t *testing.T) {
 	ages := []time.Duration{0, time.Minute, 10 * time.Minute}
-	start := time.Date(2026, 2, 7, 0, 0, 0, 0, time.UTC)
-	cp := newCheckpoint("acme", ages, start)
-	now := start.Add(time.Hour)
-	w, ok := cp.Next(now, 0, time.Second, 2*time.Hour)
-	if !ok || w.Rung != 0 || !w.End.Equal(now) {
-		t.Fatalf("first window %+v %v, want rung 0 up to now", w, ok)
-	}
-	cp.Done(w, now, 0)
-	want := []time.Time{now, now.Add(-time.Minute), now.Add(-10 * time.Minute)}
-	for i, r := range cp.Rungs {
-		if !r.Frontier.Equal(want[i]) {
-			t.Errorf("rung %d frontier %v, want %v", i, r.Frontier, want[i])
+	for _, settle := range []time.Duration{0, 30 * time.Second} {
+		start := time.Date(2026, 2, 7, 0, 0, 0, 0, time.UTC)
+		cp := newCheckpoint("acme", ages, start)
+		now := start.Add(time.Hour)
+		w, ok := cp.Next(now, settle, time.Second, 2*time.Hour)
+		if !ok || w.Rung != 0 || !w.End.Equal(now.Add(-settle)) {
+			t.Fatalf("settle %s: first window %+v %v, want rung 0 up to now less settle", settle, w, ok)
+		}
+		cp.Done(w, now, settle)
+		for i, r := range cp.Rungs {
+			if want := now.Add(-settle - ages[i]); !r.Frontier.Equal(want) {
+				t.Errorf("settle %s: rung %d frontier %v, want %v", settle, i, r.Frontier, want)
+			}
+		}
+		if w, ok := cp.Next(now, settle, time.Second, 2*time.Hour); ok {
+			t.Errorf("settle %s: window %+v due right after a catch-up read", settle, w)
+		}
+		// Rung 1 (age 1m, step 15s) is due once it lags by exactly its step.
+		later := now.Add(15 * time.Second)
+		for {
+			w, ok := cp.Next(later, settle, time.Second, 2*time.Hour)
+			if !ok {
+				t.Fatalf("settle %s: rung 1 not due after lagging by its step", settle)
+			}
+			cp.Done(w, later, settle)
+			if w.Rung == 1 {
+				break
+			}
 		}
 	}
-	if w, ok := cp.Next(now, 0, time.Second, 2*time.Hour); ok {
-		t.Errorf("window %+v due right after a catch-up read", w)
+}
+
+// TestRestoreFromBelowEverySample: a checkpoint whose lowest frontier is
+// below every sample (a state saved by an older version, whose ladder had
+// no floor for new rungs) restores from the oldest sample: a nil answer
+// would mean "nothing of the org on the topic", and the restart would
+// publish again what is there.
+func TestRestoreFromBelowEverySample(t *testing.T) {
+	start := time.Date(2026, 2, 7, 0, 0, 0, 0, time.UTC)
+	cp := &Checkpoint{Org: "acme",
+		Rungs:   []Rung{{Age: 0, Frontier: start.Add(time.Hour)}, {Age: 3 * time.Hour, Frontier: start.Add(-2 * time.Hour)}},
+		Samples: []Sample{{Frontier: start, Offsets: map[int]int64{0: 5}}, {Frontier: start.Add(time.Hour), Offsets: map[int]int64{0: 9}}}}
+	if got := cp.restoreFrom(); got == nil || got[0] != 5 {
+		t.Fatalf("restore from %v, want the oldest sample (5)", got)
+	}
+	cp.Rungs[1].Frontier = start
+	if got := cp.restoreFrom(); got == nil || got[0] != 5 {
+		t.Fatalf("restore from %v, want the sample at the lowest frontier (5)", got)
+	}
+	cp.Rungs[1].Frontier = start.Add(time.Hour)
+	if got := cp.restoreFrom(); got == nil || got[0] != 9 {
+		t.Fatalf("restore from %v, want the newest sample at or below the lowest frontier (9)", got)
 	}
 }
 

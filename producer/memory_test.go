@@ -101,3 +101,20 @@ func fillMemory(n int) (*Memory, float64) {
 	runtime.ReadMemStats(&after)
 	return m, float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
 }
+
+// TestUnixMinute: the memory stamps entries with whole Unix minutes, and
+// a time before 1970 (a bogus creation_time) with 0 rather than a wrap.
+func TestUnixMinute(t *testing.T) {
+	for _, tc := range []struct {
+		t    time.Time
+		want uint32
+	}{
+		{time.Unix(0, 0), 0}, {time.Unix(59, 0), 0}, {time.Unix(60, 0), 1}, {time.Unix(7259, 0), 120},
+		{time.Date(2026, 2, 7, 6, 0, 0, 0, time.UTC), 29507400},
+		{time.Unix(-3600, 0), 0},
+	} {
+		if got := unixMinute(tc.t); got != tc.want {
+			t.Errorf("unixMinute(%s) = %d, want %d", tc.t.UTC(), got, tc.want)
+		}
+	}
+}

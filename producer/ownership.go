@@ -105,9 +105,8 @@ func (p *Producer) Ownership() map[string]any {
 // standby reports whether this producer shares the organizations and owns
 // none right now: it is ready, waiting to take some over.
 func (p *Producer) standby() bool {
-	if p.deps.Ownership == nil {
-		return false
-	}
+	// held is only ever set by the ownership loop, so a producer without
+	// an Ownership is never a standby.
 	p.own.mu.Lock()
 	defer p.own.mu.Unlock()
 	return p.own.held && len(p.own.leases) == 0
