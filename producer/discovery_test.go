@@ -31,6 +31,7 @@ func TestDiscoversOrganizations(t *testing.T) {
 
 	cfg := DefaultConfig()
 	cfg.Orgs, cfg.Lookback, cfg.SettleLag, cfg.PollInterval = nil, time.Hour, time.Second, 200*time.Millisecond
+	cfg.DiscoveryInterval = 200 * time.Millisecond
 	bus := &busPublisher{}
 	p, err := New(cfg, Deps{Source: newClient(t, url, "two-orgs"), Publisher: bus, Topic: "calls", DLQTopic: "dlq",
 		Store: NewFileStore(filepath.Join(t.TempDir(), "s.json")), Registerer: prometheus.NewRegistry()})
@@ -101,5 +102,17 @@ func TestDiscoversOrganizations(t *testing.T) {
 	}
 	if polled := slices.Sorted(maps.Keys(p.Sources())); !slices.Equal(polled, discovered) {
 		t.Errorf("the producer polls %v (sources %v), want the organizations the API listed, %v", polled, p.Sources(), discovered)
+	}
+	// An organization the API no longer lists is no longer polled or
+	// reported.
+	sim.RemoveOrg("initech")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		polled := slices.Sorted(maps.Keys(p.Sources()))
+		if slices.Equal(polled, []string{"acme"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sources %v after initech vanished, want only acme", polled)
+		}
 	}
 }
