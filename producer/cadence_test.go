@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -109,7 +110,10 @@ func TestPollOutcome(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	p.now = func() time.Time { return now }
 	idle := max(cfg.IdlePollInterval, cfg.PollInterval)
-	p.checkpoint("acme")
+	// A new organization starts at the lookback before what has settled.
+	if got, want := p.checkpoint("acme").Rungs[0].Frontier, now.Add(-cfg.SettleLag-cfg.Lookback); !got.Equal(want) {
+		t.Fatalf("a new organization starts at %s, want %s", got, want)
+	}
 	setLag := func(lag time.Duration) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -132,5 +136,39 @@ func TestPollOutcome(t *testing.T) {
 		if got := p.pollOutcome("acme", tc.err); got != tc.want {
 			t.Errorf("lag %s, err %v: %+v, want %+v", tc.lag, tc.err, got, tc.want)
 		}
+	}
+}
+
+// fixedLog is an EventLog whose end offsets stand still and which holds
+// no record.
+type fixedLog map[int]int64
+
+func (l fixedLog) EndOffsets(context.Context) (map[int]int64, error) { return l, nil }
+func (fixedLog) ReadFrom(context.Context, map[int]int64, func([]byte) error) error {
+	return nil
+}
+
+// TestFirstSampleIsDurable: an organization's first sample (where a
+// restart reads its events back from) is saved before its first event can
+// be published; later samples ride on the periodic save.
+func TestFirstSampleIsDurable(t *testing.T) {
+	t.Parallel()
+	store := NewFileStore(t.TempDir() + "/s")
+	p, err := New(DefaultConfig(), Deps{Source: noSource{}, Publisher: nopPublisher{}, Topic: "t", DLQTopic: "dlq",
+		Store: store, EventLog: fixedLog{0: 42, 1: 7}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := p.sampleIfDue(ctx, "acme", p.checkpoint("acme")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := st.Orgs["acme"]
+	if cp == nil || len(cp.Samples) != 1 || cp.Samples[0].Offsets[0] != 42 || cp.Samples[0].Offsets[1] != 7 {
+		t.Fatalf("saved checkpoint %+v, want the first sample (offsets 42 and 7) on disk", cp)
 	}
 }

@@ -273,6 +273,37 @@ func TestRetryAfterSetsNextPoll(t *testing.T) {
 	}
 }
 
+// TestFailureWithoutRetryAfterBacksOff: a failure the server gives no
+// Retry-After for waits the org backoff (10-20 ms here), not nothing: a
+// loop that asked again at once would send hundreds of requests in the
+// 200 ms.
+func TestFailureWithoutRetryAfterBacksOff(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	cfg := edgeConfig()
+	cfg.OrgBackoff, cfg.OrgBackoffMax = 10*time.Millisecond, 20*time.Millisecond
+	// A client that gives up at once: the producer's loop is what waits.
+	client, err := unpod.New(unpod.Config{BaseURL: srv.URL, Token: "tok", RateLimit: -1, InitialBackoff: time.Second,
+		MaxBackoff: time.Second, MaxRetryTime: time.Millisecond, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := newEdgeProducer(t, client, cfg, &busPublisher{}, &fakeClock{now: edgeT0}, filepath.Join(t.TempDir(), "s.json"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ep.orgLoop(ctx, "acme"); close(done) }()
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	<-done
+	if got := n.Load(); got < 2 || got > 40 {
+		t.Errorf("%d requests in 200 ms with a 10-20 ms backoff, want 2 to 40", got)
+	}
+}
+
 // TestTooLargeOnKafka is TestTooLargeRecords against the real broker: the
 // events topic keeps Kafka's default limit (about 1 MB), the DLQ topic
 // takes 9 MiB (max.message.bytes, with the publisher's batch_bytes above
