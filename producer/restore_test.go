@@ -1,0 +1,83 @@
+package producer
+
+import (
+	"context"
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/callstream/callstream/pkg/unpod"
+)
+
+// recordingLog is an EventLog holding fixed values, which records where
+// each ReadFrom started.
+type recordingLog struct {
+	values [][]byte
+	froms  []map[int]int64
+}
+
+func (l *recordingLog) EndOffsets(context.Context) (map[int]int64, error) {
+	return map[int]int64{0: int64(len(l.values))}, nil
+}
+
+func (l *recordingLog) ReadFrom(_ context.Context, from map[int]int64, fn func([]byte) error) error {
+	l.froms = append(l.froms, maps.Clone(from))
+	for _, v := range l.values {
+		if err := fn(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestRestoreReadsBackFromTheSamples: with Kafka, a restart rebuilds the
+// dedup memory from the events topic, from the lowest offsets its saved
+// samples and offsets name; a call read back is a duplicate, not
+// published again.
+func TestRestoreReadsBackFromTheSamples(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	created := time.Date(2026, 2, 7, 6, 0, 0, 0, time.UTC)
+	rec := unpod.Record{ID: "call-1", SourceNumber: "+1", DestinationNumber: "+2", CallType: "inbound", CallStatus: "completed", CreationTime: created}
+	id := Identify("acme", &rec)
+	e := NewEvent("acme", &rec, id, 1, created)
+	log := &recordingLog{values: [][]byte{appendEvent(nil, &e)}}
+
+	store := NewFileStore(t.TempDir() + "/s")
+	st := emptyState()
+	st.Offsets = map[int]int64{0: 9, 1: 4}
+	st.Orgs["acme"] = &Checkpoint{Org: "acme", Rungs: []Rung{{Age: 0, Frontier: created}},
+		Samples: []Sample{{Frontier: created, Offsets: map[int]int64{0: 3, 2: 8}}}}
+	if err := store.Save(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.RescanAges = []time.Duration{0}
+	p, err := New(cfg, Deps{Source: noSource{}, Publisher: nopPublisher{}, Topic: "t", DLQTopic: "dlq", Store: store, EventLog: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.restore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[int]int64{0: 3, 1: 4, 2: 8}; len(log.froms) != 1 || !maps.Equal(log.froms[0], want) {
+		t.Fatalf("read back from %v, want once from %v (the lowest of each partition)", log.froms, want)
+	}
+	if d := p.mem.check(keyOf("acme", id.CallKey), id.hash); d.Publish {
+		t.Fatalf("the call read back is not remembered: %+v", d)
+	}
+}
+
+// TestMinOffsets: the lower offset of each partition, either side nil.
+func TestMinOffsets(t *testing.T) {
+	for _, tc := range []struct{ a, b, want map[int]int64 }{
+		{nil, nil, nil},
+		{nil, map[int]int64{0: 3}, map[int]int64{0: 3}},
+		{map[int]int64{0: 3}, nil, map[int]int64{0: 3}},
+		{map[int]int64{0: 5, 1: 9}, map[int]int64{0: 3, 1: 10, 2: 1}, map[int]int64{0: 3, 1: 9, 2: 1}},
+	} {
+		if got := minOffsets(tc.a, tc.b); !maps.Equal(got, tc.want) || (got == nil) != (tc.want == nil) {
+			t.Errorf("minOffsets(%v, %v) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
