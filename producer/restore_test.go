@@ -2,7 +2,9 @@ package producer
 
 import (
 	"context"
+	"errors"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,5 +81,32 @@ func TestMinOffsets(t *testing.T) {
 		if got := minOffsets(tc.a, tc.b); !maps.Equal(got, tc.want) || (got == nil) != (tc.want == nil) {
 			t.Errorf("minOffsets(%v, %v) = %v, want %v", tc.a, tc.b, got, tc.want)
 		}
+	}
+}
+
+// failingStore refuses every save.
+type failingStore struct{ StateStore }
+
+func (failingStore) Save(context.Context, *State) error { return errors.New("disk full") }
+
+// TestFailedSaveIsAnError: a save that fails is an error (the first sample
+// of an org must not be taken as durable) and the state stays dirty, so
+// the next save tries again.
+func TestFailedSaveIsAnError(t *testing.T) {
+	t.Parallel()
+	p, err := New(DefaultConfig(), Deps{Source: noSource{}, Publisher: nopPublisher{}, Topic: "t", DLQTopic: "dlq",
+		Store: failingStore{NewFileStore(t.TempDir() + "/s")}, EventLog: fixedLog{0: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.sampleIfDue(context.Background(), "acme", p.checkpoint("acme"))
+	if !errors.Is(err, errPublish) || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("first sample with a failing store: %v, want the save's error", err)
+	}
+	p.mu.Lock()
+	dirty := p.dirty
+	p.mu.Unlock()
+	if !dirty {
+		t.Fatal("the state is clean after a failed save")
 	}
 }
