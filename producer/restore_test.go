@@ -110,3 +110,29 @@ func TestFailedSaveIsAnError(t *testing.T) {
 		t.Fatal("the state is clean after a failed save")
 	}
 }
+
+// TestEvictKeepsWhatRungsReRead: evict forgets the calls created before
+// every organization's lowest frontier (less a minute of margin), and keeps
+// those a rung still re-reads: forgetting one would publish it again.
+func TestEvictKeepsWhatRungsReRead(t *testing.T) {
+	t.Parallel()
+	p, err := New(DefaultConfig(), Deps{Source: noSource{}, Publisher: nopPublisher{}, Topic: "t", DLQTopic: "dlq",
+		Store: NewFileStore(t.TempDir() + "/s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := time.Date(2026, 2, 7, 6, 0, 0, 0, time.UTC)
+	p.cps["acme"] = &Checkpoint{Org: "acme", Rungs: []Rung{{Age: 0, Frontier: low.Add(time.Hour)}, {Age: time.Hour, Frontier: low}}}
+	p.cps["globex"] = &Checkpoint{Org: "globex", Rungs: []Rung{{Age: 0, Frontier: low.Add(2 * time.Hour)}}}
+	ages := map[string]time.Duration{"old": -3 * time.Minute, "margin": -30 * time.Second, "at-low": 0, "after": 30 * time.Second}
+	for key, d := range ages {
+		p.mem.Commit("globex", key, "aa", 1, low.Add(d))
+	}
+	p.evict()
+	for key, d := range ages {
+		kept := !p.mem.Check("globex", key, "aa").Publish
+		if want := d >= -time.Minute; kept != want {
+			t.Errorf("call created %s from the lowest frontier: kept %v, want %v", d, kept, want)
+		}
+	}
+}
