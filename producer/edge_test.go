@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -270,6 +271,93 @@ func TestRetryAfterSetsNextPoll(t *testing.T) {
 				t.Errorf("%d requests; the organization was polled again before Retry-After", n.Load())
 			}
 		})
+	}
+}
+
+// TestServerClampsPageSize: an API that serves fewer records a page than
+// page_size asks for (and says so only by the size of page 1) is paged at
+// its own size: every record of the window is published once.
+func TestServerClampsPageSize(t *testing.T) {
+	api := newFakeAPI(t)
+	var recs []fakeRecord
+	for i := range 55 {
+		at := edgeT0.Add(-time.Duration(5+i) * time.Second)
+		recs = append(recs, fakeRecord{at, callLog("c"+strconv.Itoa(i), at, "completed", "")})
+	}
+	api.set(recs...)
+	api.maxSize = 20
+	cfg := edgeConfig()
+	cfg.PageSize = 100
+	bus := &busPublisher{}
+	ep := newEdgeProducer(t, newClient(t, api.srv.URL, "tok"), cfg, bus, &fakeClock{now: edgeT0}, filepath.Join(t.TempDir(), "s.json"))
+	w := Window{Start: edgeT0.Add(-time.Hour), End: edgeT0}
+	if err := ep.readWindow(context.Background(), "acme", w); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, e := range bus.events(t, "calls") {
+		seen[e.CallKey]++
+	}
+	for i := range 55 {
+		if k := "c" + strconv.Itoa(i); seen[k] != 1 {
+			t.Errorf("call %s published %d times, want once", k, seen[k])
+		}
+	}
+}
+
+// tooLargeAbove answers ErrBodyTooLarge for pages of more than limit
+// records, as the client does for a body over its limit, and records the
+// page sizes asked for.
+type tooLargeAbove struct {
+	Source
+	limit int
+	sizes []int
+}
+
+func (s *tooLargeAbove) CallLogs(ctx context.Context, q unpod.Query) (*unpod.Page, error) {
+	s.sizes = append(s.sizes, q.PageSize)
+	if q.PageSize > s.limit {
+		return nil, fmt.Errorf("page %d: %w", q.Page, unpod.ErrBodyTooLarge)
+	}
+	return s.Source.CallLogs(ctx, q)
+}
+
+// TestPagesTooLargeAreHalved: a page over the client's body limit is read
+// again at half the page size, down to minPageSize; a window whose pages
+// are too large even then is an error, not a loop.
+func TestPagesTooLargeAreHalved(t *testing.T) {
+	api := newFakeAPI(t)
+	var recs []fakeRecord
+	for i := range 30 {
+		at := edgeT0.Add(-time.Duration(5+i) * time.Second)
+		recs = append(recs, fakeRecord{at, callLog("c"+strconv.Itoa(i), at, "completed", "")})
+	}
+	api.set(recs...)
+	cfg := edgeConfig()
+	cfg.PageSize = 4 * minPageSize
+	w := Window{Start: edgeT0.Add(-time.Hour), End: edgeT0}
+	for _, tc := range []struct {
+		limit int
+		sizes []int
+		err   bool
+	}{
+		{2 * minPageSize, []int{4 * minPageSize, 2 * minPageSize}, false},
+		{minPageSize - 1, []int{4 * minPageSize, 2 * minPageSize, minPageSize}, true},
+	} {
+		src := &tooLargeAbove{Source: newClient(t, api.srv.URL, "tok"), limit: tc.limit}
+		bus := &busPublisher{}
+		ep := newEdgeProducer(t, nil, cfg, bus, &fakeClock{now: edgeT0}, filepath.Join(t.TempDir(), "s.json"))
+		ep.deps.Source = src
+		err := ep.readWindow(context.Background(), "acme", w)
+		if tc.err != errors.Is(err, unpod.ErrBodyTooLarge) {
+			t.Fatalf("limit %d: %v", tc.limit, err)
+		}
+		if got := src.sizes[:min(len(src.sizes), len(tc.sizes))]; !slices.Equal(got, tc.sizes) || (tc.err && len(src.sizes) != len(tc.sizes)) {
+			t.Errorf("limit %d: page sizes %v, want %v first", tc.limit, src.sizes, tc.sizes)
+		}
+		if n := len(bus.events(t, "calls")); !tc.err && n != 30 {
+			t.Errorf("limit %d: %d calls published, want 30", tc.limit, n)
+		}
 	}
 }
 

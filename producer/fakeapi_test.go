@@ -36,6 +36,7 @@ type fakeAPI struct {
 	everywhere []string
 	inflate    int // add this to count on the next responses ...
 	inflateN   int // ... this many of them
+	maxSize    int // page_size honoured at most (0: any), as a server that clamps it
 	requests   int
 	// onRequest, when set, runs (under mu) before each request is
 	// answered: a test changes the data between the pages of one read.
@@ -69,6 +70,9 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	size, _ := strconv.Atoi(q.Get("page_size"))
 	page, size = max(page, 1), max(size, 1)
 	f.mu.Lock()
+	if f.maxSize > 0 {
+		size = min(size, f.maxSize)
+	}
 	f.requests++
 	if f.onRequest != nil {
 		f.onRequest(f, from, to, page)
