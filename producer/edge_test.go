@@ -276,11 +276,12 @@ func TestRetryAfterSetsNextPoll(t *testing.T) {
 
 // TestServerClampsPageSize: an API that serves fewer records a page than
 // page_size asks for (and says so only by the size of page 1) is paged at
-// its own size: every record of the window is published once.
+// its own size: every record of the window is published once, in as many
+// requests as it has pages.
 func TestServerClampsPageSize(t *testing.T) {
 	api := newFakeAPI(t)
 	var recs []fakeRecord
-	for i := range 55 {
+	for i := range 60 {
 		at := edgeT0.Add(-time.Duration(5+i) * time.Second)
 		recs = append(recs, fakeRecord{at, callLog("c"+strconv.Itoa(i), at, "completed", "")})
 	}
@@ -298,10 +299,14 @@ func TestServerClampsPageSize(t *testing.T) {
 	for _, e := range bus.events(t, "calls") {
 		seen[e.CallKey]++
 	}
-	for i := range 55 {
+	for i := range 60 {
 		if k := "c" + strconv.Itoa(i); seen[k] != 1 {
 			t.Errorf("call %s published %d times, want once", k, seen[k])
 		}
+	}
+	// Three pages of 20: no request for a page past the end.
+	if api.requests != 3 {
+		t.Errorf("%d requests for 60 records served 20 a page, want 3", api.requests)
 	}
 }
 
