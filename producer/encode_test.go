@@ -201,3 +201,17 @@ func TestNewEventAndMessageEdges(t *testing.T) {
 		t.Errorf("an event whose raw record is cut short: %v, want an error naming it", err)
 	}
 }
+
+// TestTruncate: a text longer than n is cut to n and marked; one of n or
+// fewer is whole.
+func TestTruncate(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		n    int
+		want string
+	}{{"", 3, ""}, {"abc", 3, "abc"}, {"abcd", 3, "abc..."}, {"ab", 3, "ab"}} {
+		if got := truncate(tc.s, tc.n); got != tc.want {
+			t.Errorf("truncate(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.want)
+		}
+	}
+}
