@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/callstream/callstream/pkg/kafkabus"
@@ -307,6 +308,32 @@ func TestServerClampsPageSize(t *testing.T) {
 	// Three pages of 20: no request for a page past the end.
 	if api.requests != 3 {
 		t.Errorf("%d requests for 60 records served 20 a page, want 3", api.requests)
+	}
+}
+
+// TestCreatedAndUpdatedCounts: a call's first revision counts as created,
+// a later one as updated, in Stats and in the published metric.
+func TestCreatedAndUpdatedCounts(t *testing.T) {
+	api := newFakeAPI(t)
+	at := edgeT0.Add(-time.Minute)
+	api.set(fakeRecord{at, callLog("c1", at, "completed", "")}, fakeRecord{at, callLog("c2", at, "completed", "")})
+	bus := &busPublisher{}
+	ep := newEdgeProducer(t, newClient(t, api.srv.URL, "tok"), edgeConfig(), bus, &fakeClock{now: edgeT0}, filepath.Join(t.TempDir(), "s.json"))
+	w := Window{Start: edgeT0.Add(-time.Hour), End: edgeT0}
+	if err := ep.readWindow(context.Background(), "acme", w); err != nil {
+		t.Fatal(err)
+	}
+	api.set(fakeRecord{at, callLog("c1", at, "failed", "")}, fakeRecord{at, callLog("c2", at, "completed", "")})
+	if err := ep.readWindow(context.Background(), "acme", w); err != nil {
+		t.Fatal(err)
+	}
+	if st := ep.Stats(); st.Published != 3 || st.Updated != 1 {
+		t.Errorf("stats %+v, want 3 published, 1 of them an update", st)
+	}
+	for typ, want := range map[string]float64{schemas.TypeCallCreated: 2, schemas.TypeCallUpdated: 1} {
+		if got := testutil.ToFloat64(ep.m.published.WithLabelValues("acme", typ)); got != want {
+			t.Errorf("published{type=%s} = %v, want %v", typ, got, want)
+		}
 	}
 }
 
