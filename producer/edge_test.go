@@ -275,18 +275,25 @@ func TestRetryAfterSetsNextPoll(t *testing.T) {
 	}
 }
 
+// callsAPI is a fake API holding n completed calls, c0 to c<n-1>, one a
+// second going back from 5 s before edgeT0.
+func callsAPI(t *testing.T, n int) *fakeAPI {
+	api := newFakeAPI(t)
+	var recs []fakeRecord
+	for i := range n {
+		at := edgeT0.Add(-time.Duration(5+i) * time.Second)
+		recs = append(recs, fakeRecord{at, callLog("c"+strconv.Itoa(i), at, "completed", "")})
+	}
+	api.set(recs...)
+	return api
+}
+
 // TestServerClampsPageSize: an API that serves fewer records a page than
 // page_size asks for (and says so only by the size of page 1) is paged at
 // its own size: every record of the window is published once, in as many
 // requests as it has pages.
 func TestServerClampsPageSize(t *testing.T) {
-	api := newFakeAPI(t)
-	var recs []fakeRecord
-	for i := range 60 {
-		at := edgeT0.Add(-time.Duration(5+i) * time.Second)
-		recs = append(recs, fakeRecord{at, callLog("c"+strconv.Itoa(i), at, "completed", "")})
-	}
-	api.set(recs...)
+	api := callsAPI(t, 60)
 	api.maxSize = 20
 	cfg := edgeConfig()
 	cfg.PageSize = 100
@@ -358,13 +365,7 @@ func (s *tooLargeAbove) CallLogs(ctx context.Context, q unpod.Query) (*unpod.Pag
 // again at half the page size, down to minPageSize; a window whose pages
 // are too large even then is an error, not a loop.
 func TestPagesTooLargeAreHalved(t *testing.T) {
-	api := newFakeAPI(t)
-	var recs []fakeRecord
-	for i := range 30 {
-		at := edgeT0.Add(-time.Duration(5+i) * time.Second)
-		recs = append(recs, fakeRecord{at, callLog("c"+strconv.Itoa(i), at, "completed", "")})
-	}
-	api.set(recs...)
+	api := callsAPI(t, 30)
 	cfg := edgeConfig()
 	cfg.PageSize = 4 * minPageSize
 	w := Window{Start: edgeT0.Add(-time.Hour), End: edgeT0}
