@@ -57,8 +57,8 @@ fi
 source scripts/services.sh
 start_services
 # The tools some tests drive (DuckDB reads the lake back): without them a
-# package's tests fail whatever the mutant, and every mutant would count
-# as killed.
+# package's tests fail whatever the mutant, and gremlins gives up on it
+# ("failed to gather coverage").
 source scripts/tools.sh
 ensure_tools
 export CALLSTREAM_INTEGRATION=1
