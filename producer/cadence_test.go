@@ -139,15 +139,6 @@ func TestPollOutcome(t *testing.T) {
 	}
 }
 
-// fixedLog is an EventLog whose end offsets stand still and which holds
-// no record.
-type fixedLog map[int]int64
-
-func (l fixedLog) EndOffsets(context.Context) (map[int]int64, error) { return l, nil }
-func (fixedLog) ReadFrom(context.Context, map[int]int64, func([]byte) error) error {
-	return nil
-}
-
 // TestFirstSampleIsDurable: an organization's first sample (where a
 // restart reads its events back from) is saved before its first event can
 // be published; later samples ride on the periodic save.
@@ -155,7 +146,7 @@ func TestFirstSampleIsDurable(t *testing.T) {
 	t.Parallel()
 	store := NewFileStore(t.TempDir() + "/s")
 	p, err := New(DefaultConfig(), Deps{Source: noSource{}, Publisher: nopPublisher{}, Topic: "t", DLQTopic: "dlq",
-		Store: store, EventLog: fixedLog{0: 42, 1: 7}})
+		Store: store, EventLog: &recordingLog{end: map[int]int64{0: 42, 1: 7}}})
 	if err != nil {
 		t.Fatal(err)
 	}

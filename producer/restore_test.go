@@ -11,16 +11,15 @@ import (
 	"github.com/callstream/callstream/pkg/unpod"
 )
 
-// recordingLog is an EventLog holding fixed values, which records where
-// each ReadFrom started.
+// recordingLog is an EventLog holding fixed values and end offsets, which
+// records where each ReadFrom started.
 type recordingLog struct {
 	values [][]byte
+	end    map[int]int64
 	froms  []map[int]int64
 }
 
-func (l *recordingLog) EndOffsets(context.Context) (map[int]int64, error) {
-	return map[int]int64{0: int64(len(l.values))}, nil
-}
+func (l *recordingLog) EndOffsets(context.Context) (map[int]int64, error) { return l.end, nil }
 
 func (l *recordingLog) ReadFrom(_ context.Context, from map[int]int64, fn func([]byte) error) error {
 	l.froms = append(l.froms, maps.Clone(from))
@@ -43,7 +42,7 @@ func TestRestoreReadsBackFromTheSamples(t *testing.T) {
 	rec := unpod.Record{ID: "call-1", SourceNumber: "+1", DestinationNumber: "+2", CallType: "inbound", CallStatus: "completed", CreationTime: created}
 	id := Identify("acme", &rec)
 	e := NewEvent("acme", &rec, id, 1, created)
-	log := &recordingLog{values: [][]byte{appendEvent(nil, &e)}}
+	log := &recordingLog{values: [][]byte{appendEvent(nil, &e)}, end: map[int]int64{0: 1}}
 
 	store := NewFileStore(t.TempDir() + "/s")
 	st := emptyState()
@@ -95,7 +94,7 @@ func (failingStore) Save(context.Context, *State) error { return errors.New("dis
 func TestFailedSaveIsAnError(t *testing.T) {
 	t.Parallel()
 	p, err := New(DefaultConfig(), Deps{Source: noSource{}, Publisher: nopPublisher{}, Topic: "t", DLQTopic: "dlq",
-		Store: failingStore{NewFileStore(t.TempDir() + "/s")}, EventLog: fixedLog{0: 1}})
+		Store: failingStore{NewFileStore(t.TempDir() + "/s")}, EventLog: &recordingLog{end: map[int]int64{0: 1}}})
 	if err != nil {
 		t.Fatal(err)
 	}

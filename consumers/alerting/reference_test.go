@@ -27,8 +27,9 @@ type refNotice struct {
 // window and the baseline window straight from the stream, with prefix sums
 // over the calls in creation order, and runs Prometheus' state machine
 // (pending for `for`, firing, kept for keep_firing_for, reminders every
-// repeat_interval). It assumes every call is counted (disorder within
-// grace, one revision per call) and the wall clock stands still, so the
+// repeat_interval). It assumes every call is counted, in its last
+// revision (disorder within grace, revisions before their step closes) and
+// the wall clock stands still, so the
 // evaluation ends where the slowest org's newest call less grace is.
 func referenceNotices(cfg Config, stream []schemas.CallEvent) []refNotice {
 	step := cfg.EvaluationInterval
