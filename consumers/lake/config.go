@@ -7,7 +7,7 @@ type Config struct {
 	Dir             string        `yaml:"dir" env:"CALLSTREAM_LAKE_DIR" flag:"lake-dir" doc:"Root directory of the lake; files go under <dir>/call_logs/org=<org>/dt=<YYYY-MM-DD>/."`
 	HourPartition   bool          `yaml:"hour_partition" doc:"Add an hour=<HH> directory level below dt=, for orgs with many calls a day."`
 	Compression     string        `yaml:"compression" doc:"Parquet compression codec: zstd or snappy."`
-	MaxFileRows     int           `yaml:"max_file_rows" doc:"A file is closed when it holds this many rows."`
+	MaxFileRows     int           `yaml:"max_file_rows" doc:"A file is closed when it holds this many rows; at most half of max_buffered_rows."`
 	MaxFileBytes    int64         `yaml:"max_file_bytes" doc:"A file is closed when its rows hold about this many bytes before compression."`
 	MaxFileSpan     time.Duration `yaml:"max_file_span" doc:"A file is closed before a row whose creation_time would make the file span more than this."`
 	IdleClose       time.Duration `yaml:"idle_close" doc:"A file that received no row for this long is closed."`
@@ -18,14 +18,14 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults: a local directory, zstd, files of at
-// most 50,000 rows or 64 MiB, closed after 5 s idle or 30 s open. The
+// most 25,000 rows (half the in-flight budget) or 64 MiB, closed after 5 s idle or 30 s open. The
 // event-time span limit defaults to a day, which the dt= directories
 // already bound; lower it to keep files time-clustered.
 func DefaultConfig() Config {
 	return Config{
 		Dir:             "./.callstream/lake",
 		Compression:     "zstd",
-		MaxFileRows:     50_000,
+		MaxFileRows:     25_000,
 		MaxFileBytes:    64 << 20,
 		MaxFileSpan:     24 * time.Hour,
 		IdleClose:       5 * time.Second,

@@ -405,9 +405,7 @@ func cmpInt64(a, b int64) int {
 // Run closes files that stayed open too long: idle ones after IdleClose,
 // busy ones after MaxFileAge, so every event is acknowledged in bounded time.
 func (l *Lake) Run(ctx context.Context) error {
-	tick := min(l.cfg.IdleClose, l.cfg.MaxFileAge) / 4
-	tick = min(max(tick, 10*time.Millisecond), time.Second)
-	t := time.NewTicker(tick)
+	t := time.NewTicker(expiryTick(l.cfg.IdleClose, l.cfg.MaxFileAge))
 	defer t.Stop()
 	for {
 		select {
@@ -417,6 +415,14 @@ func (l *Lake) Run(ctx context.Context) error {
 			l.closeExpired()
 		}
 	}
+}
+
+// expiryTick is how often Run looks for expired files: a quarter of the
+// shorter timeout, so a file closes at most a quarter late, but no more
+// often than every 10 ms (a busy loop for tiny settings) and at least every
+// second.
+func expiryTick(idle, age time.Duration) time.Duration {
+	return min(max(min(idle, age)/4, 10*time.Millisecond), time.Second)
 }
 
 func (l *Lake) closeExpired() {

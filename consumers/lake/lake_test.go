@@ -186,18 +186,26 @@ func testRoundTrip(t *testing.T, compression string) {
 
 // fileCodec returns the compression codec of a file's first column chunk.
 func fileCodec(t *testing.T, path string) string {
+	return openParquet(t, path).Metadata().RowGroups[0].Columns[0].MetaData.Codec.String()
+}
+
+// openParquet opens a Parquet file for the test's lifetime.
+func openParquet(t *testing.T, path string) *parquet.File {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	st, _ := f.Stat()
+	t.Cleanup(func() { _ = f.Close() })
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
 	pf, err := parquet.OpenFile(f, st.Size())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pf.Metadata().RowGroups[0].Columns[0].MetaData.Codec.String()
+	return pf
 }
 
 func eqTime(a, b *time.Time) bool {
@@ -444,21 +452,8 @@ func TestRetryTopicHasFilesOfItsOwn(t *testing.T) {
 	}
 }
 
-func TestConfigDefaults(t *testing.T) {
-	c, err := Config{}.withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Dir != "./.callstream/lake" || c.Compression != "zstd" {
-		t.Fatalf("defaults = %+v", c)
-	}
-	if _, err := (Config{Compression: "lzo"}).withDefaults(); err == nil {
-		t.Fatal("unknown compression accepted")
-	}
-	l := newLake(t, Config{MaxBufferedRows: 1234})
-	if got := l.Tuning().MaxInFlight; got != 1234 {
-		t.Fatalf("MaxInFlight = %d, want the buffered-rows budget", got)
-	}
+// TestFactory: the registered factory builds a lake plug-in of that name.
+func TestFactory(t *testing.T) {
 	f := Factory(Config{Dir: t.TempDir()})
 	p, err := f.New(consumers.Deps{})
 	if err != nil || f.Name != "lake" || p.Name() != "lake" {
