@@ -1,8 +1,10 @@
 package webhooks
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/callstream/callstream/pkg/config"
 	"github.com/callstream/callstream/schemas"
@@ -31,6 +33,22 @@ func TestConfigValidate(t *testing.T) {
 		{"custom header", func(c *Config) { c.Endpoints[0].Headers = map[string]string{"X-Team": "ops"} }, ""},
 		{"negative rate", func(c *Config) { c.Endpoints[0].RateLimit = -1 }, "negative"},
 		{"jitter too big", func(c *Config) { c.RetryJitter = 1 }, "retry_jitter"},
+		{"jitter just below one", func(c *Config) { c.RetryJitter = 0.99 }, ""},
+		{"no jitter", func(c *Config) { c.RetryJitter = 0 }, ""},
+		{"negative jitter", func(c *Config) { c.RetryJitter = -0.1 }, "retry_jitter"},
+		{"immediate retry step", func(c *Config) { c.RetrySchedule = []time.Duration{0, time.Second} }, ""},
+		{"negative retry step", func(c *Config) { c.RetrySchedule = []time.Duration{time.Second, -1} }, "retry_schedule[1]"},
+		{"zero timeout", func(c *Config) { c.Timeout = 0 }, "must be positive"},
+		{"zero concurrency", func(c *Config) { c.Concurrency = 0 }, "must be positive"},
+		{"zero queue size", func(c *Config) { c.QueueSize = 0 }, "must be positive"},
+		{"zero spill bytes", func(c *Config) { c.SpillBytes = 0 }, "must be positive"},
+		{"zero response bytes", func(c *Config) { c.MaxResponseBytes = 0 }, "must be positive"},
+		{"zero breaker failures", func(c *Config) { c.BreakerFailures = 0 }, "breaker_failures"},
+		{"zero breaker cooldown", func(c *Config) { c.BreakerCooldown = 0 }, "breaker_cooldown"},
+		{"smallest positive values", func(c *Config) {
+			c.Timeout, c.Concurrency, c.QueueSize, c.SpillBytes, c.MaxResponseBytes = 1, 1, 1, 1, 1
+			c.BreakerFailures, c.BreakerCooldown = 1, 1
+		}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -48,6 +66,27 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("validate = %v, want an error containing %q", err, tc.errHas)
 			}
 		})
+	}
+}
+
+// TestDefaultsAsDocumented: DefaultConfig is what its doc and the
+// configuration reference promise, Svix's schedule among them.
+func TestDefaultsAsDocumented(t *testing.T) {
+	d := DefaultConfig()
+	schedule := []time.Duration{
+		5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour,
+	}
+	if !slices.Equal(d.RetrySchedule, schedule) {
+		t.Errorf("retry schedule %v, want %v", d.RetrySchedule, schedule)
+	}
+	if d.DisableAfter != 5*24*time.Hour {
+		t.Errorf("disable_after %s, want 5 days", d.DisableAfter)
+	}
+	if d.FlushInterval != 5*time.Millisecond {
+		t.Errorf("flush_interval %s, want 5ms", d.FlushInterval)
+	}
+	if err := d.validate(); err != nil {
+		t.Errorf("the defaults do not validate: %v", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -310,6 +311,7 @@ func TestDisableAfterFailingTooLong(t *testing.T) {
 	cfg.DisableAfter = 30 * time.Millisecond
 	d := newDLQ(t)
 	p := start(t, cfg, newFileStore(t), d)
+	before := time.Now().Truncate(time.Second)
 	for i := range 3 {
 		handle(t, p.Plugin, testEvent(i, "c"+strconv.Itoa(i), 1))
 	}
@@ -318,6 +320,17 @@ func TestDisableAfterFailingTooLong(t *testing.T) {
 		if r := m.Metadata.Get(schemas.DLQReasonMetadata); !contains(r, "disabled") {
 			t.Fatalf("reason %q", r)
 		}
+	}
+	// The endpoint's reason says since when it failed: the first failure,
+	// not a time to come.
+	ep := p.endpoints[0]
+	ep.mu.Lock()
+	reason := ep.reason
+	ep.mu.Unlock()
+	since, ok := strings.CutPrefix(reason, "failing since ")
+	at, err := time.Parse(time.RFC3339, strings.TrimSuffix(strings.Fields(since)[0], ","))
+	if !ok || err != nil || at.Before(before) || at.After(time.Now()) {
+		t.Fatalf("disabled reason %q: want \"failing since <the first failure>\"", reason)
 	}
 }
 

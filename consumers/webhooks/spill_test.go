@@ -294,3 +294,26 @@ func TestSpillKeepsOrderWhileDraining(t *testing.T) {
 		}
 	}
 }
+
+// Entries recovered at a restart take their room in memory: new events
+// beyond the queue spill, as before the restart, so queue_size bounds
+// memory after any number of restarts.
+func TestRecoveredEntriesTakeTheirRoom(t *testing.T) {
+	hanging := newListener(t, func(int, *http.Request, []byte) int { return 0 })
+	cfg := testConfig(EndpointConfig{Name: "hanging", URL: hanging.srv.URL, Secrets: Secrets{newSecret(t)}, QueueSize: 3, Concurrency: 1, Timeout: time.Minute})
+	store := newFileStore(t)
+	p := start(t, cfg, store, newDLQ(t))
+	handleBatch(t, p.Plugin, batchOf(t, 0, 3))
+	p.stop(t)
+	p.Close()
+
+	p2 := start(t, cfg, store, newDLQ(t))
+	eventually(t, 5*time.Second, "the 3 queued entries recovered", func() bool { return memoryHeld(p2.Plugin, "hanging") == 3 })
+	handleBatch(t, p2.Plugin, batchOf(t, 3, 5))
+	if m := memoryHeld(p2.Plugin, "hanging"); m > 3 {
+		t.Fatalf("after a restart the endpoint holds %d entries in memory, more than its queue of 3", m)
+	}
+	if got := p2.journal.spillLen("hanging"); got != 5 {
+		t.Fatalf("spill holds %d events, want the 5 beyond the queue", got)
+	}
+}
