@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSelect(t *testing.T) {
@@ -94,5 +95,52 @@ func TestTuning(t *testing.T) {
 func TestGroupID(t *testing.T) {
 	if got := DefaultConfig().GroupID("storage"); got != "callstream-storage" {
 		t.Fatalf("GroupID = %q", got)
+	}
+}
+
+// TestWithDefaults: zero and negative settings take the defaults, so a
+// Config built by hand works; set values are kept; max_retries 0 means
+// no retry; a retry ceiling below the first wait is raised.
+func TestWithDefaults(t *testing.T) {
+	d := DefaultConfig()
+	with := func(edit func(*Config)) Config { c := d; edit(&c); return c }
+	tests := []struct {
+		name string
+		in   Config
+		want Config
+	}{
+		{"zero", Config{}, with(func(c *Config) { c.MaxRetries = 0 })},
+		{"negative", Config{
+			MaxRetries: -1, RetryInitialInterval: -1, RetryMaxInterval: -1, MaxInFlight: -1, BatchSize: -1,
+			BatchWait: -1, CloseTimeout: -1, LagInterval: -1,
+		}, with(func(c *Config) { c.MaxRetries = 0 })},
+		{"set values kept", Config{
+			GroupPrefix: "x-", MaxRetries: 2, RetryInitialInterval: time.Second, RetryMaxInterval: time.Second,
+			MaxInFlight: 7, BatchSize: 3, BatchWait: time.Second, CloseTimeout: time.Minute, LagInterval: time.Minute,
+		}, Config{
+			GroupPrefix: "x-", MaxRetries: 2, RetryInitialInterval: time.Second, RetryMaxInterval: time.Second,
+			MaxInFlight: 7, BatchSize: 3, BatchWait: time.Second, CloseTimeout: time.Minute, LagInterval: time.Minute,
+		}},
+		{"ceiling below the first wait", with(func(c *Config) { c.RetryInitialInterval, c.RetryMaxInterval = time.Minute, time.Second }),
+			with(func(c *Config) { c.RetryInitialInterval, c.RetryMaxInterval = time.Minute, time.Minute })},
+		{"ceiling below the default ceiling", with(func(c *Config) { c.RetryInitialInterval, c.RetryMaxInterval = time.Second, time.Millisecond }),
+			with(func(c *Config) { c.RetryInitialInterval, c.RetryMaxInterval = time.Second, d.RetryMaxInterval })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.in.withDefaults(); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("withDefaults(%+v)\n got  %+v\n want %+v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRetryGroupID(t *testing.T) {
+	c := Config{GroupPrefix: "team-"}
+	if got := c.RetryGroupID("lake"); got != "team-lake.retry" {
+		t.Fatalf("RetryGroupID = %q", got)
+	}
+	if got := (Config{}).GroupID("lake"); got != "callstream-lake" {
+		t.Fatalf("GroupID without a prefix = %q, want the default prefix", got)
 	}
 }

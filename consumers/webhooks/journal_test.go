@@ -231,3 +231,25 @@ func TestJournalPartialSnapshotKeepsPrevious(t *testing.T) {
 	}
 	want.equal(t, r)
 }
+
+// TestJournalKeysAreBounded: the WAL is a ring of walRing keys and the
+// snapshot alternates between two generations' parts, so the state store
+// holds a bounded set of keys however long the plug-in runs.
+func TestJournalKeysAreBounded(t *testing.T) {
+	j := &journal{prefix: "w1."}
+	if a, b := j.walKey(7), j.walKey(7+walRing); a != b {
+		t.Errorf("WAL keys %q and %q: a segment walRing later must reuse the key", a, b)
+	}
+	if a, b := j.walKey(7), j.walKey(8); a == b {
+		t.Errorf("consecutive WAL segments share key %q", a)
+	}
+	if got := j.walKey(walRing + 3); got != "w1.queue.wal.0003" {
+		t.Errorf("walKey = %q, want w1.queue.wal.0003", got)
+	}
+	if a, b := j.partKey(4, 1), j.partKey(6, 1); a != b {
+		t.Errorf("snapshot parts %q and %q: generations two apart must share keys", a, b)
+	}
+	if a, b := j.partKey(4, 1), j.partKey(5, 1); a == b {
+		t.Errorf("consecutive snapshot generations share key %q: a torn snapshot would overwrite the previous one", a)
+	}
+}
