@@ -163,3 +163,51 @@ func TestFirstSampleIsDurable(t *testing.T) {
 		t.Fatalf("saved checkpoint %+v, want the first sample (offsets 42 and 7) on disk", cp)
 	}
 }
+
+// TestSampleStep: a new sample is taken once rung 0's frontier moved a
+// step past the last one: a sixteenth of the oldest rescan age (so a
+// restart reads back little more than the horizon), or the poll interval
+// when that is longer.
+func TestSampleStep(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		poll, oldest, step time.Duration
+	}{
+		{time.Minute, 24 * time.Hour, 90 * time.Minute},
+		{2 * time.Hour, 24 * time.Hour, 2 * time.Hour},
+	} {
+		cfg := DefaultConfig()
+		cfg.PollInterval, cfg.RescanAges = tc.poll, []time.Duration{0, time.Hour, tc.oldest}
+		log := &recordingLog{end: map[int]int64{0: 1}}
+		p, err := New(cfg, Deps{Source: noSource{}, Publisher: nopPublisher{}, Topic: "t", DLQTopic: "dlq",
+			Store: NewFileStore(t.TempDir() + "/s"), EventLog: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		start := time.Date(2026, 2, 7, 0, 0, 0, 0, time.UTC)
+		p.checkpoint("acme") // created
+		lastSample := func() time.Time {
+			s := p.checkpoint("acme").Samples
+			return s[len(s)-1].Frontier
+		}
+		sampleAt := func(at time.Duration) {
+			p.update("acme", func(c *Checkpoint) {
+				for i := range c.Rungs {
+					c.Rungs[i].Frontier = start.Add(at)
+				}
+			})
+			if err := p.sampleIfDue(ctx, "acme", p.checkpoint("acme")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sampleAt(0)
+		if sampleAt(tc.step - time.Minute); !lastSample().Equal(start) {
+			t.Errorf("poll %s, oldest age %s: sampled again %s after the last, before the step of %s", tc.poll, tc.oldest, tc.step-time.Minute, tc.step)
+		}
+		sampleAt(tc.step)
+		if last := lastSample(); !last.Equal(start.Add(tc.step)) {
+			t.Errorf("poll %s, oldest age %s: last sample at %s, want one at the step, %s", tc.poll, tc.oldest, last, start.Add(tc.step))
+		}
+	}
+}

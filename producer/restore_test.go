@@ -127,11 +127,35 @@ func TestEvictKeepsWhatRungsReRead(t *testing.T) {
 	for key, d := range ages {
 		p.mem.Commit("globex", key, "aa", 1, low.Add(d))
 	}
+	// Dead-letter marks go by each org's own lowest frontier, with the
+	// same minute of margin: a mark whose window ended before it is never
+	// read again.
+	m := unixMinute(low)
+	marks := []struct {
+		org    string
+		mark   uint64
+		minute uint32
+		kept   bool
+	}{
+		{"acme", 1, m - 2, false},
+		{"acme", 2, m - 1, true},
+		{"acme", 3, m, true},
+		{"globex", 4, unixMinute(low.Add(time.Hour)), false}, // below globex's low, above acme's
+		{"globex", 5, unixMinute(low.Add(2 * time.Hour)), true},
+	}
+	for _, mk := range marks {
+		p.dead.add(mk.org, mk.mark, mk.minute)
+	}
 	p.evict()
 	for key, d := range ages {
 		kept := !p.mem.Check("globex", key, "aa").Publish
 		if want := d >= -time.Minute; kept != want {
 			t.Errorf("call created %s from the lowest frontier: kept %v, want %v", d, kept, want)
+		}
+	}
+	for _, mk := range marks {
+		if got := p.dead.seen(mk.org, mk.mark, 0); got != mk.kept {
+			t.Errorf("dead-letter mark %d of %s at minute %d: kept %v, want %v", mk.mark, mk.org, mk.minute, got, mk.kept)
 		}
 	}
 }
