@@ -99,7 +99,7 @@ func TestJournalRecoversWhatWasAcknowledged(t *testing.T) {
 			eps := []string{"a", "b", "c"}
 			var live [][2]string
 			ctx := context.Background()
-			for step := range 6000 { // > walRing/2 flushes, so the key ring wraps
+			for step := range 6000 {
 				mu.RLock()
 				switch r := rng.IntN(10); {
 				case r < 4 || len(live) == 0:
@@ -252,4 +252,39 @@ func TestJournalKeysAreBounded(t *testing.T) {
 	if a, b := j.partKey(4, 1), j.partKey(5, 1); a == b {
 		t.Errorf("consecutive snapshot generations share key %q: a torn snapshot would overwrite the previous one", a)
 	}
+}
+
+// TestJournalRingForcesSnapshots: with compaction by size out of reach,
+// a long run of small flushes must still snapshot before the WAL's key
+// ring wraps onto segments the next start needs, and recover exactly.
+func TestJournalRingForcesSnapshots(t *testing.T) {
+	store := newMemStore()
+	var mu sync.RWMutex
+	m := &model{events: map[string]snapEvent{}, entries: map[[2]string]int{}}
+	j := newJournal(store, &mu, m.build, 0, 1<<30)
+	ctx := context.Background()
+	if _, err := j.load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for step := range walRing + walRing/2 {
+		id := fmt.Sprintf("ev-%d", step)
+		ev := snapEvent{ID: id, CallKey: "k", Rev: 1, Order: uint64(step + 1), Body: []byte(`{}`)}
+		mu.RLock()
+		m.events[id] = ev
+		m.entries[[2]string{"a", id}] = 0
+		j.append(op{K: opAdd, ID: id, CallKey: ev.CallKey, Rev: 1, Order: ev.Order, Body: ev.Body, Eps: []string{"a"}})
+		mu.RUnlock()
+		j.flush(ctx)
+		if n := j.seq - j.walFrom; n > walRing/2 {
+			t.Fatalf("step %d: %d segments since the last snapshot, more than half the ring of %d", step, n, walRing)
+		}
+	}
+	if j.gen < 2 {
+		t.Fatalf("%d snapshots in %d flushes", j.gen, walRing+walRing/2)
+	}
+	r, err := newJournal(store, &mu, m.build, 0, 1<<30).load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.equal(t, r)
 }
