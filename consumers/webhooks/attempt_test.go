@@ -1,14 +1,19 @@
 package webhooks
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/callstream/callstream/consumers"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -199,4 +204,70 @@ func TestShutdownMidAttemptCostsNothing(t *testing.T) {
 		t.Fatalf("%d DLQ messages", n)
 	}
 	_ = p2
+}
+
+// TestBodyIsThePayloadAsReceived: the body is the record's bytes, not a
+// re-encoding: fields this version does not know (a newer producer's)
+// and the producer's formatting reach the receiver, and the signature
+// covers exactly them. A delivery without a payload sends the event's
+// JSON.
+func TestBodyIsThePayloadAsReceived(t *testing.T) {
+	l := newListener(t, nil)
+	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}})
+	p := start(t, cfg, newFileStore(t), newDLQ(t))
+
+	ev := testEvent(1, "c1", 1)
+	d := delivery(t, ev)
+	d.Message.Payload = append([]byte(`{"x_future_field": [1, 2], `), d.Message.Payload[1:]...)
+	if err := p.Handle(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	bare := testEvent(2, "c2", 1)
+	if err := p.Handle(context.Background(), consumers.Delivery{Event: bare, Message: message.NewMessage(bare.EventID, nil)}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "both deliveries", func() bool { return len(l.requests()) == 2 })
+	for _, r := range l.requests() {
+		switch id := r.header.Get(HeaderID); id {
+		case ev.EventID:
+			if !bytes.Equal(r.body, d.Message.Payload) {
+				t.Errorf("body %s, want the payload as received %s", r.body, d.Message.Payload)
+			}
+		case bare.EventID:
+			var back schemas.CallEvent
+			if err := json.Unmarshal(r.body, &back); err != nil || back.EventID != bare.EventID || back.CallKey != "c2" {
+				t.Errorf("body %q of a delivery without payload: want the event's JSON (%v)", r.body, err)
+			}
+		default:
+			t.Errorf("unexpected delivery %s", id)
+		}
+	}
+}
+
+// TestInstancesKeepTheirOwnQueues: two webhooks instances sharing one
+// state store (Kafka mode) keep separate queues, so neither takes over,
+// or overwrites, the other's undelivered events.
+func TestInstancesKeepTheirOwnQueues(t *testing.T) {
+	hanging := newListener(t, func(int, *http.Request, []byte) int { return 0 })
+	store := newFileStore(t)
+	cfg := func(instance string) Config {
+		c := testConfig(EndpointConfig{Name: "a", URL: hanging.srv.URL, Secrets: Secrets{newSecret(t)}, Timeout: time.Minute})
+		c.Instance = instance
+		return c
+	}
+	p1 := start(t, cfg("w1"), store, newDLQ(t))
+	handle(t, p1.Plugin, testEvent(1, "c1", 1))
+	p1.stop(t)
+	p1.Close()
+
+	p2 := start(t, cfg("w2"), store, newDLQ(t))
+	<-p2.ready
+	if m := memoryHeld(p2.Plugin, "a"); m != 0 {
+		t.Fatalf("instance w2 recovered %d entries of instance w1", m)
+	}
+	p2.stop(t)
+	p2.Close()
+
+	p1again := start(t, cfg("w1"), store, newDLQ(t))
+	eventually(t, 5*time.Second, "w1's entry recovered", func() bool { return memoryHeld(p1again.Plugin, "a") == 1 })
 }
