@@ -317,3 +317,44 @@ func TestRecoveredEntriesTakeTheirRoom(t *testing.T) {
 		t.Fatalf("spill holds %d events, want the 5 beyond the queue", got)
 	}
 }
+
+// TestSpillLimitCountsUnsavedEvents: spill_bytes bounds the spill including
+// the events spilled since the last flush, not only the saved ones; an
+// empty spill takes one event whatever its size, or an event larger than
+// the limit could never be queued.
+func TestSpillLimitCountsUnsavedEvents(t *testing.T) {
+	var mu sync.RWMutex
+	j := newJournal(newMemStore(), &mu, func() snapshot { return snapshot{} }, 0, 1<<30)
+	ev := func(i int) snapEvent {
+		return snapEvent{ID: fmt.Sprint("ev-", i), CallKey: "k", Rev: 1, Order: uint64(i + 1), Body: []byte(`{"n":"0123456789"}`)}
+	}
+	size := int64(len(ev(0).Body))
+	mu.RLock()
+	defer mu.RUnlock()
+	for i := range 3 {
+		if j.spill("a", ev(i), 3*size) == nil {
+			t.Fatalf("event %d refused with room for 3", i)
+		}
+	}
+	if j.spill("a", ev(3), 3*size) != nil {
+		t.Fatalf("a fourth event spilled beyond spill_bytes of 3 events before any flush")
+	}
+	if j.spill("b", ev(4), size/2) == nil {
+		t.Fatalf("an empty spill refused an event larger than its limit: it could never be queued")
+	}
+	if got := j.spillLen("a"); got != 3 {
+		t.Fatalf("spillLen = %d, want the 3 unsaved events", got)
+	}
+}
+
+// TestSpillKeysAreARing: chunk keys repeat every spillRing chunks, so the
+// spill's keys in the state store are bounded.
+func TestSpillKeysAreARing(t *testing.T) {
+	j := &journal{prefix: "w1."}
+	if a, b := j.chunkKey("a", 5), j.chunkKey("a", 5+spillRing); a != b {
+		t.Errorf("chunk keys %q and %q: a chunk spillRing later must reuse the key", a, b)
+	}
+	if a, b := j.chunkKey("a", 5), j.chunkKey("b", 5); a == b {
+		t.Errorf("two endpoints share chunk key %q", a)
+	}
+}
