@@ -345,6 +345,25 @@ func TestSpillLimitCountsUnsavedEvents(t *testing.T) {
 	if got := j.spillLen("a"); got != 3 {
 		t.Fatalf("spillLen = %d, want the 3 unsaved events", got)
 	}
+
+	// The chunk ring: a spill whose chunks would need every key of the
+	// ring is full, however many chunks went through it before.
+	const long = 1 << 40 // chunks written and drained over a long run
+	for _, tc := range []struct {
+		ep     string
+		inUse  uint64
+		accept bool
+	}{{"c", spillRing - 3, true}, {"d", spillRing - 2, false}} {
+		j.mu.Lock()
+		x := j.index(tc.ep)
+		x.Head, x.Tail, x.Count = long, long+tc.inUse, 1
+		j.mu.Unlock()
+		// A small event needs at most two chunks more: the one it opens and
+		// the one after.
+		if got := j.spill(tc.ep, ev(5), 1<<30) != nil; got != tc.accept {
+			t.Errorf("%d of %d ring keys in use: spill accepted %v, want %v", tc.inUse, spillRing, got, tc.accept)
+		}
+	}
 }
 
 // TestSpillKeysAreARing: chunk keys repeat every spillRing chunks, so the
