@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -375,5 +376,56 @@ func TestSpillKeysAreARing(t *testing.T) {
 	}
 	if a, b := j.chunkKey("a", 5), j.chunkKey("b", 5); a == b {
 		t.Errorf("two endpoints share chunk key %q", a)
+	}
+}
+
+// TestSpillChunks: a flush cuts each endpoint's spilled events into chunks
+// whose saved form stays within the snapshot part size (a Kafka-backed
+// store has a record size limit), numbered on from the index's tail; once
+// they are durable every endpoint that spilled is told, once.
+func TestSpillChunks(t *testing.T) {
+	var mu sync.RWMutex
+	j := newJournal(newMemStore(), &mu, func() snapshot { return snapshot{} }, 0, 1<<30)
+	j.partBytes = 16 << 10
+	var told []string
+	j.spilled = func(ep string) { told = append(told, ep) }
+	body := []byte(`"` + strings.Repeat("x", 1000) + `"`)
+	mu.RLock()
+	for i := range 100 {
+		ep := []string{"a", "b"}[i%2]
+		if j.spill(ep, snapEvent{ID: fmt.Sprint("ev-", i), CallKey: "k", Rev: 1, Order: uint64(i + 1), Body: body}, 1<<30) == nil {
+			t.Fatalf("event %d refused", i)
+		}
+	}
+	mu.RUnlock()
+	j.mu.Lock()
+	f := j.takeSpillLocked()
+	j.mu.Unlock()
+	events := map[string]int{}
+	next := map[string]uint64{}
+	for _, c := range f.chunks {
+		data, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) > j.partBytes {
+			t.Errorf("chunk %s/%d is %d bytes saved, over the part size %d", c.Ep, c.Seq, len(data), j.partBytes)
+		}
+		if c.Seq != next[c.Ep] {
+			t.Errorf("chunk %s/%d, want number %d", c.Ep, c.Seq, next[c.Ep])
+		}
+		next[c.Ep]++
+		events[c.Ep] += len(c.Events)
+	}
+	if events["a"] != 50 || events["b"] != 50 || len(f.chunks) < 4 {
+		t.Fatalf("%d chunks holding %v events, want 50 each in several chunks", len(f.chunks), events)
+	}
+	j.commitSpill(f)
+	slices.Sort(told)
+	if !slices.Equal(told, []string{"a", "b"}) {
+		t.Fatalf("endpoints told of their durable spill: %v, want a and b once each", told)
+	}
+	if j.spillLen("a") != 50 || j.spillLen("b") != 50 {
+		t.Fatalf("spill lengths %d and %d after the commit, want 50 each", j.spillLen("a"), j.spillLen("b"))
 	}
 }
