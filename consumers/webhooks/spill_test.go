@@ -429,3 +429,23 @@ func TestSpillChunks(t *testing.T) {
 		t.Fatalf("spill lengths %d and %d after the commit, want 50 each", j.spillLen("a"), j.spillLen("b"))
 	}
 }
+
+// TestMissingSpillChunkIsSkipped: a chunk the store no longer has (never
+// the product of the protocol, but a store can lose data) is reported and
+// counted as read, so the endpoint goes on with the chunks after it
+// instead of retrying it for ever.
+func TestMissingSpillChunkIsSkipped(t *testing.T) {
+	var mu sync.RWMutex
+	j := newJournal(newMemStore(), &mu, func() snapshot { return snapshot{} }, 0, 1<<30)
+	j.mu.Lock()
+	x := j.index("a")
+	x.Head, x.Tail, x.Count = 0, 2, 5
+	j.mu.Unlock()
+	c, skip, err := j.headChunk(context.Background(), "a")
+	if c == nil || len(c.Events) != 0 || c.Seq != 0 || skip != 0 {
+		t.Fatalf("headChunk of a missing chunk = %+v, %d: want an empty chunk 0 to move past", c, skip)
+	}
+	if err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("err = %v, want it to say the chunk is missing", err)
+	}
+}
