@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -287,4 +288,89 @@ func TestJournalRingForcesSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.equal(t, r)
+}
+
+// TestSplitSnapshot: a snapshot is cut into parts whose saved form stays
+// within the part size (a Kafka-backed store has a record size limit) and
+// at most 4096 entries each, with nothing lost or repeated; the disabled
+// endpoints and spill indices ride in the first part.
+func TestSplitSnapshot(t *testing.T) {
+	const limit = 16 << 10
+	body := []byte(`"` + strings.Repeat("x", 1000) + `"`)
+	var s snapshot
+	s.Disabled = []disabledRec{{Ep: "gone", URL: "https://x/", Reason: "410"}}
+	s.Spills = []spillIndex{{Ep: "a", Head: 1, Tail: 2, Count: 3}}
+	for i := range 100 {
+		s.Events = append(s.Events, snapEvent{ID: fmt.Sprint("ev-", i), CallKey: "k", Rev: 1, Order: uint64(i + 1), Body: body})
+	}
+	for i := range 3*4096 + 5 {
+		s.Entries = append(s.Entries, snapEntry{Ep: "a", ID: fmt.Sprint("ev-", i%100), Attempts: i})
+	}
+	parts := splitSnapshot(s, limit)
+	var events, entries int
+	for i, p := range parts {
+		size := 0
+		for _, e := range p.Events {
+			b, _ := json.Marshal(e)
+			size += len(b)
+		}
+		if size > limit {
+			t.Errorf("part %d holds %d bytes of events, over the part size %d", i, size, limit)
+		}
+		if len(p.Entries) > 4096 {
+			t.Errorf("part %d holds %d entries, over 4096", i, len(p.Entries))
+		}
+		if i > 0 && (p.Disabled != nil || p.Spills != nil) {
+			t.Errorf("part %d holds disabled endpoints or spills; they belong to the first", i)
+		}
+		for j, e := range p.Entries {
+			if e.Attempts != entries+j {
+				t.Fatalf("part %d entry %d is entry %d of the snapshot, want %d", i, j, e.Attempts, entries+j)
+			}
+		}
+		events += len(p.Events)
+		entries += len(p.Entries)
+	}
+	if events != len(s.Events) || entries != len(s.Entries) || len(parts) < 6 {
+		t.Fatalf("%d parts with %d events and %d entries, want all %d and %d in several parts", len(parts), events, entries, len(s.Events), len(s.Entries))
+	}
+	if len(parts[0].Disabled) != 1 || len(parts[0].Spills) != 1 {
+		t.Fatalf("first part lost the disabled endpoints or spills: %+v", parts[0])
+	}
+	// Few events and many entries: the entries need parts of their own.
+	s.Events = s.Events[:1]
+	parts = splitSnapshot(s, limit)
+	if len(parts) != 4 || len(parts[3].Entries) != 5 {
+		t.Fatalf("%d parts for one event and %d entries, want 4, the last with 5 entries", len(parts), len(s.Entries))
+	}
+}
+
+// TestSplitOps: one flush's operations become segments numbered on from
+// seq, each within the size limit once saved, in order.
+func TestSplitOps(t *testing.T) {
+	const limit = 16 << 10
+	body := []byte(`"` + strings.Repeat("x", 1000) + `"`)
+	var ops []op
+	for i := range 100 {
+		ops = append(ops, op{K: opAdd, ID: fmt.Sprint("ev-", i), CallKey: "k", Rev: 1, Order: uint64(i + 1), Body: body, Eps: []string{"a"}})
+	}
+	segs := splitOps(ops, 41, limit)
+	n := 0
+	for i, s := range segs {
+		if s.Seq != 41+uint64(i) {
+			t.Errorf("segment %d numbered %d, want %d", i, s.Seq, 41+i)
+		}
+		if b, _ := json.Marshal(s); len(b) > limit {
+			t.Errorf("segment %d is %d bytes saved, over %d", i, len(b), limit)
+		}
+		for _, o := range s.Ops {
+			if o.ID != ops[n].ID {
+				t.Fatalf("segment %d holds %s where %s comes", i, o.ID, ops[n].ID)
+			}
+			n++
+		}
+	}
+	if n != len(ops) || len(segs) < 4 {
+		t.Fatalf("%d segments with %d ops, want all %d in several", len(segs), n, len(ops))
+	}
 }
