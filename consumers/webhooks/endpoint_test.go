@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -32,4 +33,35 @@ func TestBreaker(t *testing.T) {
 	b.record(true, t0.Add(3*time.Minute))
 	step("successful probe closes", true, 0, false, t0.Add(3*time.Minute))
 	step("closed lets every attempt through", true, 0, false, t0.Add(3*time.Minute))
+}
+
+// TestLowerRevisionDisplacesAnUntriedHead: when revision 1 of a call is
+// queued after revision 2 (handed over concurrently), it takes the lane's
+// head and revision 2 leaves the ready heap: only one entry of a call is
+// ever due, so the revisions go out in order.
+func TestLowerRevisionDisplacesAnUntriedHead(t *testing.T) {
+	now := time.Date(2026, 2, 7, 5, 0, 0, 0, time.UTC)
+	ep := &endpoint{live: map[string]*entry{}, lanes: map[string]*lane{}, br: breaker{threshold: 10, cooldown: time.Minute}}
+	ev := func(id, call string, rev int, order uint64) *entry {
+		return &entry{ev: &event{id: id, callKey: call, rev: rev, order: order}, nextAt: now}
+	}
+	ep.mu.Lock()
+	// Revision 2 first, so it sits at the top of the heap (index 0) when
+	// revision 1 displaces it.
+	ep.enqueueLocked(ev("r2", "call-1", 2, 1))
+	ep.enqueueLocked(ev("other", "call-2", 1, 2)) // another call, due as well
+	ep.enqueueLocked(ev("r1", "call-1", 1, 3))
+	ep.mu.Unlock()
+	var got []string
+	for {
+		e, _ := ep.next(now)
+		if e == nil {
+			break
+		}
+		got = append(got, e.ev.id)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"other", "r1"}) {
+		t.Fatalf("due at once: %v, want revision 1 of the call and the other call, not revision 2", got)
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -448,4 +450,38 @@ func TestMissingSpillChunkIsSkipped(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("err = %v, want it to say the chunk is missing", err)
 	}
+}
+
+// A spill chunk lost from the state store (a damaged disk) is reported and
+// skipped: the endpoint goes on with later events instead of waiting for
+// ever behind it.
+func TestLostSpillChunkDoesNotStallTheEndpoint(t *testing.T) {
+	var up atomic.Bool
+	l := newListener(t, func(int, *http.Request, []byte) int {
+		if up.Load() {
+			return http.StatusOK
+		}
+		return 0
+	})
+	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}, QueueSize: 1, Concurrency: 1, Timeout: time.Minute})
+	store := newFileStore(t)
+	p := start(t, cfg, store, newDLQ(t))
+	handleBatch(t, p.Plugin, batchOf(t, 0, 5)) // 1 in memory, 4 spilled
+	p.stop(t)
+	p.Close()
+	chunks, err := filepath.Glob(filepath.Join(store.Dir, "queue.spill.*"))
+	if err != nil || len(chunks) == 0 {
+		t.Fatalf("no spill chunk on disk (%v): the test needs one to lose", err)
+	}
+	for _, c := range chunks {
+		if err := os.Remove(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	up.Store(true)
+	p2 := start(t, cfg, store, newDLQ(t))
+	handleBatch(t, p2.Plugin, batchOf(t, 5, 1))
+	later := batchOf(t, 5, 1)[0].Event.EventID
+	eventually(t, 10*time.Second, "the event after the lost chunk", func() bool { return l.successes()[later] == 1 })
 }
