@@ -97,3 +97,15 @@ func TestExpiryTick(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultsAsDocumented: DefaultConfig closes files after 5 s idle or
+// 30 s open and bounds their event-time span by a day, as its doc says.
+func TestDefaultsAsDocumented(t *testing.T) {
+	d := DefaultConfig()
+	if d.IdleClose != 5*time.Second || d.MaxFileAge != 30*time.Second || d.MaxFileSpan != 24*time.Hour {
+		t.Fatalf("idle_close %s, max_file_age %s, max_file_span %s; want 5s, 30s, 24h", d.IdleClose, d.MaxFileAge, d.MaxFileSpan)
+	}
+	if d.MaxFileBytes != 64<<20 || d.MaxFileRows != 25_000 || d.Compression != "zstd" || d.Dir != "./.callstream/lake" {
+		t.Fatalf("defaults %+v, want files of 25,000 rows or 64 MiB, zstd, under ./.callstream/lake", d)
+	}
+}

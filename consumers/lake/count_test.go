@@ -29,13 +29,21 @@ func TestCountCalls(t *testing.T) {
 			}
 			handleAll(t, context.Background(), l, ds)
 
-			for _, step := range []time.Duration{audit.Day, audit.Hour} {
-				ws, _, err := audit.Windows(base.Add(-4*24*time.Hour), base.Add(time.Hour), base.Add(48*time.Hour), step)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, org := range orgs {
-					checkCounts(t, l.cfg.Dir, org, ws, distinctByWindow(events, org, ws, nil))
+			// From before the first call, and from within the calls (so the
+			// first window holds some).
+			for _, from := range []time.Duration{-4 * 24 * time.Hour, -2 * 24 * time.Hour} {
+				for _, step := range []time.Duration{audit.Day, audit.Hour} {
+					ws, _, err := audit.Windows(base.Add(from), base.Add(time.Hour), base.Add(48*time.Hour), step)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, org := range orgs {
+						want := distinctByWindow(events, org, ws, nil)
+						if from > -3*24*time.Hour && want[0] == 0 {
+							t.Fatalf("no call of %s in the first window %v: the case proves nothing", org, ws[0])
+						}
+						checkCounts(t, l.cfg.Dir, org, ws, want)
+					}
 				}
 			}
 
