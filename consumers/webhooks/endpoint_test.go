@@ -65,3 +65,24 @@ func TestLowerRevisionDisplacesAnUntriedHead(t *testing.T) {
 		t.Fatalf("due at once: %v, want revision 1 of the call and the other call, not revision 2", got)
 	}
 }
+
+// TestIdleWorkersSleep: with nothing queued the delivery workers wait to
+// be signalled; they do not poll. Half a second idle costs a few
+// milliseconds of CPU, where a spinning worker would burn the whole time.
+func TestIdleWorkersSleep(t *testing.T) {
+	if cpuTime(t) == 0 {
+		t.Skip("process CPU time is measured on unix only (cpu_other_test.go)")
+	}
+	l := newListener(t, nil)
+	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}, Concurrency: 4})
+	p := start(t, cfg, newFileStore(t), newDLQ(t))
+	<-p.ready
+	handle(t, p.Plugin, testEvent(1, "c", 1)) // one delivery, then idle
+	eventually(t, 5*time.Second, "the delivery", func() bool { return len(l.successes()) == 1 })
+	cpu0, wall0 := cpuTime(t), time.Now()
+	time.Sleep(500 * time.Millisecond)
+	cpu, wall := cpuTime(t)-cpu0, time.Since(wall0)
+	if cpu > wall/4 {
+		t.Fatalf("idle plug-in used %s of CPU in %s: a worker is polling", cpu, wall)
+	}
+}
