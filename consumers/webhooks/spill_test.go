@@ -485,3 +485,41 @@ func TestLostSpillChunkDoesNotStallTheEndpoint(t *testing.T) {
 	later := batchOf(t, 5, 1)[0].Event.EventID
 	eventually(t, 10*time.Second, "the event after the lost chunk", func() bool { return l.successes()[later] == 1 })
 }
+
+// flakyLoads fails the next loads of spill chunks, as a state store that
+// is briefly unreachable does.
+type flakyLoads struct {
+	*fileStore
+	fail atomic.Int32
+}
+
+func (s *flakyLoads) Load(ctx context.Context, key string) ([]byte, error) {
+	if strings.Contains(key, "queue.spill.") && s.fail.Add(-1) >= 0 {
+		return nil, errors.New("state store unreachable")
+	}
+	return s.fileStore.Load(ctx, key)
+}
+
+// A failed read of the spill is retried on its own: nothing else may ever
+// wake the spill reader (memory is empty and no event comes), so waiting
+// for room would leave the spilled events undelivered.
+func TestSpillReadErrorIsRetried(t *testing.T) {
+	var up atomic.Bool
+	l := newListener(t, func(int, *http.Request, []byte) int {
+		if up.Load() {
+			return http.StatusOK
+		}
+		return 0
+	})
+	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}, QueueSize: 1, Concurrency: 1, Timeout: time.Minute})
+	store := &flakyLoads{fileStore: newFileStore(t)}
+	p := start(t, cfg, store, newDLQ(t))
+	handleBatch(t, p.Plugin, batchOf(t, 0, 5)) // 1 in memory, 4 spilled
+	p.stop(t)
+	p.Close()
+
+	store.fail.Store(1)
+	up.Store(true)
+	start(t, cfg, store, newDLQ(t))
+	eventually(t, 10*time.Second, "all five delivered", func() bool { return len(l.successes()) == 5 })
+}
