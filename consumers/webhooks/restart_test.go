@@ -149,3 +149,25 @@ func TestGracefulRestartKeepsQueue(t *testing.T) {
 		t.Fatalf("restart after a graceful stop made %d loads, want 3", n)
 	}
 }
+
+// A retry scheduled for later stays scheduled across a restart: the new
+// process does not retry at once what the schedule says to wait for.
+func TestRestartKeepsTheRetryTime(t *testing.T) {
+	l := newListener(t, func(int, *http.Request, []byte) int { return http.StatusInternalServerError })
+	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}})
+	cfg.RetrySchedule = []time.Duration{time.Hour}
+	store := newFileStore(t)
+	p := start(t, cfg, store, newDLQ(t))
+	handle(t, p.Plugin, testEvent(1, "c", 1))
+	eventually(t, 5*time.Second, "the first attempt", func() bool { return len(l.requests()) == 1 })
+	time.Sleep(50 * time.Millisecond) // the retry time reaches the store
+	p.stop(t)
+	p.Close()
+
+	p2 := start(t, cfg, store, newDLQ(t))
+	eventually(t, 5*time.Second, "the entry recovered", func() bool { return memoryHeld(p2.Plugin, "a") == 1 })
+	time.Sleep(200 * time.Millisecond)
+	if n := len(l.requests()); n != 1 {
+		t.Fatalf("%d attempts: the restart retried at once an entry due in an hour", n)
+	}
+}
