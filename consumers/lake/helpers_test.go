@@ -104,6 +104,15 @@ func delivery(e schemas.CallEvent, partition int, offset int64) consumers.Delive
 	return consumers.Delivery{Event: e, Message: msg, Position: pos, HasPosition: true}
 }
 
+// deliveriesOf wraps events as deliveries of partition 0 at offsets 0, 1, ...
+func deliveriesOf(events []schemas.CallEvent) []consumers.Delivery {
+	ds := make([]consumers.Delivery, len(events))
+	for i, e := range events {
+		ds[i] = delivery(e, 0, int64(i))
+	}
+	return ds
+}
+
 // handleAll calls Handle for every delivery at once, as the router does,
 // flushing the open files until every call returned, and fails the test on
 // any error.

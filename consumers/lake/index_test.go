@@ -16,10 +16,7 @@ func writeForgotten(t *testing.T, n int) (*Lake, []consumers.Delivery) {
 	l := newLake(t, Config{MaxBufferedRows: 8})
 	events := genEvents(n, []string{"unpod"}, 1, base, 31)
 	sameHour(events)
-	ds := make([]consumers.Delivery, len(events))
-	for i, e := range events {
-		ds[i] = delivery(e, 0, int64(i))
-	}
+	ds := deliveriesOf(events)
 	for i := 0; i < len(ds); i += 4 {
 		handleAll(t, context.Background(), l, ds[i:i+4])
 	}
@@ -75,10 +72,7 @@ func TestRestartRedeliversFromMidFile(t *testing.T) {
 	dir := t.TempDir()
 	events := genEvents(30, []string{"unpod"}, 1, base, 32)
 	sameHour(events)
-	ds := make([]consumers.Delivery, len(events))
-	for i, e := range events {
-		ds[i] = delivery(e, 0, int64(i))
-	}
+	ds := deliveriesOf(events)
 	l1, err := New(Config{Dir: dir, MaxFileRows: 10, MaxBufferedRows: 1000}, consumers.Deps{})
 	if err != nil {
 		t.Fatal(err)

@@ -98,10 +98,7 @@ func TestTwoDaysTwoDirectories(t *testing.T) {
 	for i := range events {
 		events[i].CreationTime = day1.Add(time.Duration(i%2) * 2 * time.Minute) // 23:59 or 00:01
 	}
-	ds := make([]consumers.Delivery, len(events))
-	for i, e := range events {
-		ds[i] = delivery(e, 0, int64(i))
-	}
+	ds := deliveriesOf(events)
 	handleAll(t, context.Background(), l, ds)
 	files := readLake(t, l.cfg.Dir)
 	checkExactlyOnce(t, files, events)
@@ -225,7 +222,9 @@ func TestRotation(t *testing.T) {
 	}{
 		{"rows", Config{MaxFileRows: 10, MaxBufferedRows: 1000}, 35, time.Second, 4},
 		{"bytes", Config{MaxFileBytes: 2000, MaxBufferedRows: 1000}, 30, time.Second, 0},
-		{"event time span", Config{MaxFileSpan: 10 * time.Minute, MaxBufferedRows: 1000}, 30, time.Minute, 3},
+		// Minutes 0 to 10 span exactly the limit and stay in one file: 33
+		// rows make three files of 11 (files of 10 would make four).
+		{"event time span", Config{MaxFileSpan: 10 * time.Minute, MaxBufferedRows: 1000}, 33, time.Minute, 3},
 		{"buffered rows", Config{MaxBufferedRows: 20}, 30, time.Second, 3},
 	}
 	for _, tt := range tests {
@@ -555,10 +554,7 @@ func TestDamagedFileDoesNotBlock(t *testing.T) {
 	}
 	l := newLake(t, Config{Dir: dir})
 	events := genEvents(5, []string{"acme"}, 1, base, 10)
-	ds := make([]consumers.Delivery, len(events))
-	for i, e := range events {
-		ds[i] = delivery(e, 0, int64(i))
-	}
+	ds := deliveriesOf(events)
 	handleAll(t, context.Background(), l, ds)
 	var got []schemas.CallEvent
 	for _, f := range readLakeSkipping(t, dir, "org=unpod") {
@@ -602,10 +598,7 @@ func TestConfigLoads(t *testing.T) {
 func TestPruneThenRedeliver(t *testing.T) {
 	l := newLake(t, Config{MaxBufferedRows: 8})
 	events := genEvents(200, []string{"unpod", "acme"}, 1, base, 12)
-	ds := make([]consumers.Delivery, len(events))
-	for i, e := range events {
-		ds[i] = delivery(e, 0, int64(i))
-	}
+	ds := deliveriesOf(events)
 	for i := 0; i < len(ds); i += 20 {
 		handleAll(t, context.Background(), l, ds[i:i+20])
 	}

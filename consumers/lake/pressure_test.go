@@ -34,37 +34,6 @@ func TestTuningUsesTheBudget(t *testing.T) {
 	}
 }
 
-// TestSpanAtTheLimitStays: a row that makes a file span exactly
-// max_file_span stays in it; only a longer span starts a new file.
-func TestSpanAtTheLimitStays(t *testing.T) {
-	l := newLake(t, Config{MaxFileSpan: 10 * time.Minute, MaxBufferedRows: 1000})
-	events := genEvents(33, []string{"unpod"}, 1, base, 3)
-	start := time.Date(2026, 2, 7, 1, 0, 0, 0, time.UTC)
-	done := make(chan error, len(events))
-	for i := range events {
-		events[i].CreationTime = start.Add(time.Duration(i) * time.Minute)
-		d := delivery(events[i], 0, int64(i))
-		go func() { done <- l.Handle(context.Background(), d) }()
-		waitPending(t, l, i+1)
-	}
-	l.Flush()
-	for range events {
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-	}
-	files := readLake(t, l.cfg.Dir)
-	checkExactlyOnce(t, files, events)
-	var sizes []int
-	for _, f := range files {
-		sizes = append(sizes, len(f.rows))
-	}
-	slices.Sort(sizes)
-	if !slices.Equal(sizes, []int{11, 11, 11}) {
-		t.Fatalf("file sizes %v, want three files of 11 rows (minutes 0 to 10 span exactly 10 minutes)", sizes)
-	}
-}
-
 // TestPressureWritesTheBiggestFiles: when half the in-flight budget sits
 // in open files, the biggest are written until at most a quarter remains,
 // and the small ones stay open to grow.

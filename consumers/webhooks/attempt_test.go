@@ -75,38 +75,6 @@ func TestUnreachableCountsAsError(t *testing.T) {
 	}
 }
 
-// TestRetryAfterOnlyOn429And503: Retry-After delays the retry after a 503
-// as after a 429; on other statuses it means nothing (RFC 9110) and the
-// schedule decides.
-func TestRetryAfterOnlyOn429And503(t *testing.T) {
-	for _, tt := range []struct {
-		status  int
-		honored bool
-	}{{http.StatusServiceUnavailable, true}, {http.StatusInternalServerError, false}} {
-		t.Run(http.StatusText(tt.status), func(t *testing.T) {
-			l := newListener(t, func(n int, _ *http.Request, _ []byte) int {
-				if n == 1 {
-					return tt.status
-				}
-				return http.StatusOK
-			})
-			l.srv.Config.Handler = retryAfter(l.srv.Config.Handler, "1")
-			cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}})
-			p := start(t, cfg, newFileStore(t), newDLQ(t))
-			handle(t, p.Plugin, testEvent(1, "c", 1))
-			eventually(t, 5*time.Second, "the retry", func() bool { return len(l.requests()) == 2 })
-			reqs := l.requests()
-			gap := reqs[1].at.Sub(reqs[0].at)
-			if tt.honored && gap < 900*time.Millisecond {
-				t.Fatalf("retry came %s after a %d with Retry-After: 1", gap, tt.status)
-			}
-			if !tt.honored && gap >= 900*time.Millisecond {
-				t.Fatalf("retry waited %s after a %d: Retry-After was honored where it means nothing", gap, tt.status)
-			}
-		})
-	}
-}
-
 // TestRetryDelay: the schedule's step, jittered by up to retry_jitter
 // either way; a longer Retry-After wins, capped by max_retry_after, which
 // never shortens the schedule itself.

@@ -148,22 +148,34 @@ func TestExhaustedDeliveryGoesToDLQ(t *testing.T) {
 	}
 }
 
-// 429 with Retry-After delays the retry by at least that long.
+// Retry-After after a 429 or a 503 delays the retry by at least that long;
+// after other statuses it means nothing (RFC 9110) and the schedule decides.
 func TestRetryAfterIsHonoured(t *testing.T) {
-	l := newListener(t, func(n int, _ *http.Request, _ []byte) int {
-		if n == 1 {
-			return http.StatusTooManyRequests
-		}
-		return http.StatusOK
-	})
-	l.srv.Config.Handler = retryAfter(l.srv.Config.Handler, "1")
-	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}})
-	p := start(t, cfg, newFileStore(t), newDLQ(t))
-	handle(t, p.Plugin, testEvent(1, "c", 1))
-	eventually(t, 5*time.Second, "the retry", func() bool { return len(l.requests()) == 2 })
-	reqs := l.requests()
-	if gap := reqs[1].at.Sub(reqs[0].at); gap < 900*time.Millisecond {
-		t.Fatalf("retry came %s after a 429 with Retry-After: 1", gap)
+	for _, tt := range []struct {
+		status  int
+		honored bool
+	}{{http.StatusTooManyRequests, true}, {http.StatusServiceUnavailable, true}, {http.StatusInternalServerError, false}} {
+		t.Run(http.StatusText(tt.status), func(t *testing.T) {
+			l := newListener(t, func(n int, _ *http.Request, _ []byte) int {
+				if n == 1 {
+					return tt.status
+				}
+				return http.StatusOK
+			})
+			l.srv.Config.Handler = retryAfter(l.srv.Config.Handler, "1")
+			cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}})
+			p := start(t, cfg, newFileStore(t), newDLQ(t))
+			handle(t, p.Plugin, testEvent(1, "c", 1))
+			eventually(t, 5*time.Second, "the retry", func() bool { return len(l.requests()) == 2 })
+			reqs := l.requests()
+			gap := reqs[1].at.Sub(reqs[0].at)
+			if tt.honored && gap < 900*time.Millisecond {
+				t.Fatalf("retry came %s after a %d with Retry-After: 1", gap, tt.status)
+			}
+			if !tt.honored && gap >= 900*time.Millisecond {
+				t.Fatalf("retry waited %s after a %d: Retry-After was honored where it means nothing", gap, tt.status)
+			}
+		})
 	}
 }
 

@@ -31,7 +31,7 @@ func (s *snapshotFailStore) Save(ctx context.Context, key string, value []byte) 
 func TestJournalSnapshotSaveErrorReachesWaiters(t *testing.T) {
 	store := newMemStore()
 	var mu sync.RWMutex
-	m := &model{events: map[string]snapEvent{}, entries: map[[2]string]int{}}
+	m := newModel()
 	j := newJournal(store, &mu, m.build, 0, 1<<30)
 	ctx := context.Background()
 	if _, err := j.load(ctx); err != nil {

@@ -20,6 +20,10 @@ type model struct {
 	entries map[[2]string]int
 }
 
+func newModel() *model {
+	return &model{events: map[string]snapEvent{}, entries: map[[2]string]int{}}
+}
+
 func (m *model) build() snapshot {
 	var s snapshot
 	used := map[string]bool{}
@@ -90,7 +94,7 @@ func TestJournalRecoversWhatWasAcknowledged(t *testing.T) {
 		t.Run(fmt.Sprintf("compact_%d", compact), func(t *testing.T) {
 			store := newMemStore()
 			var mu sync.RWMutex
-			m := &model{events: map[string]snapEvent{}, entries: map[[2]string]int{}}
+			m := newModel()
 			j := newJournal(store, &mu, m.build, 0, compact)
 			j.partBytes = 1024 // several parts per snapshot
 			if _, err := j.load(context.Background()); err != nil {
@@ -156,7 +160,7 @@ func TestJournalRecoversWhatWasAcknowledged(t *testing.T) {
 func TestJournalIgnoresStaleSegments(t *testing.T) {
 	store := newMemStore()
 	var mu sync.RWMutex
-	m := &model{events: map[string]snapEvent{}, entries: map[[2]string]int{}}
+	m := newModel()
 	j := newJournal(store, &mu, m.build, 0, 1<<30)
 	ctx := context.Background()
 	if _, err := j.load(ctx); err != nil {
@@ -182,7 +186,7 @@ func TestJournalIgnoresStaleSegments(t *testing.T) {
 func TestJournalSaveErrorReachesWaiters(t *testing.T) {
 	store := newMemStore()
 	var mu sync.RWMutex
-	m := &model{events: map[string]snapEvent{}, entries: map[[2]string]int{}}
+	m := newModel()
 	j := newJournal(store, &mu, m.build, 0, 1<<30)
 	ctx := context.Background()
 	if _, err := j.load(ctx); err != nil {
@@ -207,7 +211,7 @@ func TestJournalSaveErrorReachesWaiters(t *testing.T) {
 func TestJournalPartialSnapshotKeepsPrevious(t *testing.T) {
 	store := newMemStore()
 	var mu sync.RWMutex
-	m := &model{events: map[string]snapEvent{}, entries: map[[2]string]int{}}
+	m := newModel()
 	j := newJournal(store, &mu, m.build, 0, 1<<30)
 	j.partBytes = 256
 	ctx := context.Background()
@@ -261,7 +265,7 @@ func TestJournalKeysAreBounded(t *testing.T) {
 func TestJournalRingForcesSnapshots(t *testing.T) {
 	store := newMemStore()
 	var mu sync.RWMutex
-	m := &model{events: map[string]snapEvent{}, entries: map[[2]string]int{}}
+	m := newModel()
 	j := newJournal(store, &mu, m.build, 0, 1<<30)
 	ctx := context.Background()
 	if _, err := j.load(ctx); err != nil {

@@ -157,12 +157,7 @@ func TestSpillSurvivesRestarts(t *testing.T) {
 // waits, never drops the event, and goes on once the spill drains.
 func TestFullSpillAppliesBackPressure(t *testing.T) {
 	var up atomic.Bool
-	l := newListener(t, func(int, *http.Request, []byte) int {
-		if up.Load() {
-			return http.StatusOK
-		}
-		return 0
-	})
+	l := hangsUntil(t, &up)
 	first := batchOf(t, 0, 4)
 	spill := 0 // the bodies of the three events beyond the queue of one
 	for _, d := range first[1:] {
@@ -203,7 +198,7 @@ func TestFullSpillAppliesBackPressure(t *testing.T) {
 func TestJournalSpillDropsWhatFailed(t *testing.T) {
 	store := newMemStore()
 	var mu sync.RWMutex
-	m := &model{events: map[string]snapEvent{}, entries: map[[2]string]int{}}
+	m := newModel()
 	j := newJournal(store, &mu, m.build, 0, 1<<30)
 	j.partBytes = 300 // several chunks per flush
 	ctx := context.Background()
@@ -457,18 +452,9 @@ func TestMissingSpillChunkIsSkipped(t *testing.T) {
 // ever behind it.
 func TestLostSpillChunkDoesNotStallTheEndpoint(t *testing.T) {
 	var up atomic.Bool
-	l := newListener(t, func(int, *http.Request, []byte) int {
-		if up.Load() {
-			return http.StatusOK
-		}
-		return 0
-	})
-	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}, QueueSize: 1, Concurrency: 1, Timeout: time.Minute})
+	l := hangsUntil(t, &up)
 	store := newFileStore(t)
-	p := start(t, cfg, store, newDLQ(t))
-	handleBatch(t, p.Plugin, batchOf(t, 0, 5)) // 1 in memory, 4 spilled
-	p.stop(t)
-	p.Close()
+	cfg := spillFour(t, store, l)
 	chunks, err := filepath.Glob(filepath.Join(store.Dir, "queue.spill.*"))
 	if err != nil || len(chunks) == 0 {
 		t.Fatalf("no spill chunk on disk (%v): the test needs one to lose", err)
@@ -505,21 +491,35 @@ func (s *flakyLoads) Load(ctx context.Context, key string) ([]byte, error) {
 // for room would leave the spilled events undelivered.
 func TestSpillReadErrorIsRetried(t *testing.T) {
 	var up atomic.Bool
-	l := newListener(t, func(int, *http.Request, []byte) int {
-		if up.Load() {
-			return http.StatusOK
-		}
-		return 0
-	})
-	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}, QueueSize: 1, Concurrency: 1, Timeout: time.Minute})
+	l := hangsUntil(t, &up)
 	store := &flakyLoads{fileStore: newFileStore(t)}
-	p := start(t, cfg, store, newDLQ(t))
-	handleBatch(t, p.Plugin, batchOf(t, 0, 5)) // 1 in memory, 4 spilled
-	p.stop(t)
-	p.Close()
+	cfg := spillFour(t, store, l)
 
 	store.fail.Store(1)
 	up.Store(true)
 	start(t, cfg, store, newDLQ(t))
 	eventually(t, 10*time.Second, "all five delivered", func() bool { return len(l.successes()) == 5 })
+}
+
+// hangsUntil is a listener that hangs every request until up is set and
+// answers 200 afterwards.
+func hangsUntil(t *testing.T, up *atomic.Bool) *listener {
+	return newListener(t, func(int, *http.Request, []byte) int {
+		if up.Load() {
+			return http.StatusOK
+		}
+		return 0
+	})
+}
+
+// spillFour runs a plug-in with a queue of one for l's endpoint "a", hands
+// it five events (one held in memory, four spilled) and stops it; it
+// returns the config to start it again with.
+func spillFour(t *testing.T, store consumers.StateStore, l *listener) Config {
+	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}, QueueSize: 1, Concurrency: 1, Timeout: time.Minute})
+	p := start(t, cfg, store, newDLQ(t))
+	handleBatch(t, p.Plugin, batchOf(t, 0, 5))
+	p.stop(t)
+	p.Close()
+	return cfg
 }
