@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,14 +28,8 @@ func (s *snapshotFailStore) Save(ctx context.Context, key string, value []byte) 
 
 // A failed snapshot save reaches the waiters of that flush.
 func TestJournalSnapshotSaveErrorReachesWaiters(t *testing.T) {
-	store := newMemStore()
-	var mu sync.RWMutex
-	m := newModel()
-	j := newJournal(store, &mu, m.build, 0, 1<<30)
+	j, store, _, _ := loadedJournal(t)
 	ctx := context.Background()
-	if _, err := j.load(ctx); err != nil {
-		t.Fatal(err)
-	}
 	// The first flush after load is a snapshot (forceSnap): fail it.
 	store.fail.Store(1)
 	w := j.append(op{K: opAdd, ID: "x", Eps: []string{"a"}})

@@ -53,6 +53,18 @@ func (m *model) equal(t *testing.T, r *recovered) {
 	}
 }
 
+// loadedJournal is a started journal (no size compaction) over an empty
+// memStore, snapshotting the returned model.
+func loadedJournal(t *testing.T) (*journal, *memStore, *sync.RWMutex, *model) {
+	t.Helper()
+	store, mu, m := newMemStore(), &sync.RWMutex{}, newModel()
+	j := newJournal(store, mu, m.build, 0, 1<<30)
+	if _, err := j.load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return j, store, mu, m
+}
+
 // memStore is an in-memory StateStore for the journal's logic tests; it
 // fails the Saves it is told to.
 type memStore struct {
@@ -158,14 +170,8 @@ func TestJournalRecoversWhatWasAcknowledged(t *testing.T) {
 // A segment left in a ring slot by an earlier lap (wrong sequence number)
 // ends the replay instead of being applied.
 func TestJournalIgnoresStaleSegments(t *testing.T) {
-	store := newMemStore()
-	var mu sync.RWMutex
-	m := newModel()
-	j := newJournal(store, &mu, m.build, 0, 1<<30)
+	j, store, mu, m := loadedJournal(t)
 	ctx := context.Background()
-	if _, err := j.load(ctx); err != nil {
-		t.Fatal(err)
-	}
 	j.flush(ctx) // the startup snapshot
 	m.events["x"] = snapEvent{ID: "x", Body: []byte(`{}`)}
 	m.entries[[2]string{"a", "x"}] = 0
@@ -175,7 +181,7 @@ func TestJournalIgnoresStaleSegments(t *testing.T) {
 	if err := store.Save(ctx, j.walKey(j.seq), stale); err != nil {
 		t.Fatal(err)
 	}
-	r, err := newJournal(store, &mu, m.build, 0, 1<<30).load(ctx)
+	r, err := newJournal(store, mu, m.build, 0, 1<<30).load(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,14 +190,8 @@ func TestJournalIgnoresStaleSegments(t *testing.T) {
 
 // A failed save fails the waiters of that flush.
 func TestJournalSaveErrorReachesWaiters(t *testing.T) {
-	store := newMemStore()
-	var mu sync.RWMutex
-	m := newModel()
-	j := newJournal(store, &mu, m.build, 0, 1<<30)
+	j, store, _, _ := loadedJournal(t)
 	ctx := context.Background()
-	if _, err := j.load(ctx); err != nil {
-		t.Fatal(err)
-	}
 	j.flush(ctx)
 	store.fail.Store(1)
 	w := j.append(op{K: opAdd, ID: "x", Eps: []string{"a"}})
@@ -263,14 +263,8 @@ func TestJournalKeysAreBounded(t *testing.T) {
 // a long run of small flushes must still snapshot before the WAL's key
 // ring wraps onto segments the next start needs, and recover exactly.
 func TestJournalRingForcesSnapshots(t *testing.T) {
-	store := newMemStore()
-	var mu sync.RWMutex
-	m := newModel()
-	j := newJournal(store, &mu, m.build, 0, 1<<30)
+	j, store, mu, m := loadedJournal(t)
 	ctx := context.Background()
-	if _, err := j.load(ctx); err != nil {
-		t.Fatal(err)
-	}
 	for step := range walRing + walRing/2 {
 		id := fmt.Sprintf("ev-%d", step)
 		ev := snapEvent{ID: id, CallKey: "k", Rev: 1, Order: uint64(step + 1), Body: []byte(`{}`)}
@@ -287,7 +281,7 @@ func TestJournalRingForcesSnapshots(t *testing.T) {
 	if j.gen < 2 {
 		t.Fatalf("%d snapshots in %d flushes", j.gen, walRing+walRing/2)
 	}
-	r, err := newJournal(store, &mu, m.build, 0, 1<<30).load(ctx)
+	r, err := newJournal(store, mu, m.build, 0, 1<<30).load(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
