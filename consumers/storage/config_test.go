@@ -74,7 +74,6 @@ func TestBadDSN(t *testing.T) {
 		{"postgres://app:" + secret + "%zz@db/calls", "does not parse"},
 		{"sqlite://", "names no file"},
 		{"sqlite:///tmp/x.db?_pragma=foo", "query parameters"},
-		// Port 1 on loopback: nothing listens, the connection is refused.
 		// Port 1 on loopback: nothing listens; it is retried until the
 		// context ends, and the error is the database's.
 		{"postgres://app:" + secret + "@127.0.0.1:1/calls?sslmode=disable&connect_timeout=2", "connect to PostgreSQL postgres://app:xxxxx@127.0.0.1:1/calls"},
@@ -125,5 +124,21 @@ func TestConfigValidate(t *testing.T) {
 	cfg.BatchSize, cfg.MaxInFlight = 100, 10
 	if _, err := Open(context.Background(), cfg, consumers.Deps{}); err == nil || !strings.Contains(err.Error(), "max_in_flight") {
 		t.Errorf("Open with max_in_flight below batch_size: %v, want an error naming max_in_flight", err)
+	}
+}
+
+// TestRedact: the password goes, everything else that names the database
+// stays, also in DSNs that do not parse as URLs.
+func TestRedact(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"postgres://app:pw@db:5432/calls", "postgres://app:xxxxx@db:5432/calls"},
+		{"postgres://app:pw%zz@db/calls", "postgres://app:xxxxx@db/calls"}, // a bad escape: not a URL
+		{"postgres://app:p@w@db/calls?x=%zz", "postgres://app:xxxxx@db/calls?x=%zz"},
+		{"postgres://app@db/calls?x=%zz", "postgres://app@db/calls?x=%zz"}, // no password
+		{"sqlite:///tmp/x.db", "sqlite:///tmp/x.db"},
+	} {
+		if got := redact(tc.in); got != tc.want {
+			t.Errorf("redact(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -551,6 +552,32 @@ func TestQueries(t *testing.T) {
 		}
 		if n != 1 || key != "q-1" || id != "q-1" {
 			t.Errorf("query found %d rows, first %s (raw id %s), want only q-1", n, key, id)
+		}
+	})
+}
+
+// TestEventOutcomeMetrics: each event of a written batch is counted once,
+// as applied (a row inserted or moved to a newer revision), superseded
+// (an equal or newer revision was stored or in the batch) or refused.
+func TestEventOutcomeMetrics(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, dsn string) {
+		s := openStore(t, dsn)
+		handle(t, s, callEvent("m-a", 1), callEvent("m-a", 2), callEvent("m-b", 1)) // a@1 superseded in the batch
+		handle(t, s, callEvent("m-a", 1))                                           // older than the stored row
+		bad := callEvent("m-bad", 1)
+		bad.Revision = 0
+		if err := s.HandleBatch(context.Background(), deliveries(callEvent("m-c", 1), bad)); err == nil {
+			t.Fatal("a batch with a refused row succeeded")
+		}
+		for outcome, want := range map[string]float64{"applied": 3, "superseded": 2, "refused": 1} {
+			if got := testutil.ToFloat64(s.metrics.events.WithLabelValues(outcome)); got != want {
+				t.Errorf("events{outcome=%s} = %v, want %v", outcome, got, want)
+			}
+		}
+		for result, want := range map[string]float64{"ok": 2, "partial": 1, "error": 0} {
+			if got := testutil.ToFloat64(s.metrics.batches.WithLabelValues(result)); got != want {
+				t.Errorf("batches{result=%s} = %v, want %v", result, got, want)
+			}
 		}
 	})
 }
