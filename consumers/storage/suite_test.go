@@ -1,12 +1,15 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -578,6 +581,38 @@ func TestEventOutcomeMetrics(t *testing.T) {
 			if got := testutil.ToFloat64(s.metrics.batches.WithLabelValues(result)); got != want {
 				t.Errorf("batches{result=%s} = %v, want %v", result, got, want)
 			}
+		}
+	})
+}
+
+// TestValidBatchIsWrittenAtOnce: a batch the database accepts goes in one
+// statement (PostgreSQL: one binary COPY and one upsert), never through the
+// one-by-one fallback, which would hide a broken COPY encoding behind a
+// slower path that still stores everything.
+func TestValidBatchIsWrittenAtOnce(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, dsn string) {
+		var log bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s, err := Open(ctx, testConfig(dsn), consumers.Deps{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		var evs []schemas.CallEvent
+		for i := range 50 {
+			e := callEvent(fmt.Sprintf("once-%d", i), 1+i%3)
+			if i%5 == 0 {
+				e.CallID, e.StartTime, e.EndTime, e.Raw = nil, nil, nil, nil
+			}
+			evs = append(evs, e)
+		}
+		handle(t, s, evs...)
+		if strings.Contains(log.String(), "one by one") {
+			t.Fatalf("a valid batch fell back to one-by-one writes:\n%s", log.String())
+		}
+		if n := len(readAll(t, s)); n != len(evs) {
+			t.Fatalf("%d rows stored, want %d", n, len(evs))
 		}
 	})
 }
