@@ -44,3 +44,33 @@ func TestOpenWaitsForALockedFile(t *testing.T) {
 		t.Fatalf("Open returned after %s: the lock was not in its way, the test proves nothing", el)
 	}
 }
+
+// TestMaxConns: max_conns sizes the PostgreSQL pool; 0 leaves pgx's
+// default.
+func TestMaxConns(t *testing.T) {
+	dsn := postgresDSN(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tc := range []struct{ set, want int32 }{{3, 3}, {1, 1}} {
+		cfg := testConfig(dsn)
+		cfg.MaxConns = int(tc.set)
+		s, err := Open(ctx, cfg, consumers.Deps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.db.(*postgresDB).pool.Config().MaxConns; got != tc.want {
+			t.Errorf("max_conns %d: pool of %d", tc.set, got)
+		}
+		_ = s.Close()
+	}
+	cfg := testConfig(dsn)
+	cfg.MaxConns = 0
+	s, err := Open(ctx, cfg, consumers.Deps{}) // a pool of 0 would wait for a connection until ctx ends
+	if err != nil {
+		t.Fatalf("max_conns 0: %v", err)
+	}
+	defer s.Close()
+	if got := s.db.(*postgresDB).pool.Config().MaxConns; got < 1 {
+		t.Errorf("max_conns 0: pool of %d, want pgx's default", got)
+	}
+}
