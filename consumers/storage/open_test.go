@@ -74,3 +74,27 @@ func TestMaxConns(t *testing.T) {
 		t.Errorf("max_conns 0: pool of %d, want pgx's default", got)
 	}
 }
+
+// TestBusyTimeout: busy_timeout reaches SQLite's connection; 0 takes the
+// 5 s default rather than failing at once on a lock another process holds.
+func TestBusyTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		set  time.Duration
+		want int
+	}{{0, 5000}, {1500 * time.Millisecond, 1500}} {
+		cfg := testConfig(sqliteDSN(t))
+		cfg.BusyTimeout = tc.set
+		s, err := Open(context.Background(), cfg, consumers.Deps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ms int
+		if err := sqliteOf(t, s.db.(*sqliteDB)).QueryRow(`PRAGMA busy_timeout`).Scan(&ms); err != nil {
+			t.Fatal(err)
+		}
+		if ms != tc.want {
+			t.Errorf("busy_timeout %s: SQLite waits %d ms, want %d", tc.set, ms, tc.want)
+		}
+		_ = s.Close()
+	}
+}
