@@ -159,8 +159,21 @@ func TestRestartKeepsTheRetryTime(t *testing.T) {
 	store := newFileStore(t)
 	p := start(t, cfg, store, newDLQ(t))
 	handle(t, p.Plugin, testEvent(1, "c", 1))
-	eventually(t, 5*time.Second, "the first attempt", func() bool { return len(l.requests()) == 1 })
-	time.Sleep(50 * time.Millisecond) // the retry time reaches the store
+	eventually(t, 5*time.Second, "the retry scheduled", func() bool {
+		ep := p.all["a"]
+		ep.mu.Lock()
+		defer ep.mu.Unlock()
+		for _, e := range ep.live {
+			return e.attempts == 1 && !e.inFlight
+		}
+		return false
+	})
+	// The retry time is in the store once the flush after it is done.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.journal.pending().wait(ctx); err != nil {
+		t.Fatal(err)
+	}
 	p.stop(t)
 	p.Close()
 
