@@ -18,9 +18,9 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults: a local directory, zstd, files of at
-// most 25,000 rows (half the in-flight budget) or 64 MiB, closed after 5 s idle or 30 s open. The
-// event-time span limit defaults to a day, which the dt= directories
-// already bound; lower it to keep files time-clustered.
+// most 25,000 rows (half the in-flight budget) or 64 MiB, closed after 5 s
+// idle or 30 s open. The event-time span limit defaults to a day, which the
+// dt= directories already bound; lower it to keep files time-clustered.
 func DefaultConfig() Config {
 	return Config{
 		Dir:             "./.callstream/lake",
