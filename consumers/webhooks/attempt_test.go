@@ -211,31 +211,3 @@ func TestBodyIsThePayloadAsReceived(t *testing.T) {
 		}
 	}
 }
-
-// TestInstancesKeepTheirOwnQueues: two webhooks instances sharing one
-// state store (Kafka mode) keep separate queues, so neither takes over,
-// or overwrites, the other's undelivered events.
-func TestInstancesKeepTheirOwnQueues(t *testing.T) {
-	hanging := newListener(t, func(int, *http.Request, []byte) int { return 0 })
-	store := newFileStore(t)
-	cfg := func(instance string) Config {
-		c := testConfig(EndpointConfig{Name: "a", URL: hanging.srv.URL, Secrets: Secrets{newSecret(t)}, Timeout: time.Minute})
-		c.Instance = instance
-		return c
-	}
-	p1 := start(t, cfg("w1"), store, newDLQ(t))
-	handle(t, p1.Plugin, testEvent(1, "c1", 1))
-	p1.stop(t)
-	p1.Close()
-
-	p2 := start(t, cfg("w2"), store, newDLQ(t))
-	<-p2.ready
-	if m := memoryHeld(p2.Plugin, "a"); m != 0 {
-		t.Fatalf("instance w2 recovered %d entries of instance w1", m)
-	}
-	p2.stop(t)
-	p2.Close()
-
-	p1again := start(t, cfg("w1"), store, newDLQ(t))
-	eventually(t, 5*time.Second, "w1's entry recovered", func() bool { return memoryHeld(p1again.Plugin, "a") == 1 })
-}
