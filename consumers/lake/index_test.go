@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/callstream/callstream/consumers"
 	"github.com/callstream/callstream/schemas"
 )
@@ -45,7 +47,7 @@ func TestRedeliverFileEdges(t *testing.T) {
 		events = append(events, d.Event)
 	}
 	checkExactlyOnce(t, readLake(t, l.cfg.Dir), events)
-	if got := count(l.metrics.skipped); got != 8 {
+	if got := testutil.ToFloat64(l.metrics.skipped); got != 8 {
 		t.Fatalf("rows_skipped_total %v, want the 8 redeliveries", got)
 	}
 }

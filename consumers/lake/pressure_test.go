@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/callstream/callstream/consumers"
@@ -78,8 +77,6 @@ func TestPressureWritesTheBiggestFiles(t *testing.T) {
 	wg.Wait()
 	checkExactlyOnce(t, readLake(t, l.cfg.Dir), events)
 }
-
-func count(c prometheus.Counter) float64 { return testutil.ToFloat64(c) }
 
 // writtenOrWriting counts files handed to a writer or renamed.
 func writtenOrWriting(l *Lake) int {
@@ -204,20 +201,20 @@ func TestFlushMetrics(t *testing.T) {
 	if len(files) != 1 || wantRows == 0 || wantRows == len(ds) {
 		t.Fatalf("%d files, %d of %d rows for unpod: the test needs one good and one failing file", len(files), wantRows, len(ds))
 	}
-	if got := count(l.metrics.files); got != 1 {
+	if got := testutil.ToFloat64(l.metrics.files); got != 1 {
 		t.Errorf("files_written_total %v, want 1", got)
 	}
-	if got := count(l.metrics.flushErrors); got != 1 {
+	if got := testutil.ToFloat64(l.metrics.flushErrors); got != 1 {
 		t.Errorf("flush_errors_total %v, want 1", got)
 	}
-	if got := count(l.metrics.rows); got != float64(wantRows) {
+	if got := testutil.ToFloat64(l.metrics.rows); got != float64(wantRows) {
 		t.Errorf("rows_written_total %v, want %d", got, wantRows)
 	}
 	st, err := os.Stat(filepath.Join(l.cfg.Dir, tableDir, files[0].rel))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := count(l.metrics.bytes); got != float64(st.Size()) {
+	if got := testutil.ToFloat64(l.metrics.bytes); got != float64(st.Size()) {
 		t.Errorf("bytes_written_total %v, want the file's size", got)
 	}
 }
