@@ -59,7 +59,7 @@ start_services() {
 	export KAFKA_BROKERS
 	echo "Kafka: $KAFKA_BROKERS"
 	if [[ -z ${CALLSTREAM_TEST_POSTGRES_DSN:-} ]]; then
-		started_pg=1
+		if ! deploy/postgres/postgres.sh status >/dev/null 2>&1; then started_pg=1; fi
 		if ! CALLSTREAM_TEST_POSTGRES_DSN=$(deploy/postgres/postgres.sh up); then
 			echo "FAIL: PostgreSQL could not start (see above); the PostgreSQL integration tests cannot run." >&2
 			exit 1

@@ -5,6 +5,7 @@
 #
 #   deploy/postgres/postgres.sh up     init (once) and start; print the DSN
 #   deploy/postgres/postgres.sh down   stop the cluster this script started
+#   deploy/postgres/postgres.sh status exit 0 if the cluster is running
 #   deploy/postgres/postgres.sh dsn    print the DSN
 #
 # Environment: PG_PORT (55432), PG_DATA_DIR (/tmp/callstream-pg-<port>).
@@ -81,9 +82,16 @@ down() {
 	fi
 }
 
+status() {
+	local bin
+	bin=$(bindir) || { echo "not running (no PostgreSQL binaries)"; return 1; }
+	if as_owner "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then echo "running on port $port"; else echo "not running"; return 1; fi
+}
+
 case "${1:-}" in
 up) up ;;
 down) down ;;
+status) status ;;
 dsn) echo "$dsn" ;;
-*) echo "usage: $0 up|down|dsn" >&2; exit 2 ;;
+*) echo "usage: $0 up|down|status|dsn" >&2; exit 2 ;;
 esac
