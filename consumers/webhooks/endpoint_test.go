@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -63,6 +64,63 @@ func TestLowerRevisionDisplacesAnUntriedHead(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, []string{"other", "r1"}) {
 		t.Fatalf("due at once: %v, want revision 1 of the call and the other call, not revision 2", got)
+	}
+}
+
+// TestTriedHeadKeepsItsPlace: a lower revision that arrives while the
+// lane's head is in flight, or failed and waits for its retry, queues
+// behind it. The receiver may hold the head already; put in front, the
+// lower revision would go out beside it, and the head, no longer first in
+// its lane, would stay queued and be sent a second time.
+func TestTriedHeadKeepsItsPlace(t *testing.T) {
+	now := time.Date(2026, 2, 7, 5, 0, 0, 0, time.UTC)
+	for _, retrying := range []bool{false, true} {
+		t.Run(fmt.Sprintf("retrying=%v", retrying), func(t *testing.T) {
+			ep := &endpoint{live: map[string]*entry{}, lanes: map[string]*lane{}, br: breaker{threshold: 10, cooldown: time.Minute}}
+			ep.mu.Lock()
+			ep.enqueueLocked(&entry{ev: &event{id: "r2", callKey: "call-1", rev: 2, order: 1}, nextAt: now})
+			ep.mu.Unlock()
+			head, _ := ep.next(now)
+			if head == nil || head.ev.id != "r2" {
+				t.Fatalf("first due: %v, want r2", head)
+			}
+			if retrying {
+				ep.mu.Lock()
+				head.attempts++
+				ep.requeueLocked(head, now.Add(time.Minute))
+				ep.mu.Unlock()
+			}
+			ep.mu.Lock()
+			ep.enqueueLocked(&entry{ev: &event{id: "r1", callKey: "call-1", rev: 1, order: 2}, nextAt: now})
+			ep.mu.Unlock()
+			if e, _ := ep.next(now); e != nil {
+				t.Fatalf("%s is due while r2 is in flight or waiting for its retry", e.ev.id)
+			}
+			at := now
+			if retrying {
+				at = now.Add(time.Minute)
+				if e, _ := ep.next(at); e != head {
+					t.Fatalf("due at the retry time: %v, want r2", e)
+				}
+			}
+			var sent []string
+			ep.mu.Lock()
+			ep.removeLocked(head, at) // delivered
+			ep.mu.Unlock()
+			for {
+				e, _ := ep.next(at)
+				if e == nil {
+					break
+				}
+				sent = append(sent, e.ev.id)
+				ep.mu.Lock()
+				ep.removeLocked(e, at)
+				ep.mu.Unlock()
+			}
+			if !slices.Equal(sent, []string{"r1"}) {
+				t.Fatalf("after r2 was delivered: %v, want r1 alone", sent)
+			}
+		})
 	}
 }
 

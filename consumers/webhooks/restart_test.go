@@ -159,23 +159,8 @@ func TestRestartKeepsTheRetryTime(t *testing.T) {
 	store := newFileStore(t)
 	p := start(t, cfg, store, newDLQ(t))
 	handle(t, p.Plugin, testEvent(1, "c", 1))
-	eventually(t, 5*time.Second, "the retry scheduled", func() bool {
-		ep := p.all["a"]
-		ep.mu.Lock()
-		defer ep.mu.Unlock()
-		for _, e := range ep.live {
-			return e.attempts == 1 && !e.inFlight
-		}
-		return false
-	})
-	// The retry time is in the store once the flush after it is done.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := p.journal.pending().wait(ctx); err != nil {
-		t.Fatal(err)
-	}
-	p.stop(t)
-	p.Close()
+	waitRetryPending(t, p.Plugin, testEvent(1, "c", 1).EventID)
+	stopFlushed(t, p)
 
 	p2 := start(t, cfg, store, newDLQ(t))
 	eventually(t, 5*time.Second, "the entry recovered", func() bool { return memoryHeld(p2.Plugin, "a") == 1 })
@@ -183,6 +168,73 @@ func TestRestartKeepsTheRetryTime(t *testing.T) {
 	if n := len(l.requests()); n != 1 {
 		t.Fatalf("%d attempts: the restart retried at once an entry due in an hour", n)
 	}
+}
+
+// TestRestartKeepsTheLaneOrder: a call's queue comes back from the store in
+// the order it had. A lower revision that arrived while the head waited for
+// its retry stays behind it (see enqueueLocked), as it would have without
+// the restart.
+func TestRestartKeepsTheLaneOrder(t *testing.T) {
+	l := newListener(t, func(int, *http.Request, []byte) int { return http.StatusInternalServerError })
+	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}})
+	cfg.RetrySchedule = []time.Duration{time.Hour}
+	store := newFileStore(t)
+	p := start(t, cfg, store, newDLQ(t))
+	rev2, rev1 := testEvent(1, "c", 2), testEvent(2, "c", 1)
+	handle(t, p.Plugin, rev2)
+	waitRetryPending(t, p.Plugin, rev2.EventID)
+	handle(t, p.Plugin, rev1)
+	want := []string{rev2.EventID, rev1.EventID}
+	if got := laneIDs(p.Plugin, "a", "c"); !slices.Equal(got, want) {
+		t.Fatalf("lane before the restart: %v, want %v", got, want)
+	}
+	stopFlushed(t, p)
+
+	p2 := start(t, cfg, store, newDLQ(t))
+	eventually(t, 5*time.Second, "the entries recovered", func() bool { return memoryHeld(p2.Plugin, "a") == 2 })
+	if got := laneIDs(p2.Plugin, "a", "c"); !slices.Equal(got, want) {
+		t.Fatalf("lane after the restart: %v, want %v as before it", got, want)
+	}
+}
+
+// waitRetryPending waits until the event id has failed once and waits for
+// its retry.
+func waitRetryPending(t *testing.T, p *Plugin, id string) {
+	t.Helper()
+	eventually(t, 5*time.Second, "the retry scheduled", func() bool {
+		ep := p.all["a"]
+		ep.mu.Lock()
+		defer ep.mu.Unlock()
+		e := ep.live[id]
+		return e != nil && e.attempts == 1 && !e.inFlight
+	})
+}
+
+// stopFlushed waits for the store to hold everything p journalled, then
+// stops it.
+func stopFlushed(t *testing.T, p *started) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.journal.pending().wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.stop(t)
+	p.Close()
+}
+
+// laneIDs lists the event ids queued for call at endpoint name, head first.
+func laneIDs(p *Plugin, name, call string) []string {
+	ep := p.all[name]
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	var ids []string
+	if l := ep.lanes[call]; l != nil {
+		for _, e := range l.q {
+			ids = append(ids, e.ev.id)
+		}
+	}
+	return ids
 }
 
 // TestInstancesKeepTheirOwnQueues: two webhooks instances sharing one
