@@ -80,6 +80,8 @@ func TestTuning(t *testing.T) {
 			Tuning{MaxInFlight: 20, BatchSize: 10, BatchWait: cfg.BatchWait, Concurrency: 1}},
 		{"concurrent batches need more", newBatchRecorder("b", Tuning{BatchSize: 10, Concurrency: 4}),
 			Tuning{MaxInFlight: 50, BatchSize: 10, BatchWait: cfg.BatchWait, Concurrency: 4}},
+		{"the runtime's in-flight when larger", newBatchRecorder("b", Tuning{BatchSize: 1}),
+			Tuning{MaxInFlight: 4, BatchSize: 1, BatchWait: cfg.BatchWait, Concurrency: 1}},
 		{"explicit in-flight kept when larger", newBatchRecorder("b", Tuning{MaxInFlight: 500, BatchSize: 10}),
 			Tuning{MaxInFlight: 500, BatchSize: 10, BatchWait: cfg.BatchWait, Concurrency: 1}},
 	}

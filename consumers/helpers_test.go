@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -93,7 +94,7 @@ type recorder struct {
 	attempts map[string]int // call key -> calls
 	failN    map[string]int // call key -> fail this many attempts
 	panicKey string
-	permKey  string
+	permKeys []string // call keys refused for good
 	// transient makes the failures of failN a dependency's (a refused
 	// connection) rather than unclassified errors.
 	transient bool
@@ -113,7 +114,7 @@ func (r *recorder) Handle(ctx context.Context, d Delivery) error {
 	n := r.attempts[d.Event.CallKey]
 	fail := n <= r.failN[d.Event.CallKey]
 	doPanic := d.Event.CallKey == r.panicKey
-	perm := d.Event.CallKey == r.permKey
+	perm := slices.Contains(r.permKeys, d.Event.CallKey)
 	delay, transient := r.delay, r.transient
 	r.mu.Unlock()
 	if doPanic {

@@ -110,7 +110,7 @@ func TestProcessOutcomes(t *testing.T) {
 			setup: func(r *recorder) { r.panicKey = "call-0001" }, wantDLQ: "panicked: boom on call-0001",
 			wantAttempts: 4, wantOutcome: outcomePoisoned},
 		{name: "permanent error not retried", msg: func() *message.Message { return eventMessage(t, testEvent(1)) },
-			setup: func(r *recorder) { r.permKey = "call-0001" }, wantDLQ: "refused for good",
+			setup: func(r *recorder) { r.permKeys = []string{"call-0001"} }, wantDLQ: "refused for good",
 			wantAttempts: 1, wantOutcome: outcomePoisoned},
 		{name: "transient errors are waited out, never dead-lettered", msg: func() *message.Message { return eventMessage(t, testEvent(1)) },
 			setup: func(r *recorder) { r.failN["call-0001"] = 12; r.transient = true }, wantAttempts: 13, wantOutcome: outcomeHandled},

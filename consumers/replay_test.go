@@ -26,7 +26,7 @@ func TestReplayDLQ(t *testing.T) {
 	cfg.GroupPrefix = "test-" + k.topics.Prefix
 
 	broken, other := newRecorder("sink"), newRecorder("other")
-	broken.permKey = "call-0003"
+	broken.permKeys = []string{"call-0003"}
 	stop := k.start(t, cfg, broken, other)
 	waitFor(t, 60*time.Second, "9+10 events handled and 1 poisoned", func() bool {
 		return broken.count() == len(want)-1 && other.count() == len(want) && len(readAll(t, k.kcfg, k.topics.DLQ)) == 1
@@ -101,6 +101,53 @@ func TestReplayDLQ(t *testing.T) {
 	}
 	if stats.Backlog != 0 || stats.Read != 0 {
 		t.Fatalf("second replay stats %+v, want nothing left", stats)
+	}
+}
+
+// TestReplayLimit: --limit replays that many records and leaves the rest
+// for the next replay, which, without a limit, takes the whole backlog. The
+// config leaves Idle and Logger to their defaults, as a caller in code may.
+func TestReplayLimit(t *testing.T) {
+	k := newKafkaEnv(t, 1)
+	want := k.publish(t, 0, 6)
+	cfg := fastConfig()
+	cfg.GroupPrefix = "test-" + k.topics.Prefix
+	broken := newRecorder("sink")
+	broken.permKeys = []string{"call-0001", "call-0002", "call-0004"}
+	stop := k.start(t, cfg, broken)
+	waitFor(t, 60*time.Second, "3 events handled and 3 poisoned", func() bool {
+		return broken.count() == len(want)-3 && len(readAll(t, k.kcfg, k.topics.DLQ)) == 3
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	rc := ReplayConfig{
+		Topics: k.topics, Group: cfg.GroupID("dlq-replay"),
+		Subscribe: testenv.KafkaSubscribers(k.kcfg, nil), Lag: kafkabus.NewAdmin(k.kcfg),
+		Publisher: k.pub, Limit: 2,
+	}
+	for _, step := range []struct {
+		limit                  int
+		backlog, replayed, all int
+	}{{limit: 2, backlog: 3, replayed: 2, all: 2}, {limit: 0, backlog: 1, replayed: 1, all: 3}} {
+		rc.Limit = step.limit
+		start := time.Now()
+		stats, err := ReplayDLQ(ctx, rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stats.Backlog != int64(step.backlog) || stats.Read != step.replayed || stats.Replayed != step.replayed {
+			t.Fatalf("limit %d: stats %+v, want backlog %d, %d read and replayed", step.limit, stats, step.backlog, step.replayed)
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Fatalf("limit %d: the replay took %s: it waited for a record past its target", step.limit, took)
+		}
+		if n := len(readAll(t, k.kcfg, k.topics.Retry("sink"))); n != step.all {
+			t.Fatalf("limit %d: the retry topic holds %d records, want %d", step.limit, n, step.all)
+		}
 	}
 }
 
