@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,33 +105,98 @@ func (o *scriptOwnership) Run(ctx context.Context, hold func(context.Context, Le
 	return nil
 }
 
+// leasedProducer is a producer of orgs a and b under own, polling a fake
+// API that serves every org the same records.
+type leasedProducer struct {
+	*Producer
+	api   *fakeAPI
+	clock *fakeClock
+	bus   *busPublisher
+	store *FileStore
+	reg   *prometheus.Registry
+}
+
+func newLeasedProducer(t *testing.T, own Ownership) *leasedProducer {
+	t.Helper()
+	lp := &leasedProducer{api: newFakeAPI(t), clock: &fakeClock{now: time.Now().UTC().Truncate(time.Minute)}, bus: &busPublisher{},
+		store: NewFileStore(t.TempDir() + "/state.json"), reg: prometheus.NewRegistry()}
+	client, err := unpod.New(unpod.Config{BaseURL: lp.api.srv.URL, Token: "tok", RateLimit: -1, MaxRetryTime: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Orgs, cfg.PollInterval, cfg.Lookback, cfg.SaveInterval = []string{"a", "b"}, 50*time.Millisecond, time.Hour, time.Hour
+	lp.Producer, err = New(cfg, Deps{Source: client, Publisher: lp.bus, Topic: "calls", DLQTopic: "dlq", Store: lp.store,
+		Ownership: own, Now: lp.clock.Now, Registerer: lp.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lp
+}
+
+// failingOwnership holds one lease of no organization until released,
+// then fails, as a group whose coordinator cannot be reached does.
+type failingOwnership struct{ held, release chan struct{} }
+
+func (o *failingOwnership) Run(ctx context.Context, hold func(context.Context, Lease)) error {
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); hold(lctx, &scriptLease{gen: 3}) }()
+	close(o.held)
+	<-o.release
+	cancel()
+	<-done
+	return errors.New("coordinator unreachable")
+}
+
+// TestStandbyAndOwnershipFailure: a shared producer assigned no
+// organization is a standby (ready, polling nothing), one that owns some
+// is not, and a failing ownership ends Run with its error, so the process
+// exits for a supervisor to restart it rather than idling unowned.
+func TestStandbyAndOwnershipFailure(t *testing.T) {
+	own := &failingOwnership{held: make(chan struct{}), release: make(chan struct{})}
+	lp := newLeasedProducer(t, own)
+	if lp.standby() {
+		t.Fatal("standby before any assignment")
+	}
+	done := make(chan error, 1)
+	go func() { done <- lp.Run(context.Background()) }()
+	<-own.held
+	for deadline := time.Now().Add(5 * time.Second); !lp.standby(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("not a standby under a lease of no organization")
+		}
+	}
+	lp.own.set("a", &scriptLease{gen: 3, orgs: []string{"a"}})
+	if lp.standby() {
+		t.Fatal("standby while owning org a")
+	}
+	lp.own.set("a", nil)
+	close(own.release)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "coordinator unreachable") {
+			t.Fatalf("Run = %v, want the ownership's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its ownership failed")
+	}
+}
+
 // TestHoldFollowsLeases runs a producer under scripted leases: it polls
 // exactly the orgs of the current lease, saves an org when the lease that
 // held it ends, records the generation in the checkpoint, and publishes
 // nothing once the lease's Check fails.
 func TestHoldFollowsLeases(t *testing.T) {
-	api := newFakeAPI(t)
-	now := time.Now().UTC().Truncate(time.Minute)
-	clock := &fakeClock{now: now}
-	t1, t2 := now.Add(-5*time.Minute), now.Add(15*time.Second)           // t2: read at the next poll once the clock moved
-	api.set(fakeRecord{at: t1, raw: callLog("c1", t1, "completed", "")}) // the fake serves it to every org
-	client, err := unpod.New(unpod.Config{BaseURL: api.srv.URL, Token: "tok", RateLimit: -1, MaxRetryTime: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
 	own := &scriptOwnership{
 		leases: []*scriptLease{{gen: 7, orgs: []string{"a"}}, {gen: 8, orgs: []string{"a", "b"}}, {gen: 9, orgs: []string{"b"}}},
 		next:   make(chan struct{}), held: make(chan *scriptLease),
 	}
-	bus := &busPublisher{}
-	store := NewFileStore(t.TempDir() + "/state.json")
-	cfg := DefaultConfig()
-	cfg.Orgs, cfg.PollInterval, cfg.Lookback, cfg.SaveInterval = []string{"a", "b"}, 50*time.Millisecond, time.Hour, time.Hour
-	reg := prometheus.NewRegistry()
-	p, err := New(cfg, Deps{Source: client, Publisher: bus, Topic: "calls", DLQTopic: "dlq", Store: store, Ownership: own, Now: clock.Now, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
+	lp := newLeasedProducer(t, own)
+	p, api, clock, bus, store, reg := lp.Producer, lp.api, lp.clock, lp.bus, lp.store, lp.reg
+	now := clock.now
+	t1, t2 := now.Add(-5*time.Minute), now.Add(15*time.Second)           // t2: read at the next poll once the clock moved
+	api.set(fakeRecord{at: t1, raw: callLog("c1", t1, "completed", "")}) // the fake serves it to every org
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()

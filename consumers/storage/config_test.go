@@ -119,7 +119,36 @@ func TestSQLiteDefaultFileUnderStateDir(t *testing.T) {
 	}
 }
 
+// TestConfigValidate: each bad setting is refused with an error naming it;
+// the edges just inside are accepted.
 func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name                   string
+		batch, inFlight, conns int
+		want                   string // "" when valid
+	}{
+		{"defaults", 0, 0, 0, ""},
+		{"negative batch_size", -1, 0, 0, "batch_size -1"},
+		{"in flight below the batch", 100, 99, 0, "max_in_flight 99"},
+		{"in flight equal to the batch", 100, 100, 0, ""},
+		{"in flight left to the runtime", 100, 0, 0, ""},
+		{"in flight with the default batch", 0, 5, 0, ""},
+		{"negative max_conns", 0, 0, -1, "max_conns -1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.BatchSize, cfg.MaxInFlight, cfg.MaxConns = tt.batch, tt.inFlight, tt.conns
+			err := cfg.validate()
+			if tt.want == "" && err != nil {
+				t.Fatalf("validate: %v, want no error", err)
+			}
+			if tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("validate: %v, want an error naming %q", err, tt.want)
+			}
+		})
+	}
+	// Open refuses it too, before it connects to anything.
 	cfg := DefaultConfig()
 	cfg.BatchSize, cfg.MaxInFlight = 100, 10
 	if _, err := Open(context.Background(), cfg, consumers.Deps{}); err == nil || !strings.Contains(err.Error(), "max_in_flight") {
