@@ -74,6 +74,7 @@ func TestBadDSN(t *testing.T) {
 		{"postgres://app:" + secret + "%zz@db/calls", "does not parse"},
 		{"sqlite://", "names no file"},
 		{"sqlite:///tmp/x.db?_pragma=foo", "query parameters"},
+		{"sqlite:?_pragma=foo", "query parameters"}, // nothing but the query
 		// Port 1 on loopback: nothing listens; it is retried until the
 		// context ends, and the error is the database's.
 		{"postgres://app:" + secret + "@127.0.0.1:1/calls?sslmode=disable&connect_timeout=2", "connect to PostgreSQL postgres://app:xxxxx@127.0.0.1:1/calls"},
@@ -164,6 +165,8 @@ func TestRedact(t *testing.T) {
 		{"postgres://app:pw%zz@db/calls", "postgres://app:xxxxx@db/calls"}, // a bad escape: not a URL
 		{"postgres://app:p@w@db/calls?x=%zz", "postgres://app:xxxxx@db/calls?x=%zz"},
 		{"postgres://app@db/calls?x=%zz", "postgres://app@db/calls?x=%zz"}, // no password
+		{"postgres://:pw%zz@db/calls", "postgres://:xxxxx@db/calls"},       // a password and no user
+		{"//app:pw%zz@db/calls", "//app:xxxxx@db/calls"},                   // no scheme
 		{"sqlite:///tmp/x.db", "sqlite:///tmp/x.db"},
 	} {
 		if got := redact(tc.in); got != tc.want {
