@@ -190,6 +190,26 @@ func TestPastLastPageRereads(t *testing.T) {
 	}
 }
 
+// TestEmptyFirstPageWithCount: page 1 says count 3 and lists nothing (a
+// count that includes records the list leaves out, or ones deleted between
+// the count and the page). The empty page says nothing of a clamped
+// page_size, so the window is read as usual and not left broken.
+func TestEmptyFirstPageWithCount(t *testing.T) {
+	api := newFakeAPI(t)
+	api.inflate, api.inflateN = 3, 1
+	bus := &busPublisher{}
+	ep := newEdgeProducer(t, newClient(t, api.srv.URL, "tok"), edgeConfig(), bus, &fakeClock{now: edgeT0}, filepath.Join(t.TempDir(), "s.json"))
+	if err := ep.pollOrg(context.Background(), "acme"); err != nil {
+		t.Fatalf("poll: %v", err)
+	}
+	if n := len(bus.on("calls")); n != 0 {
+		t.Fatalf("published %d records from empty pages", n)
+	}
+	if ep.checkpoint("acme").Rungs[0].Frontier.Before(edgeT0.Add(-time.Minute)) {
+		t.Error("the window was not marked done")
+	}
+}
+
 // TestRedirectPausesOrg: an https API that redirects to plain http on
 // another listener. The token never reaches it, the organization is paused
 // as permanent, and the window is not marked done (an empty page at the
