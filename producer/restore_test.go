@@ -31,41 +31,61 @@ func (l *recordingLog) ReadFrom(_ context.Context, from map[int]int64, fn func([
 	return nil
 }
 
-// TestRestoreReadsBackFromTheSamples: with Kafka, a restart rebuilds the
+// TestRestoreReadsBackFromTheSamples: with Kafka, a restart, or the
+// assignment of an organization another producer owned, rebuilds the
 // dedup memory from the events topic, from the lowest offsets its saved
 // samples and offsets name; a call read back is a duplicate, not
 // published again.
 func TestRestoreReadsBackFromTheSamples(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	created := time.Date(2026, 2, 7, 6, 0, 0, 0, time.UTC)
-	rec := unpod.Record{ID: "call-1", SourceNumber: "+1", DestinationNumber: "+2", CallType: "inbound", CallStatus: "completed", CreationTime: created}
-	id := Identify("acme", &rec)
-	e := NewEvent("acme", &rec, id, 1, created)
-	log := &recordingLog{values: [][]byte{appendEvent(nil, &e)}, end: map[int]int64{0: 1}}
+	for _, assigned := range []bool{false, true} {
+		t.Run(map[bool]string{false: "restart", true: "assignment"}[assigned], func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			created := time.Date(2026, 2, 7, 6, 0, 0, 0, time.UTC)
+			rec := unpod.Record{ID: "call-1", SourceNumber: "+1", DestinationNumber: "+2", CallType: "inbound", CallStatus: "completed", CreationTime: created}
+			id := Identify("acme", &rec)
+			e := NewEvent("acme", &rec, id, 1, created)
+			log := &recordingLog{values: [][]byte{appendEvent(nil, &e)}, end: map[int]int64{0: 1}}
 
-	store := NewFileStore(t.TempDir() + "/s")
-	st := emptyState()
-	st.Offsets = map[int]int64{0: 9, 1: 4}
-	st.Orgs["acme"] = &Checkpoint{Org: "acme", Rungs: []Rung{{Age: 0, Frontier: created}},
-		Samples: []Sample{{Frontier: created, Offsets: map[int]int64{0: 3, 2: 8}}}}
-	if err := store.Save(ctx, st); err != nil {
-		t.Fatal(err)
-	}
-	cfg := DefaultConfig()
-	cfg.RescanAges = []time.Duration{0}
-	p, err := New(cfg, Deps{Source: noSource{}, Publisher: nopPublisher{}, Topic: "t", DLQTopic: "dlq", Store: store, EventLog: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.restore(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if want := map[int]int64{0: 3, 1: 4, 2: 8}; len(log.froms) != 1 || !maps.Equal(log.froms[0], want) {
-		t.Fatalf("read back from %v, want once from %v (the lowest of each partition)", log.froms, want)
-	}
-	if d := p.mem.check(keyOf("acme", id.CallKey), id.hash); d.Publish {
-		t.Fatalf("the call read back is not remembered: %+v", d)
+			store := NewFileStore(t.TempDir() + "/s")
+			st := emptyState()
+			st.Offsets = map[int]int64{0: 9, 1: 4}
+			st.Orgs["acme"] = &Checkpoint{Org: "acme", Rungs: []Rung{{Age: 0, Frontier: created}},
+				Samples: []Sample{{Frontier: created, Offsets: map[int]int64{0: 3, 2: 8}}}}
+			if err := store.Save(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+			cfg := DefaultConfig()
+			cfg.RescanAges, cfg.SettleLag, cfg.Lookback = []time.Duration{0}, time.Minute, time.Hour
+			now := created.Add(24 * time.Hour)
+			p, err := New(cfg, Deps{Source: noSource{}, Publisher: nopPublisher{}, Topic: "t", DLQTopic: "dlq", Store: store, EventLog: log,
+				Now: func() time.Time { return now }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if assigned {
+				// "fresh" has no saved state: it starts at the lookback.
+				err = p.claim(ctx, []string{"acme", "fresh"}, &scriptLease{gen: 4, orgs: []string{"acme", "fresh"}})
+				if want := now.Add(-time.Minute - time.Hour); err == nil && !p.checkpoint("fresh").Low().Equal(want) {
+					t.Fatalf("a new organization starts at %s, want %s (settle lag and lookback before now)", p.checkpoint("fresh").Low(), want)
+				}
+			} else {
+				err = p.restore(ctx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := map[int]int64{0: 3, 1: 4, 2: 8}; len(log.froms) != 1 || !maps.Equal(log.froms[0], want) {
+				t.Fatalf("read back from %v, want once from %v (the lowest of each partition)", log.froms, want)
+			}
+			if d := p.mem.check(keyOf("acme", id.CallKey), id.hash); d.Publish {
+				t.Fatalf("the call read back is not remembered: %+v", d)
+			}
+			if owner := p.checkpoint("acme").Owner; assigned && owner != 4 {
+				t.Fatalf("checkpoint owner %d after an assignment of generation 4", owner)
+			}
+		})
 	}
 }
 
