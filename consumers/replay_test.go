@@ -37,11 +37,8 @@ func TestReplayDLQ(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	rc := ReplayConfig{
-		Topics: k.topics, Group: cfg.GroupID("dlq-replay"),
-		Subscribe: testenv.KafkaSubscribers(k.kcfg, nil), Lag: kafkabus.NewAdmin(k.kcfg),
-		Publisher: k.pub, Idle: 10 * time.Second,
-	}
+	rc := k.replayConfig(cfg)
+	rc.Idle = 10 * time.Second
 	var seen []ReplayRecord
 	dry := rc
 	dry.DryRun = true
@@ -124,11 +121,7 @@ func TestReplayLimit(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	rc := ReplayConfig{
-		Topics: k.topics, Group: cfg.GroupID("dlq-replay"),
-		Subscribe: testenv.KafkaSubscribers(k.kcfg, nil), Lag: kafkabus.NewAdmin(k.kcfg),
-		Publisher: k.pub, Limit: 2,
-	}
+	rc := k.replayConfig(cfg) // Idle and Logger at their defaults
 	for _, step := range []struct {
 		limit                  int
 		backlog, replayed, all int
@@ -148,6 +141,15 @@ func TestReplayLimit(t *testing.T) {
 		if n := len(readAll(t, k.kcfg, k.topics.Retry("sink"))); n != step.all {
 			t.Fatalf("limit %d: the retry topic holds %d records, want %d", step.limit, n, step.all)
 		}
+	}
+}
+
+// replayConfig replays k's DLQ for the runtime configured by cfg, with
+// every other setting at its default.
+func (k *kafkaEnv) replayConfig(cfg Config) ReplayConfig {
+	return ReplayConfig{
+		Topics: k.topics, Group: cfg.GroupID("dlq-replay"),
+		Subscribe: testenv.KafkaSubscribers(k.kcfg, nil), Lag: kafkabus.NewAdmin(k.kcfg), Publisher: k.pub,
 	}
 }
 
