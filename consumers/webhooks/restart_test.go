@@ -158,8 +158,9 @@ func TestRestartKeepsTheRetryTime(t *testing.T) {
 	cfg.RetrySchedule = []time.Duration{time.Hour}
 	store := newFileStore(t)
 	p := start(t, cfg, store, newDLQ(t))
-	handle(t, p.Plugin, testEvent(1, "c", 1))
-	waitRetryPending(t, p.Plugin, testEvent(1, "c", 1).EventID)
+	ev := testEvent(1, "c", 1)
+	handle(t, p.Plugin, ev)
+	waitRetryPending(t, p.Plugin, ev.EventID)
 	stopFlushed(t, p)
 
 	p2 := start(t, cfg, store, newDLQ(t))
@@ -197,8 +198,8 @@ func TestRestartKeepsTheLaneOrder(t *testing.T) {
 	}
 }
 
-// waitRetryPending waits until the event id has failed once and waits for
-// its retry.
+// waitRetryPending waits until the event id has failed once at endpoint a
+// and waits for its retry.
 func waitRetryPending(t *testing.T, p *Plugin, id string) {
 	t.Helper()
 	eventually(t, 5*time.Second, "the retry scheduled", func() bool {
