@@ -153,11 +153,7 @@ func TestGracefulRestartKeepsQueue(t *testing.T) {
 // A retry scheduled for later stays scheduled across a restart: the new
 // process does not retry at once what the schedule says to wait for.
 func TestRestartKeepsTheRetryTime(t *testing.T) {
-	l := newListener(t, func(int, *http.Request, []byte) int { return http.StatusInternalServerError })
-	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}})
-	cfg.RetrySchedule = []time.Duration{time.Hour}
-	store := newFileStore(t)
-	p := start(t, cfg, store, newDLQ(t))
+	l, cfg, store, p := startRetryingHourly(t)
 	ev := testEvent(1, "c", 1)
 	handle(t, p.Plugin, ev)
 	waitRetryPending(t, p.Plugin, ev.EventID)
@@ -176,11 +172,7 @@ func TestRestartKeepsTheRetryTime(t *testing.T) {
 // its retry stays behind it (see enqueueLocked), as it would have without
 // the restart.
 func TestRestartKeepsTheLaneOrder(t *testing.T) {
-	l := newListener(t, func(int, *http.Request, []byte) int { return http.StatusInternalServerError })
-	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}})
-	cfg.RetrySchedule = []time.Duration{time.Hour}
-	store := newFileStore(t)
-	p := start(t, cfg, store, newDLQ(t))
+	_, cfg, store, p := startRetryingHourly(t)
 	rev2, rev1 := testEvent(1, "c", 2), testEvent(2, "c", 1)
 	handle(t, p.Plugin, rev2)
 	waitRetryPending(t, p.Plugin, rev2.EventID)
@@ -196,6 +188,17 @@ func TestRestartKeepsTheLaneOrder(t *testing.T) {
 	if got := laneIDs(p2.Plugin, "a", "c"); !slices.Equal(got, want) {
 		t.Fatalf("lane after the restart: %v, want %v as before it", got, want)
 	}
+}
+
+// startRetryingHourly starts endpoint a, whose receiver refuses every
+// attempt, with one retry an hour after the first attempt.
+func startRetryingHourly(t *testing.T) (*listener, Config, *fileStore, *started) {
+	t.Helper()
+	l := newListener(t, func(int, *http.Request, []byte) int { return http.StatusInternalServerError })
+	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}})
+	cfg.RetrySchedule = []time.Duration{time.Hour}
+	store := newFileStore(t)
+	return l, cfg, store, start(t, cfg, store, newDLQ(t))
 }
 
 // waitRetryPending waits until the event id has failed once at endpoint a
