@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/callstream/callstream/pkg/delivery"
 	"github.com/callstream/callstream/pkg/testenv"
 	"github.com/callstream/callstream/schemas"
 )
@@ -52,7 +53,7 @@ func BenchmarkProcess(b *testing.B) {
 			batch[j] = message.NewMessage(m.UUID, m.Payload)
 			batch[j].Metadata = m.Metadata
 		}
-		l.process(batch)
+		l.process(delivery.FromMessages(batch))
 	}
 }
 

@@ -23,7 +23,7 @@ type Config struct {
 	RetryInitialInterval time.Duration `yaml:"retry_initial_interval" doc:"Wait before the first retry; later waits grow exponentially with jitter."`
 	RetryMaxInterval     time.Duration `yaml:"retry_max_interval" doc:"Longest wait between two retries."`
 
-	MaxInFlight int           `yaml:"max_in_flight" doc:"Unacknowledged messages a plug-in may hold at once, unless it asks for another number; at least enough for the batches it handles at once and one being filled."`
+	MaxInFlight int           `yaml:"max_in_flight" doc:"Unacknowledged messages a plug-in may hold at once, unless it asks for another number; raised to hold the batches it handles at once, one waiting and one being filled."`
 	BatchSize   int           `yaml:"batch_size" doc:"Most events in one batch, unless the plug-in asks for another size."`
 	BatchWait   time.Duration `yaml:"batch_wait" doc:"Longest wait for a batch to fill before it is handled anyway."`
 
@@ -38,7 +38,7 @@ func DefaultConfig() Config {
 		MaxRetries:           5,
 		RetryInitialInterval: 100 * time.Millisecond,
 		RetryMaxInterval:     5 * time.Second,
-		MaxInFlight:          1000,
+		MaxInFlight:          2000,
 		BatchSize:            500,
 		BatchWait:            20 * time.Millisecond,
 		CloseTimeout:         30 * time.Second,
@@ -110,9 +110,11 @@ func (c Config) tuning(p Plugin) Tuning {
 	if t.MaxInFlight <= 0 {
 		t.MaxInFlight = c.MaxInFlight
 	}
-	// Fewer messages in flight than the batches being handled hold, plus
-	// one filling, would make every batch wait out BatchWait.
-	t.MaxInFlight = max(t.MaxInFlight, t.BatchSize*(t.Concurrency+1))
+	// Room for the batches being handled, one waiting its turn in the
+	// lane and one filling. With less, the bus cannot fetch while a batch
+	// is handled: at two batches of 500, make bench measured the runtime
+	// at about 60% of plain kafka-go, against about 80% at three or four.
+	t.MaxInFlight = max(t.MaxInFlight, t.BatchSize*(t.Concurrency+2))
 	return t
 }
 

@@ -74,12 +74,13 @@ func TestTuning(t *testing.T) {
 		plugin Plugin
 		want   Tuning
 	}{
-		// In flight: at least the batches handled at once plus one filling.
-		{"handler takes defaults", newRecorder("r"), Tuning{MaxInFlight: 100, BatchSize: 50, BatchWait: cfg.BatchWait, Concurrency: 1}},
-		{"two batches' worth in flight", newBatchRecorder("b", Tuning{BatchSize: 10}),
-			Tuning{MaxInFlight: 20, BatchSize: 10, BatchWait: cfg.BatchWait, Concurrency: 1}},
+		// In flight: at least the batches handled at once, one waiting and
+		// one filling.
+		{"handler takes defaults", newRecorder("r"), Tuning{MaxInFlight: 150, BatchSize: 50, BatchWait: cfg.BatchWait, Concurrency: 1}},
+		{"three batches' worth in flight", newBatchRecorder("b", Tuning{BatchSize: 10}),
+			Tuning{MaxInFlight: 30, BatchSize: 10, BatchWait: cfg.BatchWait, Concurrency: 1}},
 		{"concurrent batches need more", newBatchRecorder("b", Tuning{BatchSize: 10, Concurrency: 4}),
-			Tuning{MaxInFlight: 50, BatchSize: 10, BatchWait: cfg.BatchWait, Concurrency: 4}},
+			Tuning{MaxInFlight: 60, BatchSize: 10, BatchWait: cfg.BatchWait, Concurrency: 4}},
 		{"the runtime's in-flight when larger", newBatchRecorder("b", Tuning{BatchSize: 1}),
 			Tuning{MaxInFlight: 4, BatchSize: 1, BatchWait: cfg.BatchWait, Concurrency: 1}},
 		{"explicit in-flight kept when larger", newBatchRecorder("b", Tuning{MaxInFlight: 500, BatchSize: 10}),

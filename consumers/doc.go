@@ -57,9 +57,11 @@
 //
 // A lane takes batches from the bus: up to Tuning.BatchSize messages, or
 // what arrived within Tuning.BatchWait of the first, natively from a bus
-// that implements BatchSubscriber (one channel operation and one goroutine
-// per batch, not per message: the runtime's cost per event is what a
-// router goroutine per message made 40-100 µs before). Every batch goes
+// that implements BatchSubscriber: a delivery.Batch, with one channel
+// operation and one goroutine per batch, and no watermill message, metadata
+// map or ack channel per record (a record's headers are read from the bus's
+// own record when asked for, and a whole message is made only for the DLQ).
+// The verdicts of a batch are given at once, with Settle. Every batch goes
 // through the same steps, each written once (lane.go, settle.go,
 // poison.go):
 //

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/callstream/callstream/pkg/delivery"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -38,8 +39,8 @@ type lane struct {
 	log    *slog.Logger
 	m      laneMetrics
 
-	subs       []message.Subscriber    // of the calls topic, then of the retry topic
-	in         chan []*message.Message // batches from every source, in arrival order per source
+	subs       []message.Subscriber // of the calls topic, then of the retry topic
+	in         chan *delivery.Batch // batches from every source, in arrival order per source
 	bus        context.Context
 	cancelBus  context.CancelFunc
 	intake     context.Context
@@ -63,7 +64,7 @@ func (r *Runtime) newLane(e *entry) *lane {
 	l := &lane{
 		rt: r, name: e.name, plugin: e.plugin, handle: e.handle, tuning: e.tuning, state: e.state,
 		log: r.logger.With("plugin", e.name), m: r.metrics.lane(e.name),
-		in: make(chan []*message.Message), sem: make(chan struct{}, e.tuning.Concurrency), loopDone: make(chan struct{}),
+		in: make(chan *delivery.Batch), sem: make(chan struct{}, e.tuning.Concurrency), loopDone: make(chan struct{}),
 	}
 	l.bus, l.cancelBus = context.WithCancel(context.Background())
 	l.intake, l.stopIntake = context.WithCancel(context.Background())
@@ -102,7 +103,7 @@ func (r *Runtime) openLane(e *entry) (*lane, error) {
 // else by gathering single messages. A topic is initialised first when the
 // subscriber can (kafkabus creates it when missing), as watermill's Router
 // does: a plug-in's retry topic is made on its first run.
-func (l *lane) batches(sub message.Subscriber, topic string) (<-chan []*message.Message, error) {
+func (l *lane) batches(sub message.Subscriber, topic string) (<-chan *delivery.Batch, error) {
 	if si, ok := sub.(message.SubscribeInitializer); ok {
 		if err := si.SubscribeInitialize(topic); err != nil {
 			return nil, err
@@ -121,7 +122,7 @@ func (l *lane) batches(sub message.Subscriber, topic string) (<-chan []*message.
 // forward passes a source's batches to the lane until intake stops; a batch
 // taken from the bus but not handed over is nacked, so the bus may go on
 // with the messages after it.
-func (l *lane) forward(ch <-chan []*message.Message) {
+func (l *lane) forward(ch <-chan *delivery.Batch) {
 	defer l.sources.Done()
 	for {
 		select {
@@ -134,7 +135,7 @@ func (l *lane) forward(ch <-chan []*message.Message) {
 			select {
 			case l.in <- b:
 			case <-l.intake.Done():
-				nackAll(b)
+				b.Nack()
 				return
 			}
 		}
@@ -150,7 +151,7 @@ func (l *lane) start(stop context.Context) {
 	go func() {
 		defer close(l.loopDone)
 		for {
-			var b []*message.Message
+			var b *delivery.Batch
 			select {
 			case <-l.intake.Done():
 				return
@@ -159,7 +160,7 @@ func (l *lane) start(stop context.Context) {
 			select {
 			case l.sem <- struct{}{}:
 			case <-l.intake.Done():
-				nackAll(b)
+				b.Nack()
 				return
 			}
 			l.inFlight.Add(1)
@@ -195,14 +196,15 @@ func (l *lane) close() error {
 // process handles one batch from the bus and gives every message its
 // verdict, in batch order: acknowledged once handled or dead-lettered,
 // nacked when abandoned at shutdown.
-func (l *lane) process(msgs []*message.Message) {
+func (l *lane) process(b *delivery.Batch) {
 	start := time.Now()
-	l.m.batchSize.Observe(float64(len(msgs)))
-	outcomes := make([]outcome, len(msgs))
-	ds := make([]Delivery, 0, len(msgs))
-	idx := make([]int, 0, len(msgs)) // ds[i] came from msgs[idx[i]]
-	for i, msg := range msgs {
-		d, err := l.rt.decode(msg)
+	n := b.Len()
+	l.m.batchSize.Observe(float64(n))
+	outcomes := make([]outcome, n)
+	ds := make([]Delivery, 0, n)
+	idx := make([]int, 0, n) // ds[i] is record idx[i] of b
+	for i := range n {
+		d, err := l.rt.decode(b, i)
 		if err != nil {
 			outcomes[i] = outcome{kind: poisoned, reason: err}
 			continue
@@ -216,18 +218,15 @@ func (l *lane) process(msgs []*message.Message) {
 	for i, o := range settled {
 		outcomes[idx[i]] = o
 	}
-	l.deadLetter(msgs, outcomes)
-	var n [3]int // by outcomeKind
-	for i, msg := range msgs {
-		k := outcomes[i].kind
-		if k == abandoned {
-			msg.Nack()
-		} else {
-			msg.Ack()
-		}
-		n[k]++
+	l.deadLetter(b, outcomes)
+	var kinds [3]int // by outcomeKind
+	acked := make([]bool, n)
+	for i, o := range outcomes {
+		acked[i] = o.kind != abandoned
+		kinds[o.kind]++
 	}
-	l.m.count(n[handled], n[poisoned], n[abandoned], time.Since(start))
+	b.Settle(acked)
+	l.m.count(kinds[handled], kinds[poisoned], kinds[abandoned], time.Since(start))
 }
 
 // sortByPosition puts a batch in topic, partition and offset order when
@@ -372,17 +371,11 @@ type sharedSubscriber struct{ message.Subscriber }
 
 func (sharedSubscriber) Close() error { return nil }
 
-func nackAll(msgs []*message.Message) {
-	for _, m := range msgs {
-		m.Nack()
-	}
-}
-
 // gather batches the messages of a plain subscriber: up to size of them,
 // or what arrived within wait of the first. It needs a subscriber that
 // hands out many messages before they are acknowledged.
-func gather(ctx context.Context, in <-chan *message.Message, size int, wait time.Duration) <-chan []*message.Message {
-	out := make(chan []*message.Message)
+func gather(ctx context.Context, in <-chan *message.Message, size int, wait time.Duration) <-chan *delivery.Batch {
+	out := make(chan *delivery.Batch)
 	go func() {
 		defer close(out)
 		for {
@@ -413,10 +406,11 @@ func gather(ctx context.Context, in <-chan *message.Message, size int, wait time
 				}
 			}
 			timer.Stop()
+			b := delivery.FromMessages(batch)
 			select {
-			case out <- batch:
+			case out <- b:
 			case <-ctx.Done():
-				nackAll(batch)
+				b.Nack()
 				return
 			}
 		}

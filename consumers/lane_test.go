@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/callstream/callstream/pkg/delivery"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -131,7 +132,7 @@ func TestProcessOutcomes(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			rt, l := testLane(t, fastConfig(), rec, pub, reg, nil)
 			msg := tt.msg()
-			l.process([]*message.Message{msg})
+			l.process(delivery.FromMessages([]*message.Message{msg}))
 			if v := verdict(msg); v != "ack" {
 				t.Fatalf("verdict %q, want ack", v)
 			}
@@ -189,7 +190,7 @@ func TestTransientPausesTheLane(t *testing.T) {
 	rt.delivering.Store(true)
 	done := make(chan struct{})
 	msg := eventMessage(t, testEvent(1))
-	go func() { defer close(done); l.process([]*message.Message{msg}) }()
+	go func() { defer close(done); l.process(delivery.FromMessages([]*message.Message{msg})) }()
 	waitFor(t, 5*time.Second, "the lane to pause", func() bool { return testutil.ToFloat64(l.m.paused) == 1 })
 	err := rt.Ready(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "plug-in rec paused") || !strings.Contains(err.Error(), "connection refused") {
@@ -227,7 +228,7 @@ func TestRetryStopsAtShutdown(t *testing.T) {
 			time.AfterFunc(150*time.Millisecond, l.stopIntake)
 			start := time.Now()
 			msg := eventMessage(t, testEvent(1))
-			l.process([]*message.Message{msg})
+			l.process(delivery.FromMessages([]*message.Message{msg}))
 			if time.Since(start) > 5*time.Second {
 				t.Fatal("retries did not stop promptly at shutdown")
 			}
@@ -280,7 +281,7 @@ func TestPoisonInBatchIsolated(t *testing.T) {
 	for i := range msgs {
 		msgs[i] = eventMessage(t, testEvent(i))
 	}
-	l.process(msgs)
+	l.process(delivery.FromMessages(msgs))
 	dlq := pub.on("test." + schemas.DLQTopic)
 	if len(dlq) != 1 || dlq[0].UUID != testEvent(37).EventID {
 		t.Fatalf("DLQ holds %d messages (want only event 37's)", len(dlq))
@@ -334,7 +335,7 @@ func TestItemErrorsRetryOnlyTheFailed(t *testing.T) {
 	for i := range msgs {
 		msgs[i] = eventMessage(t, testEvent(i))
 	}
-	l.process(msgs)
+	l.process(delivery.FromMessages(msgs))
 	want := map[string]int{"call-0000": 1, "call-0001": 1, "call-0002": 3, "call-0003": 1, "call-0004": 1, "call-0005": 1}
 	for k, n := range want {
 		if seen[k] != n {
@@ -369,7 +370,7 @@ func TestDLQFailureModes(t *testing.T) {
 		}}
 		_, l := testLane(t, fastConfig(), newRecorder("rec"), pub, nil, nil)
 		msg := poisonMessages(t)["poison-not-json"].msg
-		l.process([]*message.Message{msg})
+		l.process(delivery.FromMessages([]*message.Message{msg}))
 		if v := verdict(msg); v != "ack" || len(pub.on("test."+schemas.DLQTopic)) != 1 {
 			t.Fatalf("verdict %q, DLQ %d messages; want ack after the copy is in the DLQ", v, len(pub.on("test."+schemas.DLQTopic)))
 		}
@@ -381,7 +382,7 @@ func TestDLQFailureModes(t *testing.T) {
 		msg := poisonMessages(t)["poison-not-json"].msg
 		schemas.SetPosition(msg.Metadata, schemas.Position{Topic: "test.calls.v1", Partition: 2, Offset: 77})
 		start := time.Now()
-		l.process([]*message.Message{msg})
+		l.process(delivery.FromMessages([]*message.Message{msg}))
 		if v := verdict(msg); v != "ack" {
 			t.Fatalf("verdict %q, want ack", v)
 		}

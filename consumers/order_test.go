@@ -121,10 +121,10 @@ func TestGatherBatches(t *testing.T) {
 	for len(sizes) < 3 {
 		select {
 		case b := <-out:
-			sizes = append(sizes, len(b))
-			for _, m := range b {
-				if m.UUID != fmt.Sprint(next) {
-					t.Fatalf("message %s where %d was due", m.UUID, next)
+			sizes = append(sizes, b.Len())
+			for i := range b.Len() {
+				if id := b.Message(i).UUID; id != fmt.Sprint(next) {
+					t.Fatalf("message %s where %d was due", id, next)
 				}
 				next++
 			}
@@ -162,7 +162,7 @@ func TestUndeliverableRecordIsBounded(t *testing.T) {
 	_, l := testLane(t, fastConfig(), &nopSink{}, &capturePublisher{}, nil, state)
 	for i := range maxUndeliverable + 2 {
 		msg := message.NewMessage(fmt.Sprint(i), []byte("{}"))
-		l.undeliverable(msg, l.deadCopy(msg, errors.New("too large")), errors.New("refused"))
+		l.undeliverable(l.deadCopy(msg, errors.New("too large")), errors.New("refused"))
 	}
 	list, err := Undeliverables(context.Background(), state)
 	if err != nil {

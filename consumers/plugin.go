@@ -8,19 +8,45 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callstream/callstream/pkg/delivery"
 	"github.com/callstream/callstream/schemas"
 )
 
 // Delivery is one decoded call event handed to a plug-in, with the message it
 // came in (payload, metadata) and where that message sits on the bus.
 type Delivery struct {
-	Event   schemas.CallEvent
-	Message *message.Message
+	Event schemas.CallEvent
+	// Payload is the message's body as it came in: the event's JSON. No
+	// one may write to it.
+	Payload []byte
 	// Position is the message's topic, partition and offset; HasPosition is
 	// false on a bus that keeps none (watermill's GoChannel, in tests).
 	// A redelivered message has the same Position.
 	Position    schemas.Position
 	HasPosition bool
+
+	batch *delivery.Batch // the message's batch, for its metadata
+	index int
+}
+
+// Metadata returns the value of key in the message's metadata (a header,
+// or delivery metadata such as schemas.KeyMetadata), "" when unset. It is
+// read from the bus's record on each call; the runtime's path makes no
+// metadata map per message.
+func (d Delivery) Metadata(key string) string {
+	if d.batch == nil {
+		return ""
+	}
+	return d.batch.Metadata(d.index, key)
+}
+
+// NewDelivery returns the Delivery of ev as it came in msg: its payload,
+// metadata and position. For plug-in tests, and for callers that hold a
+// watermill message.
+func NewDelivery(ev schemas.CallEvent, msg *message.Message) Delivery {
+	b := delivery.FromMessages([]*message.Message{msg})
+	r := b.Records[0]
+	return Delivery{Event: ev, Payload: r.Payload, Position: r.Position, HasPosition: r.HasPosition, batch: b}
 }
 
 // Plugin is one consumer. It must also implement Handler or BatchHandler.
@@ -43,7 +69,8 @@ type Handler interface {
 // bounded by BatchSize and BatchWait, and acknowledges each message only
 // after HandleBatch returned for the batch holding it: offsets are committed
 // only after the batch is durable. To fail only some items, return an
-// *ItemErrors; any other error fails the whole batch.
+// *ItemErrors; any other error fails the whole batch. HandleBatch must not
+// modify batch or its elements: a retry may hand over the same slice.
 type BatchHandler interface {
 	HandleBatch(ctx context.Context, batch []Delivery) error
 }
@@ -71,9 +98,10 @@ type Tuner interface {
 // runtime's defaults.
 type Tuning struct {
 	// MaxInFlight is how many unacknowledged messages the subscriber may hand
-	// out at once (per subscription). Batch sinks need at least BatchSize; a
-	// plug-in that holds messages until a file is durable needs as many as a
-	// file may hold. 1 keeps strict order within a partition.
+	// out at once (per subscription). A plug-in that holds messages until a
+	// file is durable needs as many as a file may hold. The runtime raises
+	// it to (Concurrency+2)·BatchSize: the batches being handled, one
+	// waiting its turn and one filling.
 	MaxInFlight int
 	// BatchSize and BatchWait bound a batch: at most BatchSize messages,
 	// or what arrived within BatchWait of the first.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/callstream/callstream/pkg/delivery"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -24,17 +25,17 @@ const maxReasonLen = 2000
 // large for the DLQ cannot ever be published: it is recorded (offset, size,
 // reason) in the callstream_consumer_undeliverable_total metric and the
 // plug-in's state, logged, and acknowledged, so the partition moves on.
-func (l *lane) deadLetter(msgs []*message.Message, outcomes []outcome) {
-	for i, msg := range msgs {
-		if outcomes[i].kind != poisoned {
+func (l *lane) deadLetter(b *delivery.Batch, outcomes []outcome) {
+	for i, o := range outcomes {
+		if o.kind != poisoned {
 			continue
 		}
-		dead := l.deadCopy(msg, outcomes[i].reason)
+		dead := l.deadCopy(b.Message(i), o.reason)
 		wait := l.rt.cfg.newBackoff()
 		for {
 			err := l.rt.deps.Publisher.Publish(l.rt.deps.Topics.DLQ, dead)
 			if err == nil {
-				l.log.Warn("message sent to the DLQ", "message_uuid", msg.UUID,
+				l.log.Warn("message sent to the DLQ", "message_uuid", dead.UUID,
 					"topic", dead.Metadata.Get(schemas.DLQTopicMetadata),
 					"partition", dead.Metadata.Get(schemas.DLQPartitionMetadata),
 					"offset", dead.Metadata.Get(schemas.DLQOffsetMetadata),
@@ -42,7 +43,7 @@ func (l *lane) deadLetter(msgs []*message.Message, outcomes []outcome) {
 				break
 			}
 			if errors.Is(err, schemas.ErrTooLarge) {
-				l.undeliverable(msg, dead, err)
+				l.undeliverable(dead, err)
 				break
 			}
 			l.log.Error("publishing to the DLQ failed; retrying", "topic", l.rt.deps.Topics.DLQ, "err", err)
@@ -54,10 +55,10 @@ func (l *lane) deadLetter(msgs []*message.Message, outcomes []outcome) {
 	}
 }
 
-// deadCopy copies msg (payload and metadata, so the record key stays) and
-// adds the DLQ metadata.
+// deadCopy adds the DLQ metadata to msg, a copy of the poisoned message
+// (payload and metadata, so the record key stays; see Batch.Message), and
+// returns it.
 func (l *lane) deadCopy(msg *message.Message, reason error) *message.Message {
-	dead := msg.Copy()
 	text := reason.Error()
 	if len(text) > maxReasonLen {
 		text = text[:maxReasonLen] + "..."
@@ -67,15 +68,15 @@ func (l *lane) deadCopy(msg *message.Message, reason error) *message.Message {
 	if topic == "" {
 		topic = l.rt.deps.Topics.Calls
 	}
-	dead.Metadata.Set(schemas.DLQReasonMetadata, text)
-	dead.Metadata.Set(schemas.DLQHandlerMetadata, l.name)
-	dead.Metadata.Set(schemas.DLQTopicMetadata, topic)
+	msg.Metadata.Set(schemas.DLQReasonMetadata, text)
+	msg.Metadata.Set(schemas.DLQHandlerMetadata, l.name)
+	msg.Metadata.Set(schemas.DLQTopicMetadata, topic)
 	if ok {
-		dead.Metadata.Set(schemas.DLQPartitionMetadata, fmt.Sprint(pos.Partition))
-		dead.Metadata.Set(schemas.DLQOffsetMetadata, fmt.Sprint(pos.Offset))
+		msg.Metadata.Set(schemas.DLQPartitionMetadata, fmt.Sprint(pos.Partition))
+		msg.Metadata.Set(schemas.DLQOffsetMetadata, fmt.Sprint(pos.Offset))
 	}
-	dead.Metadata.Set(schemas.DLQTimeMetadata, time.Now().UTC().Format(time.RFC3339Nano))
-	return dead
+	msg.Metadata.Set(schemas.DLQTimeMetadata, time.Now().UTC().Format(time.RFC3339Nano))
+	return msg
 }
 
 // undeliverableKey is the state key (in the plug-in's StateStore) of the
@@ -98,10 +99,10 @@ type Undeliverable struct {
 	At        time.Time `json:"at"`
 }
 
-func (l *lane) undeliverable(msg, dead *message.Message, err error) {
+func (l *lane) undeliverable(dead *message.Message, err error) {
 	u := Undeliverable{
 		Topic: dead.Metadata.Get(schemas.DLQTopicMetadata), Partition: dead.Metadata.Get(schemas.DLQPartitionMetadata),
-		Offset: dead.Metadata.Get(schemas.DLQOffsetMetadata), UUID: msg.UUID, Bytes: len(msg.Payload),
+		Offset: dead.Metadata.Get(schemas.DLQOffsetMetadata), UUID: dead.UUID, Bytes: len(dead.Payload),
 		Reason: dead.Metadata.Get(schemas.DLQReasonMetadata), Error: err.Error(), At: time.Now().UTC(),
 	}
 	l.m.undeliverable.Inc()

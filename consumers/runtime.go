@@ -14,6 +14,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callstream/callstream/pkg/delivery"
 	"github.com/callstream/callstream/schemas"
 )
 
@@ -45,11 +46,11 @@ type RuntimeDeps struct {
 
 // BatchSubscriber is a bus that hands out messages in batches (pkg/kafkabus
 // and pkg/sqlitebus are): up to maxMessages at a time, or what arrived
-// within linger of the first, in order per partition. Each message is still
-// acked or nacked on its own, and the runtime gives the verdicts in batch
-// order.
+// within linger of the first, in order per partition, without a watermill
+// message per record. The runtime settles each batch once, with a verdict
+// per record.
 type BatchSubscriber interface {
-	SubscribeBatches(ctx context.Context, topic string, maxMessages int, linger time.Duration) (<-chan []*message.Message, error)
+	SubscribeBatches(ctx context.Context, topic string, maxMessages int, linger time.Duration) (<-chan *delivery.Batch, error)
 }
 
 // Runtime runs a set of plug-ins, each on its own lane: its own

@@ -52,11 +52,17 @@ func (l *lane) settleSome(ds []Delivery, which []int, out []outcome, retries int
 	}
 	wait := l.rt.cfg.newBackoff()
 	failures := 0
-	batch := make([]Delivery, 0, len(which))
+	var buf []Delivery // for a subset of ds
 	for len(which) > 0 {
-		batch = batch[:0]
-		for _, i := range which {
-			batch = append(batch, ds[i])
+		batch := ds
+		if len(which) < len(ds) {
+			// A subset (in order). All of them is the usual case, where a
+			// copy would double what the runtime allocates per message.
+			buf = buf[:0]
+			for _, i := range which {
+				buf = append(buf, ds[i])
+			}
+			batch = buf
 		}
 		err := l.call(batch)
 		retry, last := l.classify(err, which, out)

@@ -439,10 +439,10 @@ func (s *crashScenario) readEmbedded(path string) []kafka.Message {
 	for int64(len(out)) < end[0] {
 		select {
 		case b := <-ch:
-			for _, m := range b {
-				out = append(out, toKafka(m))
-				m.Ack()
+			for i := range b.Len() {
+				out = append(out, toKafka(b.Message(i)))
 			}
+			b.Ack()
 		case <-ctx.Done():
 			t.Fatalf("read %d of %d events of the embedded bus", len(out), end[0])
 		}

@@ -338,9 +338,8 @@ func TestHandleReadsKafkaPartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	handle := func(partition string, ev schemas.CallEvent) {
-		msg := message.NewMessage(ev.EventID, nil)
 		n, _ := strconv.Atoi(partition)
-		d := consumers.Delivery{Event: ev, Message: msg, Position: schemas.Position{Partition: int32(n)}, HasPosition: true}
+		d := consumers.Delivery{Event: ev, Position: schemas.Position{Partition: int32(n)}, HasPosition: true}
 		if err := p.Handle(context.Background(), d); err != nil {
 			t.Fatal(err)
 		}

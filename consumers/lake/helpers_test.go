@@ -101,7 +101,7 @@ func delivery(e schemas.CallEvent, partition int, offset int64) consumers.Delive
 	msg := message.NewMessage(e.EventID, nil)
 	pos := schemas.Position{Topic: "test.calls", Partition: int32(partition), Offset: offset}
 	schemas.SetPosition(msg.Metadata, pos)
-	return consumers.Delivery{Event: e, Message: msg, Position: pos, HasPosition: true}
+	return consumers.NewDelivery(e, msg)
 }
 
 // deliveriesOf wraps events as deliveries of partition 0 at offsets 0, 1, ...

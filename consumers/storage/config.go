@@ -22,7 +22,7 @@ type Config struct {
 
 	BatchSize   int           `yaml:"batch_size" doc:"Most events written in one transaction."`
 	BatchWait   time.Duration `yaml:"batch_wait" doc:"Longest an event waits for its batch to fill before the batch is written."`
-	MaxInFlight int           `yaml:"max_in_flight" doc:"Unacknowledged events the subscriber may hand out at once; at least batch_size, twice lets the next batch fill while one is written."`
+	MaxInFlight int           `yaml:"max_in_flight" doc:"Unacknowledged events the subscriber may hand out at once; at least batch_size. The runtime raises it to three batches, so the next batch fills and waits while one is written."`
 
 	ConnectTimeout time.Duration `yaml:"connect_timeout" doc:"How long opening the database and running migrations may take at start."`
 	MaxConns       int           `yaml:"max_conns" doc:"PostgreSQL connection pool size (SQLite always uses one writer connection)."`
@@ -35,7 +35,7 @@ func DefaultConfig() Config {
 	return Config{
 		BatchSize:      2000,
 		BatchWait:      100 * time.Millisecond,
-		MaxInFlight:    4000,
+		MaxInFlight:    6000,
 		ConnectTimeout: 30 * time.Second,
 		MaxConns:       4,
 		BusyTimeout:    5 * time.Second,

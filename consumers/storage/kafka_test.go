@@ -52,6 +52,37 @@ func createTopics(t testing.TB, brokers []string, prefix string, partitions int)
 // JSON value, CloudEvents headers, acknowledged by all replicas.
 func publish(t testing.TB, brokers []string, topic string, evs []schemas.CallEvent) {
 	t.Helper()
+	msgs := make([]kafka.Message, 0, len(evs))
+	for i := range evs {
+		msgs = append(msgs, eventRecord(t, &evs[i]))
+	}
+	publishRecords(t, brokers, topic, msgs)
+}
+
+// eventRecord is the record the producer writes for ev.
+func eventRecord(t testing.TB, ev *schemas.CallEvent) kafka.Message {
+	t.Helper()
+	value, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatalf("marshal event: %v", err)
+	}
+	return kafka.Message{
+		Key:   []byte(ev.CallKey),
+		Value: value,
+		Headers: []kafka.Header{
+			{Key: schemas.HeaderSpecVersion, Value: []byte(schemas.SpecVersion)},
+			{Key: schemas.HeaderID, Value: []byte(ev.EventID)},
+			{Key: schemas.HeaderType, Value: []byte(ev.Type())},
+			{Key: schemas.HeaderSubject, Value: []byte(ev.CallKey)},
+			{Key: schemas.HeaderContentType, Value: []byte(schemas.JSONContentType)},
+		},
+	}
+}
+
+// publishRecords writes msgs to topic in order, acknowledged by all
+// replicas.
+func publishRecords(t testing.TB, brokers []string, topic string, msgs []kafka.Message) {
+	t.Helper()
 	// A transport of its own: kafka-go's shared default one may hold metadata
 	// fetched before this test's topic existed, and then fails the write.
 	tr := &kafka.Transport{}
@@ -69,25 +100,6 @@ func publish(t testing.TB, brokers []string, topic string, evs []schemas.CallEve
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	msgs := make([]kafka.Message, 0, len(evs))
-	for i := range evs {
-		ev := &evs[i]
-		value, err := json.Marshal(ev)
-		if err != nil {
-			t.Fatalf("marshal event: %v", err)
-		}
-		msgs = append(msgs, kafka.Message{
-			Key:   []byte(ev.CallKey),
-			Value: value,
-			Headers: []kafka.Header{
-				{Key: schemas.HeaderSpecVersion, Value: []byte(schemas.SpecVersion)},
-				{Key: schemas.HeaderID, Value: []byte(ev.EventID)},
-				{Key: schemas.HeaderType, Value: []byte(ev.Type())},
-				{Key: schemas.HeaderSubject, Value: []byte(ev.CallKey)},
-				{Key: schemas.HeaderContentType, Value: []byte(schemas.JSONContentType)},
-			},
-		})
-	}
 	for attempt := 1; len(msgs) > 0; {
 		n := min(len(msgs), 5000)
 		err := w.WriteMessages(ctx, msgs[:n]...)

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/callstream/callstream/consumers"
@@ -185,20 +184,20 @@ func TestBodyIsThePayloadAsReceived(t *testing.T) {
 
 	ev := testEvent(1, "c1", 1)
 	d := delivery(t, ev)
-	d.Message.Payload = append([]byte(`{"x_future_field": [1, 2], `), d.Message.Payload[1:]...)
+	d.Payload = append([]byte(`{"x_future_field": [1, 2], `), d.Payload[1:]...)
 	if err := p.Handle(context.Background(), d); err != nil {
 		t.Fatal(err)
 	}
 	bare := testEvent(2, "c2", 1)
-	if err := p.Handle(context.Background(), consumers.Delivery{Event: bare, Message: message.NewMessage(bare.EventID, nil)}); err != nil {
+	if err := p.Handle(context.Background(), consumers.Delivery{Event: bare}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "both deliveries", func() bool { return len(l.requests()) == 2 })
 	for _, r := range l.requests() {
 		switch id := r.header.Get(HeaderID); id {
 		case ev.EventID:
-			if !bytes.Equal(r.body, d.Message.Payload) {
-				t.Errorf("body %s, want the payload as received %s", r.body, d.Message.Payload)
+			if !bytes.Equal(r.body, d.Payload) {
+				t.Errorf("body %s, want the payload as received %s", r.body, d.Payload)
 			}
 		case bare.EventID:
 			var back schemas.CallEvent

@@ -107,7 +107,7 @@ func BenchmarkSign(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	body := delivery(b, testEvent(1, "call-1", 1)).Message.Payload
+	body := delivery(b, testEvent(1, "call-1", 1)).Payload
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
 		s.sign("00000000-0000-5000-8000-000000000001", 1700000000, body)

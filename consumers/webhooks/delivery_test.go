@@ -45,8 +45,8 @@ func TestDeliveryIsSigned(t *testing.T) {
 	if err != nil || ts < before || ts > time.Now().Unix() {
 		t.Fatalf("webhook-timestamp %q is not the attempt's Unix time", r.header.Get(HeaderTimestamp))
 	}
-	if !bytes.Equal(r.body, d.Message.Payload) {
-		t.Fatalf("body = %s, want the event JSON %s", r.body, d.Message.Payload)
+	if !bytes.Equal(r.body, d.Payload) {
+		t.Fatalf("body = %s, want the event JSON %s", r.body, d.Payload)
 	}
 	var back schemas.CallEvent
 	if err := json.Unmarshal(r.body, &back); err != nil || back.EventID != ev.EventID {
@@ -143,7 +143,7 @@ func TestExhaustedDeliveryGoesToDLQ(t *testing.T) {
 			t.Errorf("DLQ metadata %s = %q, want %q (all: %v)", k, got, v, m.Metadata)
 		}
 	}
-	if !bytes.Equal(m.Payload, dl.Message.Payload) {
+	if !bytes.Equal(m.Payload, dl.Payload) {
 		t.Fatalf("DLQ payload is not the event JSON")
 	}
 }

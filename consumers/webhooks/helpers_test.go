@@ -196,7 +196,7 @@ func delivery(t testing.TB, ev schemas.CallEvent) consumers.Delivery {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return consumers.Delivery{Event: ev, Message: message.NewMessage(ev.EventID, b)}
+	return consumers.NewDelivery(ev, message.NewMessage(ev.EventID, b))
 }
 
 // started is a plug-in running in the background.

@@ -106,10 +106,7 @@ func (p *Plugin) prepare(d *consumers.Delivery) (it pendingItem, again bool, err
 		return it, false, consumers.Permanent(errors.New("webhooks: event has no event_id"))
 	}
 	candidates := p.endpoints
-	replay := ""
-	if d.Message != nil {
-		replay = d.Message.Metadata.Get(schemas.ReplayEndpointMetadata)
-	}
+	replay := d.Metadata(schemas.ReplayEndpointMetadata)
 	if replay != "" {
 		// A replay of what one endpoint failed goes to that endpoint
 		// alone; its filter chose the event when it first came.
@@ -135,8 +132,8 @@ func (p *Plugin) prepare(d *consumers.Delivery) (it pendingItem, again bool, err
 		return it, again, nil
 	}
 	var body []byte
-	if d.Message != nil && len(d.Message.Payload) > 0 {
-		body = d.Message.Payload
+	if len(d.Payload) > 0 {
+		body = d.Payload
 	} else if body, err = json.Marshal(ev); err != nil {
 		return it, false, consumers.Permanent(fmt.Errorf("webhooks: encode event %s: %w", ev.EventID, err))
 	}

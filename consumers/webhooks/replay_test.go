@@ -22,20 +22,19 @@ import (
 // topic.
 func replayed(t *testing.T, dead *message.Message, topics consumers.Topics) consumers.Delivery {
 	t.Helper()
-	d := delivery(t, testEvent(0, "", 1))
-	if err := json.Unmarshal(dead.Payload, &d.Event); err != nil {
+	var ev schemas.CallEvent
+	if err := json.Unmarshal(dead.Payload, &ev); err != nil {
 		t.Fatal(err)
 	}
-	d.Message = message.NewMessage(dead.UUID, dead.Payload)
+	msg := message.NewMessage(dead.UUID, dead.Payload)
 	for k, v := range dead.Metadata {
 		if !strings.HasPrefix(k, schemas.DLQMetadataPrefix) {
-			d.Message.Metadata.Set(k, v)
+			msg.Metadata.Set(k, v)
 		}
 	}
-	d.Message.Metadata.Set(schemas.ReplayEndpointMetadata, dead.Metadata.Get(schemas.DLQEndpointMetadata))
-	d.Position = schemas.Position{Topic: schemas.RetryTopic(topics.Prefix, Name), Partition: 0, Offset: 1}
-	d.HasPosition = true
-	return d
+	msg.Metadata.Set(schemas.ReplayEndpointMetadata, dead.Metadata.Get(schemas.DLQEndpointMetadata))
+	schemas.SetPosition(msg.Metadata, schemas.Position{Topic: schemas.RetryTopic(topics.Prefix, Name), Partition: 0, Offset: 1})
+	return consumers.NewDelivery(ev, msg)
 }
 
 // An exhausted delivery's DLQ message, replayed, reaches the endpoint that
@@ -87,8 +86,10 @@ func TestReplayToUnknownEndpointIsPermanent(t *testing.T) {
 	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}})
 	d := newDLQ(t)
 	p := start(t, cfg, newFileStore(t), d)
-	gone := delivery(t, testEvent(1, "call-1", 1))
-	gone.Message.Metadata.Set(schemas.ReplayEndpointMetadata, "billing-v1")
+	ev := testEvent(1, "call-1", 1)
+	msg := message.NewMessage(ev.EventID, nil)
+	msg.Metadata.Set(schemas.ReplayEndpointMetadata, "billing-v1")
+	gone := consumers.NewDelivery(ev, msg)
 	fine := delivery(t, testEvent(2, "call-2", 1))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

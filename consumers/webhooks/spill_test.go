@@ -161,7 +161,7 @@ func TestFullSpillAppliesBackPressure(t *testing.T) {
 	first := batchOf(t, 0, 4)
 	spill := 0 // the bodies of the three events beyond the queue of one
 	for _, d := range first[1:] {
-		spill += len(d.Message.Payload)
+		spill += len(d.Payload)
 	}
 	cfg := testConfig(EndpointConfig{Name: "a", URL: l.srv.URL, Secrets: Secrets{newSecret(t)}, QueueSize: 1, Concurrency: 1,
 		Timeout: 300 * time.Millisecond, SpillBytes: int64(spill)})

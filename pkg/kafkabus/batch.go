@@ -9,26 +9,29 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/callstream/callstream/pkg/delivery"
+	"github.com/callstream/callstream/schemas"
 )
 
 // SubscribeBatches is Subscribe for consumers that handle messages in
-// batches (the consumer runtime): it hands out up to maxMessages messages
-// at a time, in fetch order, or whatever was fetched within linger of the
-// first. Each message is acked or nacked on its own, as with Subscribe, and
-// the acked prefix of every partition is committed the same way; what
-// changes is the cost: one channel operation and one goroutine per batch,
-// not per message. MaxInFlight bounds the unacked messages of all batches
-// together, so give it at least maxMessages (times the batches the consumer
-// handles at once, plus one being filled).
+// batches (the consumer runtime): it hands out up to maxMessages records at
+// a time, in fetch order, or whatever was fetched within linger of the
+// first. A batch makes no watermill message per record: its records are
+// their payloads and positions, and a record's headers and message are read
+// on demand (delivery.Batch). Settle gives every record its verdict at once:
+// an acked record's offset becomes committable as its prefix of the
+// partition is, as with Subscribe; a nacked one comes back, after
+// NackResendSleep, at the head of a later batch. What costs a goroutine and
+// a channel operation per message on Subscribe costs one per batch here.
+// MaxInFlight bounds the unsettled records of all batches together, so give
+// it at least maxMessages (times the batches the consumer handles at once,
+// plus one being filled).
 //
-// Unlike with Subscribe, a message's context is the Subscribe context, not
-// one canceled at its ack: a batch consumer has no use for it, and it costs
-// two allocations a message. Verdicts are awaited in batch order, as the consumer runtime gives them: a
-// message left without one holds back the release of the messages after it
-// in its batch (their in-flight slots and commits) until it gets one. A
-// nacked message comes back, after NackResendSleep, at the head of a later
-// batch. The channel closes when ctx is done or the Subscriber is closed.
-func (s *Subscriber) SubscribeBatches(ctx context.Context, topic string, maxMessages int, linger time.Duration) (<-chan []*message.Message, error) {
+// A batch not settled when the subscription stops is not committed: the
+// next reader gets its records again. The channel closes when ctx is done
+// or the Subscriber is closed.
+func (s *Subscriber) SubscribeBatches(ctx context.Context, topic string, maxMessages int, linger time.Duration) (<-chan *delivery.Batch, error) {
 	if maxMessages <= 0 {
 		return nil, fmt.Errorf("kafkabus: subscribe to %s in batches: maxMessages %d, want at least 1", topic, maxMessages)
 	}
@@ -37,17 +40,10 @@ func (s *Subscriber) SubscribeBatches(ctx context.Context, topic string, maxMess
 		return nil, err
 	}
 	b := &batchLoop{sub: sub, max: min(maxMessages, sub.s.cfg.MaxInFlight), linger: linger,
-		out: make(chan []*message.Message), redeliver: make(chan *pending, sub.s.cfg.MaxInFlight), strings: newInterner()}
+		out: make(chan *delivery.Batch), redeliver: make(chan kafka.Message, sub.s.cfg.MaxInFlight)}
 	sub.loops.Add(1)
 	go b.run()
 	return b.out, nil
-}
-
-// pending is a delivered message and the record it came from.
-type pending struct {
-	km   kafka.Message
-	msg  *message.Message
-	done context.CancelFunc
 }
 
 // batchLoop is the fetch loop of a batch subscription; the subscription's
@@ -56,10 +52,8 @@ type batchLoop struct {
 	sub       *subscription
 	max       int
 	linger    time.Duration
-	out       chan []*message.Message
-	redeliver chan *pending // nacked messages, due again
-
-	strings *interner // used by the convert stage alone
+	out       chan *delivery.Batch
+	redeliver chan kafka.Message // nacked records, due again
 
 	mu        sync.Mutex
 	interrupt context.CancelFunc // cancels the wait for a batch's first record
@@ -68,17 +62,12 @@ type batchLoop struct {
 func (b *batchLoop) run() {
 	sub := b.sub
 	defer sub.loops.Done()
+	defer close(b.out)
 	if sub.src.grouped() {
 		go sub.committer()
 	} else {
 		close(sub.commitEnd)
 	}
-	// Turning records into messages (headers into metadata) runs in a
-	// stage of its own, so the next batch is fetched meanwhile: on a busy
-	// topic the fetch loop is the pipeline's narrowest point.
-	raw := make(chan []*pending, 1)
-	sub.loops.Add(1)
-	go b.convert(raw)
 	backoff := 50 * time.Millisecond
 	for sub.ctx.Err() == nil {
 		batch, err := b.fill()
@@ -102,55 +91,64 @@ func (b *batchLoop) run() {
 		if len(batch) == 0 {
 			continue
 		}
-		select {
-		case raw <- batch:
-		case <-sub.ctx.Done():
-			b.release(batch)
+		if !b.send(batch) {
 			return
 		}
 	}
 }
 
-// convert makes the messages of each fetched batch and hands the batch
-// over, in fetch order; it owns the output channel.
-func (b *batchLoop) convert(raw <-chan []*pending) {
-	sub := b.sub
-	defer sub.loops.Done()
-	defer close(b.out)
-	for {
-		var batch []*pending
-		select {
-		case batch = <-raw:
-		case <-sub.ctx.Done():
-			select {
-			case batch = <-raw: // fetched but never handed over
-				b.release(batch)
-			default:
-			}
-			return
-		}
-		msgs := make([]*message.Message, len(batch))
-		for i, p := range batch {
-			msgs[i] = b.resend(p).msg
-		}
-		select {
-		case b.out <- msgs:
-		case <-sub.ctx.Done():
-			b.release(batch)
-			return
-		}
-		sub.awaiters.Add(1)
-		go b.await(batch)
+// send hands a fetched batch over and starts waiting for its verdicts; it
+// returns false, the batch released, if the subscription stopped first.
+func (b *batchLoop) send(kms []kafka.Message) bool {
+	records := make([]delivery.Record, len(kms))
+	for i, km := range kms {
+		records[i] = delivery.Record{Payload: km.Value, HasPosition: true,
+			Position: schemas.Position{Topic: km.Topic, Partition: int32(km.Partition), Offset: km.Offset}}
 	}
+	verdicts := make(chan []bool, 1)
+	batch := delivery.NewBatch(records, batchRecords{b.sub, kms}, func(acked []bool) { verdicts <- acked })
+	select {
+	case b.out <- batch:
+	case <-b.sub.ctx.Done():
+		b.release(kms)
+		return false
+	}
+	b.sub.awaiters.Add(1)
+	go b.await(kms, verdicts)
+	return true
+}
+
+// batchRecords reads a batch's records as kafka-go returned them.
+type batchRecords struct {
+	sub *subscription
+	kms []kafka.Message
+}
+
+func (r batchRecords) Message(i int) *message.Message { return r.sub.newMessage(r.kms[i], false) }
+
+// Metadata reads a header straight from the record when the default
+// unmarshaler would have copied it to the metadata unchanged; anything else
+// (the delivery metadata, another unmarshaler's mapping) from the message.
+func (r batchRecords) Metadata(i int, key string) string {
+	if _, std := r.sub.s.cfg.Unmarshaler.(DefaultMarshaler); !std || isDeliveryMetadata(key) {
+		return r.Message(i).Metadata.Get(key)
+	}
+	var v []byte
+	for _, h := range r.kms[i].Headers {
+		if h.Key == key && key != UUIDHeader {
+			v = h.Value // the last one wins, as in the map
+		}
+	}
+	return string(v)
 }
 
 // fill collects one batch: it blocks for the first message (a redelivery
 // or a new record), then takes what arrives within linger, up to max and
 // within the in-flight budget. A fetch error ends the batch early and is
 // returned with what was collected.
-func (b *batchLoop) fill() ([]*pending, error) {
+func (b *batchLoop) fill() ([]kafka.Message, error) {
 	sub := b.sub
-	var batch []*pending
+	batch := make([]kafka.Message, 0, b.max)
 	select {
 	case sub.slots <- struct{}{}:
 	case <-sub.ctx.Done():
@@ -189,7 +187,7 @@ func (b *batchLoop) fill() ([]*pending, error) {
 // first waits for the first message of a batch. A nacked message that
 // falls due meanwhile interrupts the wait for a new record, which may never
 // come.
-func (b *batchLoop) first() (*pending, error) {
+func (b *batchLoop) first() (kafka.Message, error) {
 	for {
 		ctx, cancel := context.WithCancel(b.sub.ctx)
 		b.mu.Lock()
@@ -209,87 +207,71 @@ func (b *batchLoop) first() (*pending, error) {
 
 // next returns a nacked message that is due, else the next record. A record
 // fetched here holds the in-flight slot the caller took.
-func (b *batchLoop) next(ctx context.Context) (*pending, error) {
+func (b *batchLoop) next(ctx context.Context) (kafka.Message, error) {
 	select {
-	case p := <-b.redeliver:
+	case km := <-b.redeliver:
 		<-b.sub.slots // it kept the slot it had; give back the one just taken
-		return p, nil
+		return km, nil
 	default:
 	}
 	km, err := b.sub.src.FetchMessage(ctx)
 	if err != nil {
-		return nil, err
+		return kafka.Message{}, err
 	}
 	b.sub.consumed.Inc()
 	if b.sub.src.grouped() {
 		b.sub.tracker.add(km)
 	}
-	return &pending{km: km}, nil
+	return km, nil
 }
 
-// resend turns a record into a fresh watermill message, for its first
-// delivery or after a nack.
-func (b *batchLoop) resend(p *pending) *pending {
-	p.msg = b.sub.newMessage(p.km, b.strings, false)
-	p.done = func() {}
-	return p
-}
-
-// await waits for the verdict on every message of a batch, in order (acks
-// usually come for the whole batch at once): an ack frees the slot and makes
-// the offset committable, a nack schedules the message again.
-func (b *batchLoop) await(batch []*pending) {
+// await waits for the verdicts on a batch: an ack frees the record's slot
+// and makes its offset committable, a nack schedules it again.
+func (b *batchLoop) await(kms []kafka.Message, verdicts <-chan []bool) {
 	sub := b.sub
 	defer sub.awaiters.Done()
-	wake := false
-	acked := func(p *pending) {
-		p.done()
-		<-sub.slots
-		if sub.src.grouped() && sub.tracker.ack(p.km) {
-			wake = true
-		}
-	}
-	defer func() {
-		if wake && sub.s.cfg.CommitInterval == 0 {
-			select {
-			case sub.wake <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	for i, p := range batch {
+	var acked []bool
+	select {
+	case acked = <-verdicts:
+	case <-sub.ctx.Done():
+		// Verdicts given before the stop still count: the committer
+		// commits them once every awaiter returned.
 		select {
-		case <-p.msg.Acked():
-			acked(p)
-		case <-p.msg.Nacked():
-			p.done()
-			sub.nacked.Inc()
-			go b.later(p)
-		case <-sub.ctx.Done():
-			// Acks given before the stop still count: the committer
-			// commits them once every awaiter returned.
-			for _, q := range batch[i:] {
-				select {
-				case <-q.msg.Acked():
-					acked(q)
-				default:
-					b.release([]*pending{q})
-				}
-			}
+		case acked = <-verdicts:
+		default:
+			b.release(kms)
 			return
 		}
 	}
+	wake := false
+	for i, km := range kms {
+		if !acked[i] {
+			sub.nacked.Inc()
+			go b.later(km)
+			continue
+		}
+		<-sub.slots
+		if sub.src.grouped() && sub.tracker.ack(km) {
+			wake = true
+		}
+	}
+	if wake && sub.s.cfg.CommitInterval == 0 {
+		select {
+		case sub.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
-// later puts a nacked message back in line after NackResendSleep; it keeps
+// later puts a nacked record back in line after NackResendSleep; it keeps
 // its in-flight slot meanwhile.
-func (b *batchLoop) later(p *pending) {
+func (b *batchLoop) later(km kafka.Message) {
 	if !sleepCtx(b.sub.ctx, b.sub.s.cfg.NackResendSleep) {
 		<-b.sub.slots
 		return
 	}
 	select {
-	case b.redeliver <- p:
+	case b.redeliver <- km:
 	case <-b.sub.ctx.Done():
 		<-b.sub.slots
 		return
@@ -301,14 +283,11 @@ func (b *batchLoop) later(p *pending) {
 	b.mu.Unlock()
 }
 
-// release gives back the slots of messages that will get no verdict because
+// release gives back the slots of records that will get no verdict because
 // the subscription stopped. They are not committed: the next reader gets
 // them again.
-func (b *batchLoop) release(batch []*pending) {
-	for _, p := range batch {
-		if p.done != nil {
-			p.done()
-		}
+func (b *batchLoop) release(kms []kafka.Message) {
+	for range kms {
 		<-b.sub.slots
 	}
 }

@@ -93,119 +93,22 @@ func (DefaultMarshaler) Unmarshal(km kafka.Message) (*message.Message, error) {
 }
 
 // setDeliveryMetadata records where a message came from. It overwrites
-// headers of the same names: the broker's word is the truth. With an
-// interner, the timestamp's text is shared with the record before when
-// both have the same timestamp.
-func setDeliveryMetadata(msg *message.Message, km kafka.Message, in *interner) {
+// headers of the same names: the broker's word is the truth.
+func setDeliveryMetadata(msg *message.Message, km kafka.Message) {
 	schemas.SetPosition(msg.Metadata, schemas.Position{Topic: km.Topic, Partition: int32(km.Partition), Offset: km.Offset})
-	if in != nil {
-		msg.Metadata[schemas.TimestampMetadata] = in.timestamp(km.Time)
-	} else {
-		msg.Metadata[schemas.TimestampMetadata] = formatTimestamp(km.Time)
-	}
+	msg.Metadata[schemas.TimestampMetadata] = formatTimestamp(km.Time)
 	if km.Key != nil {
 		msg.Metadata[schemas.KeyMetadata] = string(km.Key)
 	}
 }
 
+// isDeliveryMetadata reports whether setDeliveryMetadata sets key.
+func isDeliveryMetadata(key string) bool {
+	switch key {
+	case schemas.TopicMetadata, schemas.PartitionMetadata, schemas.OffsetMetadata, schemas.TimestampMetadata, schemas.KeyMetadata:
+		return true
+	}
+	return false
+}
+
 func formatTimestamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
-
-// interner keeps one copy of the values of headers that take few distinct
-// values (ce_type, ce_source, content-type), so a busy subscription does not
-// allocate them again for every record (kafka-go already gives the keys as
-// strings). A key whose values keep changing (ce_id, ce_time) stops being
-// remembered after internLimit distinct values. It also keeps the last
-// record timestamp's text: the producer stamps a whole batch with one
-// timestamp (schemas.FencedAtMetadata). One goroutine uses it at a time.
-type interner struct {
-	values map[string]*internSet
-	// byIndex is the set of the key last seen at each header index: one
-	// producer writes its headers in the same order every time, so the
-	// key's set is found by a string comparison, not a map lookup.
-	byIndex []*internSet
-
-	lastTime time.Time
-	lastText string
-}
-
-type internSet struct {
-	key  string
-	m    map[string]string
-	full bool
-}
-
-const (
-	internLimit = 32
-	// indexLimit bounds byIndex; headers after it are looked up by key.
-	indexLimit = 16
-)
-
-func newInterner() *interner { return &interner{values: map[string]*internSet{}} }
-
-// set returns the set of key, the name of header number i.
-func (in *interner) set(i int, key string) *internSet {
-	if i < len(in.byIndex) {
-		if set := in.byIndex[i]; set != nil && set.key == key {
-			return set
-		}
-	}
-	set := in.values[key]
-	if set == nil {
-		set = &internSet{key: key, m: map[string]string{}}
-		in.values[key] = set
-	}
-	if i < indexLimit {
-		for len(in.byIndex) <= i {
-			in.byIndex = append(in.byIndex, nil)
-		}
-		in.byIndex[i] = set
-	}
-	return set
-}
-
-// value returns b as a string, the copy kept for key when there is one;
-// i is the header's index in its record.
-func (in *interner) value(i int, key string, b []byte) string {
-	set := in.set(i, key)
-	if set.full {
-		return string(b)
-	}
-	if s, ok := set.m[string(b)]; ok { // the lookup does not allocate
-		return s
-	}
-	s := string(b)
-	if len(set.m) >= internLimit {
-		set.full, set.m = true, nil
-	} else {
-		set.m[s] = s
-	}
-	return s
-}
-
-// timestamp is formatTimestamp(t), the text of the last call again when t
-// is the same instant.
-func (in *interner) timestamp(t time.Time) string {
-	if in.lastText == "" || !t.Equal(in.lastTime) {
-		in.lastTime, in.lastText = t, formatTimestamp(t)
-	}
-	return in.lastText
-}
-
-// unmarshalInterned is DefaultMarshaler.Unmarshal with the values of in.
-func unmarshalInterned(km kafka.Message, in *interner) *message.Message {
-	var uuid string
-	for _, h := range km.Headers {
-		if h.Key == UUIDHeader {
-			uuid = string(h.Value)
-			break
-		}
-	}
-	msg := message.NewMessage(uuid, km.Value)
-	msg.Metadata = make(message.Metadata, len(km.Headers)+6)
-	for i, h := range km.Headers {
-		if h.Key != UUIDHeader {
-			msg.Metadata[h.Key] = in.value(i, h.Key, h.Value)
-		}
-	}
-	return msg
-}

@@ -61,7 +61,7 @@ func TestDefaultMarshalerRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			setDeliveryMetadata(back, rec, nil)
+			setDeliveryMetadata(back, rec)
 			if back.UUID != "uuid-1" || string(back.Payload) != `{"a":1}` {
 				t.Fatalf("unmarshalled %s %q", back.UUID, back.Payload)
 			}

@@ -127,7 +127,7 @@ func (sub *subscription) run() {
 // send delivers one record as a new watermill message. ok is false if the
 // subscription stopped first.
 func (sub *subscription) send(km kafka.Message) (msg *message.Message, done context.CancelFunc, ok bool) {
-	msg = sub.newMessage(km, nil, true)
+	msg = sub.newMessage(km, true)
 	ctx := msg.Context().(*delivery.Context)
 	select {
 	case sub.out <- msg:
@@ -141,16 +141,8 @@ func (sub *subscription) send(km kafka.Message) (msg *message.Message, done cont
 // newMessage turns a record into a message with its delivery metadata and,
 // when withCtx, a context canceled once it is acked or nacked (else the
 // Subscribe context).
-// With an interner (a caller that makes messages from one goroutine) and
-// the default unmarshaler, repeated header values are shared.
-func (sub *subscription) newMessage(km kafka.Message, in *interner, withCtx bool) *message.Message {
-	var msg *message.Message
-	var err error
-	if _, std := sub.s.cfg.Unmarshaler.(DefaultMarshaler); std && in != nil {
-		msg = unmarshalInterned(km, in)
-	} else {
-		msg, err = sub.s.cfg.Unmarshaler.Unmarshal(km)
-	}
+func (sub *subscription) newMessage(km kafka.Message, withCtx bool) *message.Message {
+	msg, err := sub.s.cfg.Unmarshaler.Unmarshal(km)
 	if err != nil || msg == nil {
 		// Deliver the raw record rather than drop or block on it: the
 		// handler (or the poison-queue middleware) decides what it is worth.
@@ -161,7 +153,7 @@ func (sub *subscription) newMessage(km kafka.Message, in *interner, withCtx bool
 	if msg.Metadata == nil {
 		msg.Metadata = message.Metadata{}
 	}
-	setDeliveryMetadata(msg, km, in)
+	setDeliveryMetadata(msg, km)
 	if withCtx {
 		msg.SetContext(delivery.NewContext(sub.valueCtx))
 	} else {

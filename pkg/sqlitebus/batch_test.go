@@ -199,8 +199,8 @@ func TestConcurrentWriters(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for batch := range ch {
-				for _, m := range batch {
+			for b := range ch {
+				for _, m := range b.Messages(ctx) {
 					counts[g][m.UUID]++
 					m.Ack()
 				}

@@ -177,10 +177,8 @@ func busEndToEnd(t *testing.T, msgs []*message.Message) float64 {
 		go func() {
 			defer wg.Done()
 			for batch := range ch {
-				for _, m := range batch {
-					m.Ack()
-				}
-				consumed.Add(int64(len(batch)))
+				batch.Ack()
+				consumed.Add(int64(batch.Len()))
 			}
 		}()
 	}

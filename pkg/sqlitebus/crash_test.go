@@ -117,7 +117,8 @@ func TestCrashChild(t *testing.T) {
 	}()
 	go func() { // batches acked in random order, in two halves
 		defer wg.Done()
-		for batch := range ch2 {
+		for b := range ch2 {
+			batch := b.Messages(ctx)
 			shuffle(batch)
 			var rest []*message.Message
 			for _, m := range batch {

@@ -51,8 +51,10 @@
 //
 // A Subscriber has one consumer group (or none) and a MaxInFlight budget;
 // Subscribe hands out single messages, SubscribeBatches batches of up to
-// maxMessages in offset order, or what arrived within linger of the first.
-// Either way each message is acked or nacked on its own:
+// maxMessages in offset order, or what arrived within linger of the first
+// (a delivery.Batch, with no watermill message per record). Either way each
+// message gets its own verdict (Ack or Nack, or its place in the batch's
+// Settle):
 //
 //   - up to MaxInFlight messages are unacked at once (over all batches of
 //     a subscription); acks may come in any order;

@@ -9,6 +9,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callstream/callstream/pkg/delivery"
 	"github.com/callstream/callstream/pkg/sqlitebus"
 	"github.com/callstream/callstream/schemas"
 )
@@ -44,15 +45,16 @@ func receive(t testing.TB, ch <-chan *message.Message, d time.Duration) *message
 	}
 }
 
-// receiveBatch takes one batch from ch within d.
-func receiveBatch(t testing.TB, ch <-chan []*message.Message, d time.Duration) []*message.Message {
+// receiveBatch takes one batch from ch within d, as messages whose verdicts
+// settle it.
+func receiveBatch(t testing.TB, ch <-chan *delivery.Batch, d time.Duration) []*message.Message {
 	t.Helper()
 	select {
 	case b, ok := <-ch:
 		if !ok {
 			t.Fatal("channel closed")
 		}
-		return b
+		return b.Messages(context.Background())
 	case <-time.After(d):
 		t.Fatalf("no batch within %s", d)
 		return nil

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/callstream/callstream/pkg/delivery"
 )
 
 var (
@@ -59,12 +61,12 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 
 // SubscribeBatches delivers the messages of topic in batches: each holds up
 // to maxMessages messages in offset order, or what was available within
-// linger of its first message. Each message is acked or nacked on its own
-// (a nacked one comes again in a later batch); the subscriber's
-// MaxInFlight bounds the unacked messages over all batches, so a batch is
-// also cut short when that budget is used up. The channel closes as for
-// Subscribe.
-func (s *Subscriber) SubscribeBatches(ctx context.Context, topic string, maxMessages int, linger time.Duration) (<-chan []*message.Message, error) {
+// linger of its first message. A batch makes no watermill message per
+// record (see delivery.Batch); its Settle gives each record its verdict (a
+// nacked one comes again in a later batch). The subscriber's MaxInFlight
+// bounds the unsettled messages over all batches, so a batch is also cut
+// short when that budget is used up. The channel closes as for Subscribe.
+func (s *Subscriber) SubscribeBatches(ctx context.Context, topic string, maxMessages int, linger time.Duration) (<-chan *delivery.Batch, error) {
 	if maxMessages <= 0 {
 		return nil, fmt.Errorf("sqlitebus: subscribe to %s in batches: maxMessages %d is not positive", topic, maxMessages)
 	}

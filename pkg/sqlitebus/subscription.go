@@ -5,12 +5,16 @@ import (
 	"context"
 	"database/sql"
 	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/callstream/callstream/pkg/delivery"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callstream/callstream/pkg/delivery"
+	"github.com/callstream/callstream/schemas"
 )
 
 // ackScanInterval is how long an ack that is not the oldest outstanding
@@ -26,10 +30,10 @@ const maxFetch = 1024
 // whatever the number of messages in flight:
 //   - the deliverer reads the topic in offset order and hands out messages
 //     (singly or in batches), each taking a slot of the MaxInFlight budget;
-//   - the acker watches the outstanding messages for their Ack or Nack: it
-//     frees the slot of an acked message and tells the tracker, and puts a
-//     nacked one back for redelivery after NackResendSleep (it keeps its
-//     slot meanwhile);
+//   - the acker watches the outstanding messages for their Ack or Nack (or
+//     their batch's Settle): it frees the slot of an acked message and tells
+//     the tracker, and puts a nacked one back for redelivery after
+//     NackResendSleep (it keeps its slot meanwhile);
 //   - the committer (with a consumer group) writes the acked prefix's
 //     offset whenever it grows, one commit at a time: everything acked while
 //     a commit is being written rides on the next.
@@ -42,8 +46,8 @@ type subscription struct {
 	maxMessages int
 	linger      time.Duration
 	fetchSize   int
-	out         chan *message.Message   // Subscribe
-	outBatches  chan []*message.Message // SubscribeBatches
+	out         chan *message.Message // Subscribe
+	outBatches  chan *delivery.Batch  // SubscribeBatches
 
 	slots   chan struct{} // one token per delivered, unacked message
 	tracker *tracker      // nil without a group
@@ -62,18 +66,21 @@ type subscription struct {
 	ready    []*entry // nacked and due for redelivery
 
 	added      chan struct{} // deliverer -> acker: inflight grew
+	settled    chan struct{} // a batch's Settle -> acker: verdicts came
 	redeliver  chan struct{} // acker -> deliverer: ready grew
 	commitKick chan struct{} // acker -> committer: the acked prefix grew
 
 	ackerDone, committerDone, done chan struct{}
 }
 
-// entry is one delivery of a record.
+// entry is one delivery of a record: as a message (Subscribe), or as a
+// record of a batch, whose verdict Settle stores (SubscribeBatches).
 type entry struct {
 	rec   *record
-	msg   *message.Message
-	ctx   *delivery.Context
-	dueAt time.Time // when a nacked entry is delivered again
+	msg   *message.Message  // nil in a batch
+	ctx   *delivery.Context // nil in a batch
+	v     atomic.Int32      // a batch record's verdict, as verdict returns it
+	dueAt time.Time         // when a nacked entry is delivered again
 }
 
 func newSubscription(s *Subscriber, subscribeCtx context.Context, tp *topic, start int64, batches bool, maxMessages int, linger time.Duration) *subscription {
@@ -96,6 +103,7 @@ func newSubscription(s *Subscriber, subscribeCtx context.Context, tp *topic, sta
 		cancel:        cancel,
 		valueCtx:      subscribeCtx,
 		added:         make(chan struct{}, 1),
+		settled:       make(chan struct{}, 1),
 		redeliver:     make(chan struct{}, 1),
 		commitKick:    make(chan struct{}, 1),
 		ackerDone:     make(chan struct{}),
@@ -105,7 +113,7 @@ func newSubscription(s *Subscriber, subscribeCtx context.Context, tp *topic, sta
 	if !batches {
 		sub.out = make(chan *message.Message)
 	} else {
-		sub.outBatches = make(chan []*message.Message)
+		sub.outBatches = make(chan *delivery.Batch)
 	}
 	if group != "" {
 		sub.tracker = &tracker{}
@@ -212,16 +220,53 @@ func (sub *subscription) deliver() {
 			}
 			continue
 		}
-		msgs := make([]*message.Message, len(batch))
-		for i, e := range batch {
-			msgs[i] = e.msg
-		}
 		select {
-		case sub.outBatches <- msgs:
+		case sub.outBatches <- sub.newBatch(batch):
 		case <-sub.ctx.Done():
 			return
 		}
 	}
+}
+
+// newBatch hands entries out as a batch: its records share the stored
+// ones' payloads, and its Settle stores each entry's verdict for the acker.
+func (sub *subscription) newBatch(entries []*entry) *delivery.Batch {
+	records := make([]delivery.Record, len(entries))
+	for i, e := range entries {
+		records[i] = delivery.Record{Payload: e.rec.payload, HasPosition: true,
+			Position: schemas.Position{Topic: sub.tp.name, Partition: 0, Offset: e.rec.off}}
+	}
+	return delivery.NewBatch(records, batchRecords{sub.tp.name, entries}, func(acked []bool) {
+		for i, e := range entries {
+			if acked[i] {
+				e.v.Store(1)
+			} else {
+				e.v.Store(2)
+			}
+		}
+		kick(sub.settled)
+	})
+}
+
+// batchRecords reads the stored records of a batch.
+type batchRecords struct {
+	topic   string
+	entries []*entry
+}
+
+func (b batchRecords) Message(i int) *message.Message { return b.entries[i].rec.message(b.topic) }
+
+func (b batchRecords) Metadata(i int, key string) string {
+	r := b.entries[i].rec
+	switch key {
+	case schemas.TopicMetadata:
+		return b.topic
+	case schemas.PartitionMetadata:
+		return "0"
+	case schemas.OffsetMetadata:
+		return strconv.FormatInt(r.off, 10)
+	}
+	return r.md[key]
 }
 
 // gather returns the next batch: at least one entry (blocking for it),
@@ -390,11 +435,15 @@ func (sub *subscription) takeReady() *entry {
 	return sub.track(e.rec)
 }
 
-// track makes a delivery of r and hands it to the acker.
+// track makes a delivery of r and hands it to the acker; a single message
+// when the subscription hands out messages.
 func (sub *subscription) track(r *record) *entry {
-	e := &entry{rec: r, msg: r.message(sub.tp.name)}
-	e.ctx = delivery.NewContext(sub.valueCtx)
-	e.msg.SetContext(e.ctx)
+	e := &entry{rec: r}
+	if sub.out != nil {
+		e.msg = r.message(sub.tp.name)
+		e.ctx = delivery.NewContext(sub.valueCtx)
+		e.msg.SetContext(e.ctx)
+	}
 	sub.mu.Lock()
 	sub.inflight = append(sub.inflight, e)
 	n := len(sub.inflight)
@@ -407,6 +456,9 @@ func (sub *subscription) track(r *record) *entry {
 
 // verdict of a delivery: 0 none yet, 1 acked, 2 nacked.
 func (e *entry) verdict() int {
+	if e.msg == nil {
+		return int(e.v.Load())
+	}
 	select {
 	case <-e.msg.Acked():
 		return 1
@@ -446,7 +498,7 @@ func (sub *subscription) acker() {
 			nackArmed = true
 		}
 		var acked, nacked <-chan struct{}
-		if head != nil {
+		if head != nil && head.msg != nil {
 			acked, nacked = head.msg.Acked(), head.msg.Nacked()
 		}
 		var scanC, nackC <-chan time.Time
@@ -462,6 +514,8 @@ func (sub *subscription) acker() {
 		case <-nacked:
 			due = sub.settle(false, due)
 		case <-sub.added:
+		case <-sub.settled:
+			due = sub.settle(true, due)
 		case <-scanC:
 			scanArmed = false
 			due = sub.settle(true, due)
@@ -473,7 +527,7 @@ func (sub *subscription) acker() {
 			sub.settle(true, nil)
 			sub.mu.Lock()
 			for _, e := range sub.inflight {
-				e.ctx.Cancel()
+				e.cancel()
 			}
 			sub.mu.Unlock()
 			return
@@ -510,7 +564,7 @@ func (sub *subscription) settle(all bool, due []*entry) []*entry {
 	sub.mu.Unlock()
 	committable := false
 	for _, e := range done {
-		e.ctx.Cancel()
+		e.cancel()
 		if e.verdict() == 1 {
 			<-sub.slots
 			if sub.tracker != nil && sub.tracker.ack(e.rec.off) {
@@ -528,6 +582,13 @@ func (sub *subscription) settle(all bool, due []*entry) []*entry {
 		kick(sub.commitKick)
 	}
 	return due
+}
+
+// cancel ends a message's context; a batch record has none.
+func (e *entry) cancel() {
+	if e.ctx != nil {
+		e.ctx.Cancel()
+	}
 }
 
 // release moves the nacked messages whose time has come to ready.
