@@ -94,7 +94,7 @@ func TestBenchKafkaConsume(t *testing.T) {
 		t.Skip("set CALLSTREAM_BENCH=1")
 	}
 	k := newKafkaEnv(t, 3)
-	n := 200_000
+	n := 500_000 // rounds of about a second: shorter ones were dominated by noise
 	if v, err := strconv.Atoi(os.Getenv("CALLSTREAM_BENCH_MESSAGES")); err == nil && v > 0 {
 		n = v
 	}

@@ -9,7 +9,9 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/callstream/callstream/pkg/delivery"
 	"github.com/callstream/callstream/pkg/sqlitebus"
+	"github.com/callstream/callstream/schemas"
 )
 
 func offsets(t testing.TB, batch []*message.Message) []int64 {
@@ -248,4 +250,46 @@ func TestConcurrentWriters(t *testing.T) {
 	if txs >= calls {
 		t.Errorf("%d write transactions for %d Publish calls and the groups' commits: writes do not share transactions", txs, calls)
 	}
+}
+
+// TestBatchMetadata: a batch's record reads its metadata and position as
+// the message Subscribe would deliver, without making one.
+func TestBatchMetadata(t *testing.T) {
+	b := openBus(t, sqlitebus.Config{})
+	msgs := simple("m", 3)
+	msgs[2].Metadata.Set(schemas.HeaderType, "callstream.call.created.v1")
+	msgs[2].Metadata.Set(schemas.KeyMetadata, "the-key")
+	publish(t, b.Publisher(), "calls", msgs...)
+	s := newSubscriber(t, b, sqlitebus.SubscriberConfig{ConsumerGroup: "g", MaxInFlight: 10})
+	ch, err := s.SubscribeBatches(context.Background(), "calls", 10, 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch *delivery.Batch
+	select {
+	case batch = <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no batch")
+	}
+	if batch.Len() != 3 {
+		t.Fatalf("batch of %d, want 3", batch.Len())
+	}
+	for i, r := range batch.Records {
+		whole := batch.Message(i)
+		if whole.UUID != msgs[i].UUID || string(r.Payload) != string(msgs[i].Payload) || !r.HasPosition ||
+			r.Position != (schemas.Position{Topic: "calls", Partition: 0, Offset: int64(i)}) {
+			t.Fatalf("record %d: %q at %+v, message %s", i, r.Payload, r.Position, whole.UUID)
+		}
+		for _, key := range []string{schemas.HeaderType, schemas.KeyMetadata, schemas.TopicMetadata, schemas.PartitionMetadata,
+			schemas.OffsetMetadata, schemas.TimestampMetadata, "absent"} {
+			if got, want := batch.Metadata(i, key), whole.Metadata.Get(key); got != want {
+				t.Errorf("record %d: Metadata(%s) = %q, the message has %q", i, key, got, want)
+			}
+		}
+	}
+	if batch.Metadata(2, schemas.HeaderType) != "callstream.call.created.v1" || batch.Metadata(2, schemas.OffsetMetadata) != "2" {
+		t.Fatalf("metadata lost: %v", batch.Message(2).Metadata)
+	}
+	batch.Ack()
+	waitCommitted(t, b, "calls", "g", 3)
 }
