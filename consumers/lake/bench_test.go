@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callstream/callstream/consumers"
+	"github.com/callstream/callstream/consumers/consumerstest"
 	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/pkg/testenv"
 )
@@ -138,6 +139,9 @@ func runtimeBench(t *testing.T, brokers []string, topics consumers.Topics, n int
 		t.Fatal(err)
 	}
 	report(t, "runtime", dir, n, el, cpu)
+	plain := consumerstest.PlainConsume(t, brokers, topics.Calls, n)
+	fmt.Printf("BENCH lake runtime baseline: plain kafka-go fetch+commit of the same topic %.0f events/s; the runtime at %.0f%%\n",
+		plain, 100*float64(n)/el.Seconds()/plain)
 }
 
 // written reads callstream_lake_rows_written_total from reg.

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callstream/callstream/consumers"
+	"github.com/callstream/callstream/consumers/consumerstest"
 	"github.com/callstream/callstream/pkg/testenv"
 	"github.com/callstream/callstream/schemas"
 )
@@ -200,6 +201,7 @@ func TestBenchFromBroker(t *testing.T) {
 				prefix := testenv.Prefix(t)
 				topics := createTopics(t, brokers, prefix, 4)
 				publish(t, brokers, topics.Calls, evs)
+				plain := consumerstest.PlainConsume(t, brokers, topics.Calls, n)
 				reg := prometheus.NewRegistry()
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan error, 1)
@@ -219,8 +221,8 @@ func TestBenchFromBroker(t *testing.T) {
 					t.Errorf("consumer: %v", err)
 				}
 				batches, events := histogramCount(t, reg, "callstream_consumer_batch_size")
-				fmt.Printf("BENCH storage %-8s from broker batch=%-5d events=%d  %8.0f events/s  %8.0f events/CPU-s of this process  mean batch %.0f events\n",
-					d.name, size, n, float64(n)/el.Seconds(), float64(n)/cpu.Seconds(), events/max(batches, 1))
+				fmt.Printf("BENCH storage %-8s from broker batch=%-5d events=%d  %8.0f events/s  %8.0f events/CPU-s of this process  mean batch %.0f events | plain kafka-go fetch+commit %.0f events/s, ratio %.0f%%\n",
+					d.name, size, n, float64(n)/el.Seconds(), float64(n)/cpu.Seconds(), events/max(batches, 1), plain, 100*float64(n)/el.Seconds()/plain)
 			})
 		}
 	}
