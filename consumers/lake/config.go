@@ -12,7 +12,7 @@ type Config struct {
 	MaxFileSpan     time.Duration `yaml:"max_file_span" doc:"A file is closed before a row whose creation_time would make the file span more than this."`
 	IdleClose       time.Duration `yaml:"idle_close" doc:"A file that received no row for this long is closed."`
 	MaxFileAge      time.Duration `yaml:"max_file_age" doc:"A file is closed this long after it was opened, however busy, so no event waits longer to be acknowledged."`
-	MaxBufferedRows int           `yaml:"max_buffered_rows" doc:"Rows held in open files across all partitions before every open file is closed; also the number of unacknowledged messages asked from the bus."`
+	MaxBufferedRows int           `yaml:"max_buffered_rows" doc:"Rows held in open files across all partitions: at half of it the biggest open files are written. The bus is asked for twice as many unacknowledged messages, so new files fill while full ones are written."`
 	RowGroupRows    int           `yaml:"row_group_rows" doc:"Most rows in one Parquet row group."`
 	FlushWorkers    int           `yaml:"flush_workers" doc:"Files written to disk at the same time."`
 }

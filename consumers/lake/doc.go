@@ -94,14 +94,13 @@
 //
 // # Handler, in-flight budget and rotation
 //
-// Lake implements consumers.Handler, not BatchHandler: Handle appends the
-// row to its open file and blocks until that file is renamed (or ctx is
-// done), and the router runs each message's handler in its own goroutine,
-// so many Handle calls wait at once. Tuning asks the bus for
-// Config.MaxBufferedRows unacknowledged messages. A batch handler would
-// have needed a batch as big as a file and the runtime's batching; this
-// way the file decides when the events are durable, the acknowledgements
-// follow exactly, and writing one file overlaps with filling the next.
+// HandleBatch appends each row to its open file and blocks until those
+// files are renamed (or ctx is done), and the runtime hands over many
+// batches at once (Tuning.Concurrency), so many calls wait together. Tuning
+// asks the bus for twice Config.MaxBufferedRows unacknowledged messages.
+// This way the file decides when the events are durable, the
+// acknowledgements follow exactly, and writing full files overlaps with
+// filling the next.
 //
 // A file is closed (written and renamed) when it holds MaxFileRows rows or
 // about MaxFileBytes bytes before compression, before a row whose

@@ -147,15 +147,17 @@ func New(cfg Config, deps consumers.Deps) (*Lake, error) {
 // Name implements consumers.Plugin.
 func (l *Lake) Name() string { return Name }
 
-// Tuning asks for as many unacknowledged messages as the open files may
-// hold, in batches handled concurrently: HandleBatch returns only once its
-// rows are in renamed files, so while files fill, later batches must be
-// handed over too.
+// Tuning asks for twice as many unacknowledged messages as the open files
+// may hold, in batches handled concurrently: HandleBatch returns only once
+// its rows are in renamed files, so while files fill, and while full ones
+// are written, later batches must be handed over too. With only the open
+// files' worth, the bus stalled while files were written: make bench
+// measured 41k events/s through the runtime, against 105-115k with twice.
 func (l *Lake) Tuning() consumers.Tuning {
 	size := min(1000, l.cfg.MaxBufferedRows)
 	return consumers.Tuning{
-		MaxInFlight: l.cfg.MaxBufferedRows, BatchSize: size,
-		Concurrency: max(1, l.cfg.MaxBufferedRows/size-1),
+		MaxInFlight: 2 * l.cfg.MaxBufferedRows, BatchSize: size,
+		Concurrency: max(1, 2*l.cfg.MaxBufferedRows/size-1),
 	}
 }
 

@@ -15,18 +15,19 @@ import (
 	"github.com/callstream/callstream/consumers"
 )
 
-// TestTuningUsesTheBudget: the bus may hand over as many messages as the
-// open files can hold, in batches of at most 1,000 handled concurrently,
-// one batch of the budget left as headroom.
+// TestTuningUsesTheBudget: the bus may hand over twice as many messages as
+// the open files can hold (the others wait in files being written), in
+// batches of at most 1,000 handled concurrently, one batch left as
+// headroom.
 func TestTuningUsesTheBudget(t *testing.T) {
 	for _, budget := range []int{1, 20, 1000, 1999, 2000, 2500, 50_000} {
 		l := newLake(t, Config{MaxBufferedRows: budget})
 		got := l.Tuning()
 		size := min(1000, budget)
-		if got.MaxInFlight != budget || got.BatchSize != size {
-			t.Errorf("budget %d: tuning %+v, want MaxInFlight %d, BatchSize %d", budget, got, budget, size)
+		if got.MaxInFlight != 2*budget || got.BatchSize != size {
+			t.Errorf("budget %d: tuning %+v, want MaxInFlight %d, BatchSize %d", budget, got, 2*budget, size)
 		}
-		want := max(1, budget/size-1)
+		want := max(1, 2*budget/size-1)
 		if got.Concurrency != want {
 			t.Errorf("budget %d: Concurrency %d, want %d (batches that fit, less one)", budget, got.Concurrency, want)
 		}
