@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/callstream/callstream/pkg/delivery"
 	"github.com/callstream/callstream/pkg/testenv"
@@ -107,31 +106,7 @@ func TestBenchKafkaConsume(t *testing.T) {
 		return fmt.Sprintf("bench-%s-%d-%s", what, round, k.topics.Prefix)
 	}
 	plain := func() (float64, float64) {
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: k.kcfg.Brokers, GroupID: group("plain"), Topic: k.topics.Calls,
-			StartOffset: kafka.FirstOffset, MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: 1000})
-		defer r.Close()
-		ctx := context.Background()
-		var start time.Time
-		var cpu0 time.Duration
-		pending := make([]kafka.Message, 0, 500)
-		for i := 0; i < n; i++ {
-			m, err := r.FetchMessage(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if i == 0 {
-				start, cpu0 = time.Now(), testenv.CPUTime()
-			}
-			pending = append(pending, m)
-			if len(pending) == cap(pending) || i == n-1 {
-				if err := r.CommitMessages(ctx, pending...); err != nil {
-					t.Fatal(err)
-				}
-				pending = pending[:0]
-			}
-		}
-		el := time.Since(start)
-		return float64(n) / el.Seconds(), float64(testenv.CPUTime()-cpu0) / float64(time.Microsecond) / float64(n)
+		return testenv.PlainConsume(t, k.kcfg.Brokers, k.topics.Calls, group("plain"), n)
 	}
 	runtime := func() (float64, float64) {
 		sink := &nopBatch{size: 500}

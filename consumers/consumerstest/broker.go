@@ -17,7 +17,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/callstream/callstream/consumers"
 	"github.com/callstream/callstream/pkg/kafkabus"
@@ -31,7 +30,7 @@ type Result struct {
 	Elapsed time.Duration // from the first handled event to the last
 	CPU     time.Duration // of this process over the same span
 	// Plain is the baseline of the same run: plain kafka-go reading the
-	// same topic (see PlainConsume), in events/s.
+	// same topic (see testenv.PlainConsume), in events/s.
 	Plain float64
 }
 
@@ -47,38 +46,6 @@ func (r Result) CPUPerEvent() float64 {
 func (r Result) String() string {
 	return fmt.Sprintf("%d events in %s = %.0f events/s, %.2f µs CPU/event | plain kafka-go fetch+commit of the same topic %.0f events/s, ratio %.0f%% (load %s)",
 		r.Events, r.Elapsed.Round(time.Millisecond), r.PerSecond(), r.CPUPerEvent(), r.Plain, 100*r.PerSecond()/r.Plain, testenv.LoadAvg())
-}
-
-// PlainConsume is the baseline of the "from the broker" figures: plain
-// kafka-go reading n records of topic in a consumer group of its own
-// (FetchMessage, CommitMessages every 500), in events/s from the first
-// record to the last.
-func PlainConsume(t testing.TB, brokers []string, topic string, n int) float64 {
-	t.Helper()
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, GroupID: "plain-" + topic, Topic: topic,
-		StartOffset: kafka.FirstOffset, MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: 1000})
-	defer r.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	var start time.Time
-	pending := make([]kafka.Message, 0, 500)
-	for i := range n {
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			t.Fatalf("plain kafka-go read of %s: %v", topic, err)
-		}
-		if i == 0 {
-			start = time.Now()
-		}
-		pending = append(pending, m)
-		if len(pending) == cap(pending) || i == n-1 {
-			if err := r.CommitMessages(ctx, pending...); err != nil {
-				t.Fatalf("plain kafka-go commit on %s: %v", topic, err)
-			}
-			pending = pending[:0]
-		}
-	}
-	return float64(n) / time.Since(start).Seconds()
 }
 
 // FromBroker publishes events (keyed by call key, on partitions topic
@@ -106,7 +73,7 @@ func FromBroker(t testing.TB, f consumers.Factory, events []schemas.CallEvent, p
 	}
 	defer pub.Close()
 	publish(t, pub, topics.Calls, events)
-	plain := PlainConsume(t, kcfg.Brokers, topics.Calls, len(events))
+	plain, _ := testenv.PlainConsume(t, kcfg.Brokers, topics.Calls, "plain-"+topics.Calls, len(events))
 
 	cfg := consumers.DefaultConfig()
 	cfg.GroupPrefix = prefix

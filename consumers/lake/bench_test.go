@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callstream/callstream/consumers"
-	"github.com/callstream/callstream/consumers/consumerstest"
 	"github.com/callstream/callstream/pkg/kafkabus"
 	"github.com/callstream/callstream/pkg/testenv"
 )
@@ -139,7 +138,7 @@ func runtimeBench(t *testing.T, brokers []string, topics consumers.Topics, n int
 		t.Fatal(err)
 	}
 	report(t, "runtime", dir, n, el, cpu)
-	plain := consumerstest.PlainConsume(t, brokers, topics.Calls, n)
+	plain, _ := testenv.PlainConsume(t, brokers, topics.Calls, "plain-"+topics.Calls, n)
 	fmt.Printf("BENCH lake runtime baseline: plain kafka-go fetch+commit of the same topic %.0f events/s; the runtime at %.0f%%\n",
 		plain, 100*float64(n)/el.Seconds()/plain)
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callstream/callstream/consumers"
-	"github.com/callstream/callstream/consumers/consumerstest"
 	"github.com/callstream/callstream/pkg/testenv"
 	"github.com/callstream/callstream/schemas"
 )
@@ -201,7 +200,7 @@ func TestBenchFromBroker(t *testing.T) {
 				prefix := testenv.Prefix(t)
 				topics := createTopics(t, brokers, prefix, 4)
 				publish(t, brokers, topics.Calls, evs)
-				plain := consumerstest.PlainConsume(t, brokers, topics.Calls, n)
+				plain, _ := testenv.PlainConsume(t, brokers, topics.Calls, "plain-"+topics.Calls, n)
 				reg := prometheus.NewRegistry()
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan error, 1)
