@@ -3,6 +3,7 @@ package producer
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -212,6 +213,47 @@ func TestTruncate(t *testing.T) {
 	}{{"", 3, ""}, {"abc", 3, "abc"}, {"abcd", 3, "abc..."}, {"ab", 3, "ab"}} {
 		if got := truncate(tc.s, tc.n); got != tc.want {
 			t.Errorf("truncate(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.want)
+		}
+	}
+}
+
+// TestPreparedPayloadsShareNothing: the events of a batch are encoded into
+// one buffer, and each payload must still be its own event, whole, and
+// unreachable from its neighbour. Records whose raw JSON is larger than
+// the room reserved per event make the buffer grow mid-batch.
+func TestPreparedPayloadsShareNothing(t *testing.T) {
+	t0 := time.Date(2026, 2, 7, 5, 57, 0, 0, time.UTC)
+	var recs []*unpod.Record
+	for i, raw := range []string{`{"a":1}`, `{"pad":"` + strings.Repeat("x", 3000) + `"}`, `{"b":2}`, `{}`} {
+		recs = append(recs, &unpod.Record{SourceNumber: fmt.Sprintf("+1%d", i), DestinationNumber: "+2", CallType: "inbound",
+			CallStatus: "completed", CreationTime: t0.Add(time.Duration(i) * time.Second), Raw: json.RawMessage(raw)})
+	}
+	b := &batch{window: Window{Start: t0, End: t0.Add(time.Hour)}, recs: recs, observed: t0.Add(time.Minute)}
+	for _, r := range recs {
+		id := Identify("acme", r)
+		b.ids, b.keys, b.revisions = append(b.ids, id), append(b.keys, keyOf("acme", id.CallKey)), append(b.revisions, 1)
+	}
+	p := &Producer{cfg: DefaultConfig()}
+	out := p.prepare("acme", b)
+	if len(out) != len(recs) {
+		t.Fatalf("prepared %d events of %d", len(out), len(recs))
+	}
+	for i, o := range out {
+		want, err := json.Marshal(o.event)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(o.msg.Payload, want) {
+			t.Fatalf("event %d: payload\n%s\nwant\n%s", i, o.msg.Payload, want)
+		}
+		if got := o.msg.Metadata.Get(schemas.HeaderTime); got != b.observed.Format(time.RFC3339Nano) {
+			t.Errorf("event %d: %s = %q, want the batch's observation time", i, schemas.HeaderTime, got)
+		}
+		_ = append(o.msg.Payload, "XXXXXXXX"...) // must not write into the next payload
+	}
+	for i, o := range out {
+		if !json.Valid(o.msg.Payload) {
+			t.Errorf("event %d: after appending to every payload, %q is not JSON", i, o.msg.Payload)
 		}
 	}
 }

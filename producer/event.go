@@ -54,24 +54,34 @@ func NewMessage(e *schemas.CallEvent) (*message.Message, error) {
 	if len(e.Raw) > 0 && !json.Valid(e.Raw) {
 		return nil, fmt.Errorf("producer: event %s of call %s: raw record is not valid JSON", e.EventID, e.CallKey)
 	}
-	return newMessage(e, schemas.Source(e.Org)), nil
+	return newMessage(e, schemas.Source(e.Org), e.ObservedAt.Format(time.RFC3339Nano), nil), nil
 }
 
 // newMessage is NewMessage for events whose raw record came from a decoded
-// page, hence is valid JSON already.
-// source is schemas.Source(e.Org), computed once per batch.
-func newMessage(e *schemas.CallEvent, source string) *message.Message {
-	payload := appendEvent(make([]byte, 0, 512+len(e.Raw)), e)
-	msg := message.NewMessage(e.EventID, payload)
-	msg.Metadata = message.Metadata{
-		schemas.KeyMetadata:       e.CallKey,
-		schemas.HeaderSpecVersion: schemas.SpecVersion,
-		schemas.HeaderID:          e.EventID,
-		schemas.HeaderSource:      source,
-		schemas.HeaderType:        e.Type(),
-		schemas.HeaderTime:        e.ObservedAt.Format(time.RFC3339Nano),
-		schemas.HeaderSubject:     e.CallKey,
-		schemas.HeaderContentType: schemas.JSONContentType,
+// page, hence is valid JSON already. Its arguments are what a batch of
+// events shares, computed once per batch: source is schemas.Source(e.Org),
+// at is e.ObservedAt in RFC 3339, and the payload is appended to *buf (nil
+// for a buffer of its own), so a batch allocates its payloads at once.
+func newMessage(e *schemas.CallEvent, source, at string, buf *[]byte) *message.Message {
+	var b []byte
+	if buf == nil {
+		b = appendEvent(make([]byte, 0, 512+len(e.Raw)), e)
+	} else {
+		start := len(*buf)
+		*buf = appendEvent(*buf, e)
+		b = (*buf)[start:len(*buf):len(*buf)] // capped: an append cannot reach the next payload
 	}
+	msg := message.NewMessage(e.EventID, b)
+	// Filled in place: the map NewMessage made holds eight entries without
+	// growing.
+	md := msg.Metadata
+	md[schemas.KeyMetadata] = e.CallKey
+	md[schemas.HeaderSpecVersion] = schemas.SpecVersion
+	md[schemas.HeaderID] = e.EventID
+	md[schemas.HeaderSource] = source
+	md[schemas.HeaderType] = e.Type()
+	md[schemas.HeaderTime] = at
+	md[schemas.HeaderSubject] = e.CallKey
+	md[schemas.HeaderContentType] = schemas.JSONContentType
 	return msg
 }

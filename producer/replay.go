@@ -89,7 +89,7 @@ func (p *Producer) Replay(ctx context.Context, org string, raw []byte) (ReplayRe
 		return ReplayResult{Revision: d.Revision}, nil
 	}
 	e := NewEvent(org, &rec, id, d.Revision, p.now())
-	msg := newMessage(&e, schemas.Source(org))
+	msg := newMessage(&e, schemas.Source(org), e.ObservedAt.Format(time.RFC3339Nano), nil)
 	if n := messageSize(msg); n > p.cfg.MaxMessageBytes {
 		return fail(fmt.Errorf("%w: its event is %d bytes, over producer.max_message_bytes %d", schemas.ErrTooLarge, n, p.cfg.MaxMessageBytes))
 	}

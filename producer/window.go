@@ -391,9 +391,18 @@ func (p *Producer) prepare(org string, b *batch) []outgoing {
 	events := make([]schemas.CallEvent, len(b.recs))
 	out := make([]outgoing, 0, len(b.recs))
 	source := schemas.Source(org)
+	var at string
+	size := 0
+	for _, r := range b.recs {
+		size += 512 + len(r.Raw)
+	}
+	buf := make([]byte, 0, size)
 	for i, r := range b.recs {
 		events[i] = NewEvent(org, r, b.ids[i], b.revisions[i], b.observed)
-		msg := newMessage(&events[i], source)
+		if i == 0 {
+			at = events[0].ObservedAt.Format(time.RFC3339Nano)
+		}
+		msg := newMessage(&events[i], source, at, &buf)
 		if n := messageSize(msg); n > p.cfg.MaxMessageBytes {
 			b.dead = append(b.dead, tooLarge(org, r, b.ids[i].CallKey,
 				fmt.Sprintf("its event is %d bytes, over producer.max_message_bytes %d", n, p.cfg.MaxMessageBytes)))

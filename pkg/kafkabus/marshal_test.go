@@ -153,3 +153,27 @@ func TestMarshalFencedAt(t *testing.T) {
 		})
 	}
 }
+
+// TestMarshalValuesShareNothing: the key and the header values of a record
+// are cut from one buffer; appending to one must not change the next.
+func TestMarshalValuesShareNothing(t *testing.T) {
+	msg := message.NewMessage("uuid-1", []byte(`{}`))
+	msg.Metadata = message.Metadata{schemas.KeyMetadata: "call-1", "ce_id": "e1", "ce_type": "t", "ce_source": "s"}
+	rec, err := DefaultMarshaler{}.Marshal("calls", msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = append(rec.Key, "XXXX"...)
+	for _, h := range rec.Headers {
+		_ = append(h.Value, "XXXX"...)
+	}
+	if string(rec.Key) != "call-1" {
+		t.Errorf("key = %q after appending to the headers, want call-1", rec.Key)
+	}
+	want := map[string]string{UUIDHeader: "uuid-1", "ce_id": "e1", "ce_type": "t", "ce_source": "s"}
+	for _, h := range rec.Headers {
+		if string(h.Value) != want[h.Key] {
+			t.Errorf("header %s = %q after appending to the others, want %q", h.Key, h.Value, want[h.Key])
+		}
+	}
+}
