@@ -391,7 +391,7 @@ func (p *Producer) prepare(org string, b *batch) []outgoing {
 	events := make([]schemas.CallEvent, len(b.recs))
 	out := make([]outgoing, 0, len(b.recs))
 	source := schemas.Source(org)
-	var at string
+	at := b.observed.UTC().Format(time.RFC3339Nano) // every event's ObservedAt
 	size := 0
 	for _, r := range b.recs {
 		size += 512 + len(r.Raw)
@@ -399,9 +399,6 @@ func (p *Producer) prepare(org string, b *batch) []outgoing {
 	buf := make([]byte, 0, size)
 	for i, r := range b.recs {
 		events[i] = NewEvent(org, r, b.ids[i], b.revisions[i], b.observed)
-		if i == 0 {
-			at = events[0].ObservedAt.Format(time.RFC3339Nano)
-		}
 		msg := newMessage(&events[i], source, at, &buf)
 		if n := messageSize(msg); n > p.cfg.MaxMessageBytes {
 			b.dead = append(b.dead, tooLarge(org, r, b.ids[i].CallKey,
