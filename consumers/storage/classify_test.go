@@ -205,8 +205,11 @@ func TestErrorClassification(t *testing.T) {
 			return s.HandleBatch(ctx, batch("gone-1"))
 		}, sqlState("42P01")},
 		{"postgres/server shut down mid-statement (57P01)", func(t *testing.T) error {
+			// The statement sleeps in a trigger rather than waiting for a
+			// lock: a fast shutdown terminates sessions one by one, and a
+			// lock holder terminated first would let the waiting upsert commit.
 			pg := startPrivatePostgres(t)
-			return whileWaitingForLock(t, pg.dsn, func(uint32) { pg.stop() })
+			return whileSleepingInStatement(t, pg.dsn, pg.stop)
 		}, func(err error) bool {
 			// The session's FATAL, or the socket closing before it is read.
 			return sqlState("57P01")(err) || errors.Is(err, syscall.ECONNRESET) || strings.Contains(err.Error(), "EOF")
@@ -362,6 +365,13 @@ func lockPostgres(t testing.TB, dsn string) (unlock func()) {
 // dsn waits for a lock, and returns its process id.
 func waitForLockWait(t testing.TB, dsn, app string) (pid uint32) {
 	t.Helper()
+	return waitForSession(t, dsn, app, "wait_event_type = 'Lock'")
+}
+
+// waitForSession waits until a session of application app on the server of
+// dsn matches the pg_stat_activity condition where, and returns its process id.
+func waitForSession(t testing.TB, dsn, app, where string) (pid uint32) {
+	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -371,7 +381,7 @@ func waitForLockWait(t testing.TB, dsn, app string) (pid uint32) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		err := conn.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
-			WHERE application_name = $1 AND wait_event_type = 'Lock' LIMIT 1`, app).Scan(&pid)
+			WHERE application_name = $1 AND `+where+` LIMIT 1`, app).Scan(&pid)
 		if err == nil {
 			return pid
 		}
@@ -379,7 +389,7 @@ func waitForLockWait(t testing.TB, dsn, app string) (pid uint32) {
 			t.Fatal(err)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no session of %s waited for a lock within 30s", app)
+			t.Fatalf("no session of %s matched %q within 30s", app, where)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -397,5 +407,23 @@ func whileWaitingForLock(t *testing.T, dsn string, during func(pid uint32)) erro
 	done := make(chan error, 1)
 	go func() { done <- s.HandleBatch(context.Background(), deliveries(callEvent("wait-1", 1))) }()
 	during(waitForLockWait(t, dsn, app))
+	return <-done
+}
+
+// whileSleepingInStatement runs HandleBatch on a store of the server of dsn
+// whose insert into call_logs sleeps in a trigger, calls during once the
+// statement sleeps, and returns HandleBatch's error.
+func whileSleepingInStatement(t *testing.T, dsn string, during func()) error {
+	t.Helper()
+	app := fmt.Sprintf("storage-sleep-%d", time.Now().UnixNano())
+	s := openStore(t, dsn+"&application_name="+app)
+	execSQL(t, s, `CREATE FUNCTION sleep_row() RETURNS trigger LANGUAGE plpgsql AS
+		$$ BEGIN PERFORM pg_sleep(120); RETURN NEW; END $$`)
+	execSQL(t, s, `CREATE TRIGGER sleep_row BEFORE INSERT ON call_logs
+		FOR EACH ROW EXECUTE FUNCTION sleep_row()`)
+	done := make(chan error, 1)
+	go func() { done <- s.HandleBatch(context.Background(), deliveries(callEvent("sleep-1", 1))) }()
+	waitForSession(t, dsn, app, "wait_event = 'PgSleep'")
+	during()
 	return <-done
 }
