@@ -38,16 +38,16 @@ type version struct {
 	in     renderInput // the generator's values json was rendered from: the ground truth
 }
 
-// current returns the version visible at now, or nil.
-func (c *call) current(now time.Time) *version {
-	var v *version
+// current returns the version visible at now, or nil, and when the next
+// version appears (zero when v is the last).
+func (c *call) current(now time.Time) (v *version, next time.Time) {
 	for i := range c.versions {
 		if c.versions[i].at.After(now) {
-			break
+			return v, c.versions[i].at
 		}
 		v = &c.versions[i]
 	}
-	return v
+	return v, time.Time{}
 }
 
 // generator holds what generation needs from the config.

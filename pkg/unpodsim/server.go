@@ -33,7 +33,8 @@ type Server struct {
 	cache      map[cacheKey][]*call
 	cachedRecs int
 
-	bufs sync.Pool // *bytes.Buffer for page bodies
+	listings listings  // recent call-logs listings, for paging
+	bufs     sync.Pool // *bytes.Buffer for page bodies
 
 	requests *prometheus.CounterVec
 	served   *prometheus.CounterVec
@@ -278,15 +279,32 @@ type filter struct {
 // each calls fn for every matching call version, newest first, and stops
 // when fn returns false.
 func (s *Server) each(org string, f filter, fn func(*call, *version) bool) {
+	s.walk(org, f, fn, nil)
+}
+
+// walk is each that, when horizon is not nil and fn never stops it, also
+// sets *horizon to the earliest clock time after f.now at which the result
+// could differ: a matching call's next version, a call created after now in
+// a minute it visited, or the next minute when now bounded the window. It
+// stays zero when the result is final.
+func (s *Server) walk(org string, f filter, fn func(*call, *version) bool, horizon *time.Time) {
+	lower := func(t time.Time) {
+		if horizon != nil && (horizon.IsZero() || t.Before(*horizon)) {
+			*horizon = t
+		}
+	}
 	from := f.from
 	if from.Before(s.start) {
 		from = s.start
 	}
-	to := f.to
+	to, clamped := f.to, false
 	if limit := f.now.Add(time.Nanosecond); to.IsZero() || to.After(limit) {
-		to = limit // nothing created after now is visible
+		to, clamped = limit, true // nothing created after now is visible
 	}
 	if !from.Before(to) {
+		if clamped {
+			lower(from)
+		}
 		return
 	}
 	first := from.Unix() / 60
@@ -294,17 +312,29 @@ func (s *Server) each(org string, f filter, fn func(*call, *version) bool) {
 		first--
 	}
 	last := to.Add(-time.Nanosecond).Unix() / 60
+	if clamped {
+		lower(time.Unix((last+1)*60, 0))
+	}
 	for m := last; m >= first; m-- {
 		cs := s.calls(org, m)
 		for i := len(cs) - 1; i >= 0; i-- {
 			c := cs[i]
-			if c.created.Before(from) || !c.created.Before(to) {
+			if c.created.Before(from) {
+				continue
+			}
+			if !c.created.Before(to) {
+				if clamped {
+					lower(c.created)
+				}
 				continue
 			}
 			if f.callType != "" && c.typ != f.callType {
 				continue
 			}
-			v := c.current(f.now)
+			v, next := c.current(f.now)
+			if !next.IsZero() {
+				lower(next)
+			}
 			if v == nil || (f.callStatus != "" && v.status != f.callStatus) {
 				continue
 			}
